@@ -1,0 +1,1 @@
+"""Helpers shared by modelshield's layers; not part of the public API."""

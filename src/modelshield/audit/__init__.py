@@ -1,0 +1,24 @@
+"""The audit layer: checks (attacks and scans) run against a target under a budget, collected into a Report.
+
+>>> from modelshield.audit import AuditOptions, Auditor, default_registry
+>>> [c.name for c in default_registry()]
+['integrity', 'baseline']
+"""
+
+from __future__ import annotations
+
+from modelshield.audit.interface import AuditOptions, Budget, Check, CheckContext, Requirement
+from modelshield.audit.registry import CheckRegistry, default_registry
+from modelshield.audit.runner import Auditor, ProgressCallback
+
+__all__ = [
+    "AuditOptions",
+    "Auditor",
+    "Budget",
+    "Check",
+    "CheckContext",
+    "CheckRegistry",
+    "ProgressCallback",
+    "Requirement",
+    "default_registry",
+]

@@ -1,0 +1,111 @@
+"""Run audit checks against a target and collect a :class:`~modelshield.findings.Report`.
+
+    >>> from modelshield.audit import Auditor, AuditOptions
+    >>> from modelshield.zoo import load_target
+    >>> report = Auditor(AuditOptions(checks=("integrity",))).run(load_target("zoo:cancer-gbm"))  # doctest: +SKIP
+
+Each check gets its own random generator, seeded from the audit seed and the check's name, so a check's result
+does not depend on which other checks ran. A check that raises is recorded as an error (the report is then
+incomplete) and the audit goes on with the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import sys
+import time
+import zlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from importlib import metadata
+
+import numpy as np
+
+from modelshield import __version__
+from modelshield.audit.interface import AuditOptions, Budget, Check, CheckContext
+from modelshield.audit.registry import CheckRegistry, default_registry
+from modelshield.findings import CheckRun, CheckStatus, Finding, Report, Severity
+from modelshield.target import Target
+
+__all__ = ["Auditor", "ProgressCallback"]
+
+log = logging.getLogger(__name__)
+
+#: Called before each check with (check name, index, total), and once more with ("", total, total) at the end.
+ProgressCallback = Callable[[str, int, int], None]
+
+_VERSIONED = ("numpy", "scikit-learn", "torch", "onnxruntime", "skops", "safetensors")
+
+
+def _versions() -> dict[str, str]:
+    versions = {"modelshield": __version__, "python": sys.version.split()[0], "platform": platform.platform()}
+    for dist in _VERSIONED:
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+class Auditor:
+    """Runs the checks named in its :class:`AuditOptions` (from ``registry``, default: the built-in checks)."""
+
+    def __init__(self, options: AuditOptions | None = None, *, registry: CheckRegistry | None = None) -> None:
+        self.options = options or AuditOptions()
+        self.registry = registry or default_registry()
+        self._checks = self.registry.select(self.options.checks)  # unknown names fail here, before any work
+
+    @property
+    def checks(self) -> tuple[Check, ...]:
+        return tuple(self._checks)
+
+    def run(self, target: Target, *, progress: ProgressCallback | None = None) -> Report:
+        budget = Budget.parse(self.options.budget)
+        started = datetime.now(UTC)
+        t0 = time.perf_counter()
+        runs: list[CheckRun] = []
+        findings: list[Finding] = []
+        total = len(self._checks)
+        for i, check in enumerate(self._checks):
+            if progress is not None:
+                progress(check.name, i, total)
+            unmet = check.unmet(target)
+            if unmet:
+                runs.append(CheckRun(check.name, CheckStatus.SKIPPED, 0.0, "; ".join(unmet)))
+                continue
+            context = CheckContext(
+                target=target,
+                budget=budget,
+                seed=self.options.seed,
+                rng=np.random.default_rng([self.options.seed, zlib.crc32(check.name.encode())]),
+            )
+            t = time.perf_counter()
+            try:
+                found = list(check.run(context))
+            except Exception as exc:  # one broken check must not lose the others' results
+                log.debug("Check %s failed", check.name, exc_info=True)
+                runs.append(
+                    CheckRun(check.name, CheckStatus.ERROR, time.perf_counter() - t, f"{type(exc).__name__}: {exc}")
+                )
+                continue
+            findings.extend(found)
+            status = CheckStatus.FINDINGS if any(f.severity >= Severity.LOW for f in found) else CheckStatus.PASSED
+            runs.append(CheckRun(check.name, status, time.perf_counter() - t))
+        if progress is not None:
+            progress("", total, total)
+        return Report(
+            target=target.info(),
+            findings=tuple(findings),
+            checks=tuple(runs),
+            seed=self.options.seed,
+            budget=budget.value,
+            started_at=started.isoformat(timespec="seconds"),
+            duration_s=time.perf_counter() - t0,
+            versions=_versions(),
+            config={
+                "checks": [c.name for c in self._checks],
+                "budget": budget.value,
+                "seed": self.options.seed,
+            },
+        )

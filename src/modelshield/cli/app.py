@@ -1,0 +1,100 @@
+"""The root Typer app, global options and error handling; each command group lives in its own module.
+
+    >>> from modelshield.cli.app import main
+    >>> main(["targets", "--help"])  # doctest: +SKIP
+
+This is the only place (with its sibling command modules) that reads ``MODELSHIELD_*`` environment variables.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from dataclasses import dataclass
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from modelshield import __version__
+from modelshield.errors import ModelShieldError
+
+__all__ = ["EXIT_CLEAN", "EXIT_FINDINGS", "EXIT_USAGE", "app", "main", "stderr"]
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+
+stderr = Console(stderr=True)
+
+
+@dataclass
+class _State:
+    verbose: int = 0
+
+
+state = _State()
+
+app = typer.Typer(
+    name="modelshield",
+    help="Security for machine-learning models: scan, audit, harden.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"modelshield {__version__}")
+        raise typer.Exit(EXIT_CLEAN)
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log output; -v also shows tracebacks.")
+    ] = 0,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """modelshield: a multi-layered security framework for machine-learning systems."""
+    state.verbose = verbose
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+
+
+def _register_commands() -> None:
+    from modelshield.cli import audit, targets
+
+    audit.register(app)
+    targets.register(app)
+
+
+_register_commands()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    state.verbose = 0
+    try:
+        app(args=args, prog_name="modelshield")  # usage errors print and exit 2 here
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    except ModelShieldError as exc:
+        _report(exc, f"{_one_line(exc.message)} Fix: {_one_line(exc.remedy)}")
+    except OSError as exc:
+        _report(exc, _one_line(str(exc)))
+    return EXIT_USAGE
+
+
+def _report(exc: BaseException, message: str) -> None:
+    if state.verbose:
+        stderr.print("".join(traceback.format_exception(exc)), markup=False, highlight=False)
+    stderr.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)

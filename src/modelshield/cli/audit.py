@@ -1,0 +1,204 @@
+"""``modelshield audit``: run checks against a reference target or a model file with its data, write reports.
+
+$ modelshield audit --target zoo:digits-cnn --out report/
+$ modelshield audit --model model.onnx --data test.csv --label diagnosis --format json
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import sys
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from modelshield._internal.atomic import write_text_atomic
+from modelshield.cli.app import EXIT_CLEAN, EXIT_FINDINGS, stderr
+from modelshield.errors import InvalidParameterError
+from modelshield.findings import Report, Severity
+from modelshield.target import Target
+
+if TYPE_CHECKING:
+    from modelshield.audit import Auditor
+
+__all__ = ["register"]
+
+
+class Format(enum.StrEnum):
+    text = "text"
+    json = "json"
+    sarif = "sarif"
+
+
+class BudgetChoice(enum.StrEnum):
+    quick = "quick"
+    standard = "standard"
+    thorough = "thorough"
+
+
+class FailOn(enum.StrEnum):
+    info = "info"
+    low = "low"
+    medium = "medium"
+    high = "high"
+    critical = "critical"
+    never = "never"
+
+
+def _cache_dir() -> Path | None:
+    value = os.environ.get("MODELSHIELD_CACHE_DIR")
+    return Path(value) if value else None
+
+
+def _file_target(
+    model: Path,
+    data: Path | None,
+    train_data: Path | None,
+    label: str,
+    arch: str | None,
+    trust_types: list[str],
+    unsafe_allow_pickle: bool,
+) -> Target:
+    from modelshield.data import load_table
+    from modelshield.models import Bounds, load_model
+
+    if data is None:
+        raise InvalidParameterError(
+            "--model needs --data: the test data to evaluate the model on.",
+            remedy="Add --data FILE (CSV, Parquet or NPZ) with a label column named by --label.",
+        )
+    test = load_table(data, label=label)
+    train = load_table(train_data, label=label) if train_data is not None else None
+    architecture = None
+    if arch is not None:
+        from modelshield.zoo import architecture as zoo_architecture
+
+        architecture = zoo_architecture(arch, test.schema.input_shape, test.n_classes)
+    bounds = test.schema.bounds()
+    loaded = load_model(
+        model,
+        architecture=architecture,
+        input_shape=test.schema.input_shape,
+        n_classes=test.n_classes,
+        clip_values=Bounds(*bounds) if bounds is not None else None,
+        trusted_types=trust_types,
+        unsafe_pickle=unsafe_allow_pickle,
+    )
+    return Target(
+        name=model.name,
+        classifier=loaded.classifier,
+        test=test,
+        train=train,
+        model_path=model,
+        model_format=loaded.format.format.value,
+        description=f"{model} evaluated on {data}",
+    )
+
+
+def _emit(text: str, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return
+    write_text_atomic(output, text)
+
+
+def audit_command(
+    target: Annotated[
+        str | None, typer.Option(help="A reference target, zoo:NAME (see `modelshield targets`).")
+    ] = None,
+    model: Annotated[Path | None, typer.Option(help="A model file: ONNX, skops, or safetensors with --arch.")] = None,
+    data: Annotated[Path | None, typer.Option(help="Test data for --model: CSV, Parquet or NPZ.")] = None,
+    train_data: Annotated[
+        Path | None, typer.Option(help="Training data (members) for --model, for privacy checks.")
+    ] = None,
+    label: Annotated[str, typer.Option(help="Label column of --data and --train-data.")] = "label",
+    arch: Annotated[
+        str | None,
+        typer.Option(help="Architecture for weights-only --model files: zoo:NAME of a torch target."),
+    ] = None,
+    trust_type: Annotated[
+        list[str] | None, typer.Option(help="A skops type to trust when loading --model (repeatable).")
+    ] = None,
+    unsafe_allow_pickle: Annotated[
+        bool,
+        typer.Option(help="Load pickle-based model files. This runs code from the file: trusted files only."),
+    ] = False,
+    checks: Annotated[str | None, typer.Option(help="Comma-separated checks to run (default: all).")] = None,
+    budget: Annotated[BudgetChoice, typer.Option(help="How much work each check may do.")] = BudgetChoice.quick,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed; the same seed gives the same report.")] = 0,
+    out: Annotated[Path | None, typer.Option(help="Directory for report.json, report.html and report.sarif.")] = None,
+    output_format: Annotated[Format, typer.Option("--format", help="What to print.")] = Format.text,
+    output: Annotated[Path | None, typer.Option(help="Write the --format output to this file.")] = None,
+    fail_on: Annotated[FailOn, typer.Option(help="Exit 1 when a finding reaches this severity.")] = FailOn.high,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary.")] = False,
+) -> None:
+    """Audit a model: run security checks and write the findings as JSON, HTML and SARIF."""
+    from modelshield.audit import AuditOptions, Auditor
+
+    if (target is None) == (model is None):
+        raise InvalidParameterError(
+            "Give either --target zoo:NAME or --model FILE (with --data FILE), not both and not neither.",
+            remedy="Try: modelshield audit --target zoo:digits-cnn",
+        )
+    names = tuple(n.strip() for n in checks.split(",") if n.strip()) if checks else None
+    auditor = Auditor(AuditOptions(checks=names, budget=budget.value, seed=seed))  # unknown checks fail now
+    show_progress = not quiet and output_format is Format.text and stderr.is_terminal
+    status: AbstractContextManager[object] = (
+        stderr.status("Preparing the target...") if show_progress else nullcontext()
+    )
+    with status:
+        if model is not None:
+            resolved = _file_target(model, data, train_data, label, arch, trust_type or [], unsafe_allow_pickle)
+        else:
+            from modelshield.zoo import load_target
+
+            resolved = load_target(str(target), seed=seed, cache_dir=_cache_dir())
+    report = _run(auditor, resolved, show_progress)
+    if out is not None:
+        from modelshield.reporting import write_reports
+
+        written = write_reports(report, out)
+        if not quiet and output_format is Format.text:
+            stderr.print(f"Reports written: {', '.join(str(p) for p in written.values())}", highlight=False)
+    if output_format is Format.json:
+        from modelshield.reporting import render_json
+
+        _emit(render_json(report), output)
+    elif output_format is Format.sarif:
+        from modelshield.reporting import render_sarif
+
+        _emit(render_sarif(report), output)
+    elif not quiet:
+        from modelshield.reporting import render_terminal
+
+        render_terminal(report)
+    raise typer.Exit(_exit_code(report, fail_on))
+
+
+def _run(auditor: Auditor, target: Target, show_progress: bool) -> Report:
+    from rich.progress import Progress
+
+    if not show_progress:
+        return auditor.run(target)
+    with Progress(console=stderr, transient=True) as bar:
+        task = bar.add_task("Auditing", total=len(auditor.checks))
+
+        def progress(name: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, description=f"Check: {name}" if name else "Done")
+
+        return auditor.run(target, progress=progress)
+
+
+def _exit_code(report: Report, fail_on: FailOn) -> int:
+    if not report.complete:
+        return EXIT_FINDINGS
+    if fail_on is FailOn.never:
+        return EXIT_CLEAN
+    return EXIT_FINDINGS if report.at_or_above(Severity.parse(fail_on.value)) else EXIT_CLEAN
+
+
+def register(app: typer.Typer) -> None:
+    app.command("audit")(audit_command)

@@ -1,0 +1,1 @@
+"""Security gateway in front of served models (a later issue); nothing imports this package."""

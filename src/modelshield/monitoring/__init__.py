@@ -1,0 +1,1 @@
+"""Production monitoring: drift, client behaviour, alerts (a later issue)."""

@@ -1,0 +1,1 @@
+"""Model registry: content-addressed model versions with signature, scan and audit attached (not built yet)."""

@@ -1,0 +1,84 @@
+"""A Target: what an audit examines — a classifier, the data it was trained and tested on, and its model file.
+
+    >>> from modelshield.zoo import load_target
+    >>> target = load_target("zoo:cancer-gbm")  # doctest: +SKIP
+    >>> target.info().model_sha256[:12]  # doctest: +SKIP
+
+The Target sits beside ``findings.py`` rather than inside ``audit/`` because the zoo, the CLI and every attack
+build or read one; it depends only on the model and data interfaces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from modelshield.data.interface import Dataset
+from modelshield.errors import InvalidInputError
+from modelshield.findings import TargetInfo
+from modelshield.models.interface import Classifier
+
+__all__ = ["Target", "sha256_file"]
+
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 (hex) of a file, streamed in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True, eq=False)
+class Target:
+    """A classifier with its test data (and, when known, its training data and model file)."""
+
+    name: str
+    classifier: Classifier
+    test: Dataset
+    train: Dataset | None = None
+    model_path: Path | None = None
+    model_format: str = "in-memory"
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        for data in (self.test, self.train):
+            if data is None:
+                continue
+            if data.schema.input_shape != self.classifier.input_shape:
+                raise InvalidInputError(
+                    f"Data {data.name!r} has inputs of shape {data.schema.input_shape}, but the model "
+                    f"{self.name!r} expects {self.classifier.input_shape}.",
+                    remedy="Pass the data the model was built for (same features, same order).",
+                )
+            if data.n_classes != self.classifier.n_classes:
+                raise InvalidInputError(
+                    f"Data {data.name!r} has {data.n_classes} classes, but the model {self.name!r} predicts "
+                    f"{self.classifier.n_classes}.",
+                    remedy="Check the label column and that data and model belong together.",
+                )
+
+    @cached_property
+    def model_sha256(self) -> str | None:
+        return sha256_file(self.model_path) if self.model_path is not None else None
+
+    def info(self) -> TargetInfo:
+        """Identity of the target for a report: names, digests, shapes."""
+        return TargetInfo(
+            name=self.name,
+            description=self.description,
+            model_format=self.model_format,
+            model_path=str(self.model_path) if self.model_path is not None else None,
+            model_sha256=self.model_sha256,
+            train_sha256=self.train.digest if self.train is not None else None,
+            test_sha256=self.test.digest,
+            n_classes=self.classifier.n_classes,
+            input_shape=self.classifier.input_shape,
+            classifier=type(self.classifier).__name__,
+            white_box=self.classifier.white_box,
+        )

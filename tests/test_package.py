@@ -1,0 +1,58 @@
+"""The public surface: light imports, complete __all__, install hints for missing extras."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import subprocess
+import sys
+
+import pytest
+
+import modelshield
+from modelshield._extras import require
+from modelshield.errors import MissingExtraError, ModelShieldError
+
+
+def test_import_does_not_load_heavy_dependencies() -> None:
+    code = (
+        "import sys, modelshield, modelshield.models, modelshield.data, modelshield.findings, modelshield.cli;"
+        "heavy = [m for m in ('torch', 'onnxruntime', 'sklearn', 'mlxtend', 'river') if m in sys.modules];"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def _modules() -> list[str]:
+    return [m.name for m in pkgutil.walk_packages(modelshield.__path__, "modelshield.")]
+
+
+@pytest.mark.parametrize("name", _modules())
+def test_every_module_imports_and_lists_what_it_exports(name: str) -> None:
+    module = importlib.import_module(name)
+    assert module.__doc__, f"{name} has no module docstring"
+    for exported in getattr(module, "__all__", ()):
+        assert hasattr(module, exported), f"{name}.__all__ names {exported!r}, which is missing"
+
+
+def test_missing_extra_names_the_install_command() -> None:
+    with pytest.raises(MissingExtraError) as err:
+        require("modelshield_no_such_package.sub", extra="torch", feature="Testing")
+    assert err.value.remedy == "pip install 'modelshield[torch]'"
+    assert isinstance(err.value, ImportError)
+    assert isinstance(err.value, ModelShieldError)
+
+
+def test_broken_inner_import_is_not_disguised_as_missing_extra(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "brokenpkg_ms").mkdir()
+    (tmp_path / "brokenpkg_ms" / "__init__.py").write_text("import modelshield_missing_dependency_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ModuleNotFoundError) as err:
+        require("brokenpkg_ms", extra="x", feature="y")
+    assert not isinstance(err.value, MissingExtraError)
+
+
+def test_error_diagnostics_carry_a_remedy() -> None:
+    err = ModelShieldError("It broke.", remedy="Fix it.")
+    assert err.diagnostics() == "It broke.\nWhat to do: Fix it."

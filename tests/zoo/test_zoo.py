@@ -1,0 +1,72 @@
+"""Reference targets: trained reproducibly, cached by content, rebuilt when tampered with."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modelshield.errors import UnknownTargetError
+from modelshield.models import GradientClassifier
+from modelshield.target import sha256_file
+from modelshield.testing import check_classifier
+from modelshield.zoo import ZOO, load_target, status
+
+
+def test_digits_cnn_is_a_working_white_box_target(zoo_cache: Path) -> None:
+    target = load_target("zoo:digits-cnn", cache_dir=zoo_cache, device="cpu")
+    assert isinstance(target.classifier, GradientClassifier)
+    assert target.classifier.input_shape == (1, 8, 8)
+    assert target.model_format == "safetensors"
+    assert target.model_path is not None and target.model_path.is_file()
+    assert target.classifier.accuracy(target.test.x, target.test.y) > 0.9
+    check_classifier(target.classifier, target.test.x[:16])
+
+
+def test_cache_is_reused_and_tampering_is_rebuilt(zoo_cache: Path) -> None:
+    first = load_target("cancer-gbm", cache_dir=zoo_cache)
+    assert first.model_path is not None
+    stamp = first.model_path.stat().st_mtime_ns
+    again = load_target("cancer-gbm", cache_dir=zoo_cache)
+    assert again.model_path == first.model_path
+    assert again.model_path is not None and again.model_path.stat().st_mtime_ns == stamp  # not retrained
+
+    recorded = json.loads((first.model_path.parent / "meta.json").read_text())["model_sha256"]
+    first.model_path.write_bytes(first.model_path.read_bytes() + b"\x00")  # tamper
+    rebuilt = load_target("cancer-gbm", cache_dir=zoo_cache)
+    assert rebuilt.model_path is not None
+    assert sha256_file(rebuilt.model_path) == recorded
+
+
+def test_training_is_reproducible(tmp_path: Path) -> None:
+    a = load_target("digits-mlp", cache_dir=tmp_path / "a", device="cpu")
+    b = load_target("digits-mlp", cache_dir=tmp_path / "b", device="cpu")
+    assert a.model_sha256 == b.model_sha256
+    c = load_target("digits-mlp", cache_dir=tmp_path / "c", device="cpu", seed=1)
+    assert c.model_sha256 != a.model_sha256
+
+
+def test_overfit_variant_overfits_more_than_the_regularised_one(zoo_cache: Path) -> None:
+    loose = status("cancer-mlp-overfit", cache_dir=zoo_cache)
+    tight = status("cancer-mlp", cache_dir=zoo_cache)
+    assert loose.train_accuracy == 1.0
+    assert loose.test_accuracy is not None and tight.test_accuracy is not None and tight.train_accuracy is not None
+    assert loose.train_accuracy - loose.test_accuracy > tight.train_accuracy - tight.test_accuracy
+
+
+def test_unknown_target_lists_the_known_ones() -> None:
+    with pytest.raises(UnknownTargetError, match="Unknown reference target 'zoo:nope'") as err:
+        load_target("zoo:nope")
+    assert "zoo:digits-cnn" in err.value.remedy
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_every_target_builds_and_beats_chance(name: str, zoo_cache: Path) -> None:
+    target = load_target(name, cache_dir=zoo_cache, device="cpu")
+    accuracy = target.classifier.accuracy(target.test.x, target.test.y)
+    chance = np.bincount(target.test.y).max() / len(target.test)
+    assert accuracy > chance + 0.5 * (1 - chance), f"{name}: {accuracy:.3f} vs majority class {chance:.3f}"
+    check_classifier(target.classifier, target.test.x[:16])
