@@ -1,6 +1,6 @@
 """``python -m modelshield`` runs the command line.
 
-    $ python -m modelshield --version
+$ python -m modelshield --version
 """
 
 from __future__ import annotations

@@ -33,11 +33,15 @@ def test_cache_is_reused_and_tampering_is_rebuilt(zoo_cache: Path) -> None:
     assert again.model_path == first.model_path
     assert again.model_path is not None and again.model_path.stat().st_mtime_ns == stamp  # not retrained
 
-    recorded = json.loads((first.model_path.parent / "meta.json").read_text())["model_sha256"]
     first.model_path.write_bytes(first.model_path.read_bytes() + b"\x00")  # tamper
+    tampered = sha256_file(first.model_path)
     rebuilt = load_target("cancer-gbm", cache_dir=zoo_cache)
     assert rebuilt.model_path is not None
-    assert sha256_file(rebuilt.model_path) == recorded
+    recorded = json.loads((rebuilt.model_path.parent / "meta.json").read_text())["model_sha256"]
+    assert sha256_file(rebuilt.model_path) == recorded != tampered
+    assert rebuilt.classifier.accuracy(rebuilt.test.x, rebuilt.test.y) == first.classifier.accuracy(
+        first.test.x, first.test.y
+    )
 
 
 def test_training_is_reproducible(tmp_path: Path) -> None:
@@ -52,8 +56,10 @@ def test_overfit_variant_overfits_more_than_the_regularised_one(zoo_cache: Path)
     loose = status("cancer-mlp-overfit", cache_dir=zoo_cache)
     tight = status("cancer-mlp", cache_dir=zoo_cache)
     assert loose.train_accuracy == 1.0
-    assert loose.test_accuracy is not None and tight.test_accuracy is not None and tight.train_accuracy is not None
-    assert loose.train_accuracy - loose.test_accuracy > tight.train_accuracy - tight.test_accuracy
+    # The loss gap between unseen and training data is what membership inference exploits.
+    assert loose.test_loss is not None and loose.train_loss is not None
+    assert tight.test_loss is not None and tight.train_loss is not None
+    assert loose.test_loss - loose.train_loss > 1.5 * (tight.test_loss - tight.train_loss)
 
 
 def test_unknown_target_lists_the_known_ones() -> None:

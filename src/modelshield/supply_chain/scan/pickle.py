@@ -1,0 +1,419 @@
+"""Static analysis of pickle streams: every callable a load would import or call, without executing anything.
+
+    >>> import io, pickle
+    >>> from modelshield.supply_chain.scan.pickle import analyse_pickle
+    >>> result = analyse_pickle(io.BytesIO(pickle.dumps({"w": [1.0, 2.0]})))
+    >>> result.imports, result.error
+    ((), None)
+
+The walker reads opcodes itself (large byte and string arguments are skipped with ``seek``, not read), and
+simulates the unpickler's stack and memo, so it resolves the module and name of ``GLOBAL``, ``INST`` and
+``STACK_GLOBAL`` even when the strings come from the memo, and knows which imports ``REDUCE``, ``OBJ``, ``INST``,
+``NEWOBJ`` and ``BUILD`` act on. Several pickles back to back (legacy PyTorch files) are all read. A parse error
+ends the walk where the real unpickler would stop, keeps everything found before it, and is reported; the bytes
+after it are searched for the names of dangerous modules, since a more lenient loader may read on.
+"""
+
+from __future__ import annotations
+
+import io
+import pickletools
+import re
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from modelshield.supply_chain.scan.policy import DEFAULT_POLICY, Classification, Policy, Verdict
+
+__all__ = ["ImportRef", "PickleAnalysis", "PickleLimits", "analyse_pickle"]
+
+_SHORT = 4096  # string arguments up to this size are kept (module/attribute names); longer ones are skipped
+_MAX_LINE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class PickleLimits:
+    """Hard limits against pickle bombs; hitting one ends the walk and is reported."""
+
+    max_opcodes: int = 20_000_000
+    max_memo: int = 5_000_000
+    max_pickles: int = 64
+
+
+@dataclass(frozen=True)
+class ImportRef:
+    """One callable the pickle imports: where, how, whether it is called, and the policy's verdict."""
+
+    module: str
+    name: str
+    offset: int
+    opcode: str
+    classification: Classification
+    invoked_by: str | None = None  # REDUCE, INST, OBJ, NEWOBJ, NEWOBJ_EX or BUILD, when the pickle acts on it
+
+    @property
+    def qualname(self) -> str:
+        return f"{self.module}.{self.name}"
+
+
+@dataclass(frozen=True)
+class PickleAnalysis:
+    """What a pickle stream would import and call, and how the walk ended."""
+
+    imports: tuple[ImportRef, ...]
+    dynamic_imports: tuple[int, ...]  # offsets of STACK_GLOBALs whose operands are computed, not constants
+    pickles: int
+    opcodes: int
+    protocol: int
+    error: str | None = None
+    error_offset: int | None = None
+    limit: str | None = None
+    trailing_names: tuple[str, ...] = ()  # dangerous names in bytes after a parse error
+    trailing_bytes: int = 0
+
+    @property
+    def worst(self) -> Verdict:
+        verdicts = {i.classification.verdict for i in self.imports}
+        if Verdict.DANGEROUS in verdicts or self.dynamic_imports or self.trailing_names:
+            return Verdict.DANGEROUS
+        return Verdict.UNKNOWN if Verdict.UNKNOWN in verdicts else Verdict.SAFE
+
+
+class _ParseError(Exception):
+    def __init__(self, message: str, offset: int) -> None:
+        super().__init__(message)
+        self.offset = offset
+
+
+class _Limit(Exception):
+    pass
+
+
+@dataclass
+class _Str:
+    value: str
+
+
+@dataclass
+class _Global:
+    ref_index: int  # index into the imports list
+
+
+@dataclass
+class _Obj:
+    made_by: int | None  # import index of the callable that made it, when known
+
+
+_MARK = object()
+_ANY = object()
+
+_STRING_OPS = frozenset(
+    {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "BINSTRING", "SHORT_BINSTRING"}
+)
+_CALLS = frozenset({"REDUCE", "NEWOBJ", "NEWOBJ_EX", "OBJ", "INST", "BUILD"})
+
+
+class _Reader:
+    """Reads opcodes and their arguments from a binary stream, skipping over large arguments."""
+
+    def __init__(self, stream: BinaryIO, end: int) -> None:
+        self.stream = stream
+        self.end = end
+
+    def tell(self) -> int:
+        return self.stream.tell()
+
+    def _read(self, n: int, what: str) -> bytes:
+        data = self.stream.read(n)
+        if len(data) != n:
+            raise _ParseError(f"truncated stream: {what} needs {n} bytes, {len(data)} left", self.tell())
+        return data
+
+    def _line(self) -> bytes:
+        line = self.stream.readline(_MAX_LINE)
+        if not line.endswith(b"\n"):
+            raise _ParseError("unterminated or over-long text argument", self.tell())
+        return line[:-1]
+
+    def _sized(self, n: int) -> bytes | None:
+        if n < 0 or self.tell() + n > self.end:
+            raise _ParseError(f"argument of {n} bytes runs past the end of the data", self.tell())
+        if n > _SHORT:
+            self.stream.seek(n, io.SEEK_CUR)
+            return None
+        return self._read(n, "argument")
+
+    def next(self) -> tuple[pickletools.OpcodeInfo, object, int]:
+        pos = self.tell()
+        code = self.stream.read(1)
+        if not code:
+            raise _ParseError("stream ends without a STOP opcode", pos)
+        op = pickletools.code2op.get(code.decode("latin-1"))
+        if op is None:
+            raise _ParseError(f"unknown opcode byte 0x{code[0]:02x}", pos)
+        arg = self._argument(op.arg.name if op.arg is not None else None)
+        return op, arg, pos
+
+    def _argument(self, kind: str | None) -> object:  # noqa: PLR0911, PLR0912 - one branch per argument kind
+        if kind is None:
+            return None
+        if kind == "uint1":
+            return self._read(1, kind)[0]
+        if kind == "uint2":
+            return int(struct.unpack("<H", self._read(2, kind))[0])
+        if kind == "int4":
+            return int(struct.unpack("<i", self._read(4, kind))[0])
+        if kind == "uint4":
+            return int(struct.unpack("<I", self._read(4, kind))[0])
+        if kind == "uint8":
+            return int(struct.unpack("<Q", self._read(8, kind))[0])
+        if kind == "float8":
+            return self._read(8, kind)
+        if kind in ("decimalnl_short", "decimalnl_long", "floatnl", "stringnl", "unicodestringnl"):
+            return self._line()
+        if kind in ("stringnl_noescape",):
+            return self._line()
+        if kind == "stringnl_noescape_pair":
+            return (self._line(), self._line())
+        if kind in ("string1", "bytes1", "unicodestring1"):
+            return self._sized(self._read(1, kind)[0])
+        if kind == "long1":
+            return self._sized(self._read(1, kind)[0])
+        if kind in ("string4", "long4"):
+            return self._sized(struct.unpack("<i", self._read(4, kind))[0])
+        if kind in ("bytes4", "unicodestring4"):
+            return self._sized(struct.unpack("<I", self._read(4, kind))[0])
+        if kind in ("bytes8", "unicodestring8", "bytearray8"):
+            return self._sized(struct.unpack("<Q", self._read(8, kind))[0])
+        raise _ParseError(f"unsupported argument kind {kind}", self.tell())
+
+
+def _text(raw: object) -> str | None:
+    if isinstance(raw, bytes):
+        try:
+            return raw.decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError:
+            return raw.decode("latin-1")
+    return None
+
+
+def _quoted(raw: object) -> str | None:
+    """The value of a protocol-0 STRING argument (a quoted repr)."""
+    text = _text(raw)
+    if text is None or len(text) < 2 or text[0] not in "'\"" or text[-1] != text[0]:
+        return None
+    return text[1:-1]
+
+
+@dataclass
+class _Walk:
+    policy: Policy
+    limits: PickleLimits
+    imports: list[ImportRef] = field(default_factory=list)
+    dynamic: list[int] = field(default_factory=list)
+    opcodes: int = 0
+    protocol: int = 0
+
+    def run_one(self, reader: _Reader) -> None:  # noqa: PLR0912, PLR0915 - one branch per opcode family
+        stack: list[object] = []
+        memo: dict[int, object] = {}
+
+        def pop(pos: int) -> object:
+            if not stack or stack[-1] is _MARK:
+                raise _ParseError("stack underflow", pos)
+            return stack.pop()
+
+        def pop_mark(pos: int) -> list[object]:
+            items: list[object] = []
+            while stack:
+                item = stack.pop()
+                if item is _MARK:
+                    items.reverse()
+                    return items
+                items.append(item)
+            raise _ParseError("no MARK on the stack", pos)
+
+        def add_import(module: str, name: str, pos: int, opcode: str) -> int:
+            self.imports.append(ImportRef(module, name, pos, opcode, self.policy.classify(module, name)))
+            return len(self.imports) - 1
+
+        def invoke(item: object, how: str) -> _Obj:
+            if isinstance(item, _Global):
+                ref = self.imports[item.ref_index]
+                if ref.invoked_by is None:
+                    self.imports[item.ref_index] = ImportRef(
+                        ref.module, ref.name, ref.offset, ref.opcode, ref.classification, how
+                    )
+                return _Obj(item.ref_index)
+            return _Obj(None)
+
+        while True:
+            op, arg, pos = reader.next()
+            name = op.name
+            self.opcodes += 1
+            if self.opcodes > self.limits.max_opcodes:
+                raise _Limit(f"more than {self.limits.max_opcodes:,} opcodes")
+            if name == "STOP":
+                pop(pos)
+                return
+            if name == "PROTO":
+                self.protocol = max(self.protocol, int(arg))  # type: ignore[call-overload]
+            elif name == "FRAME":
+                pass
+            elif name == "MARK":
+                stack.append(_MARK)
+            elif name in _STRING_OPS:
+                value = _quoted(arg) if name == "STRING" else _text(arg)
+                stack.append(_Str(value) if value is not None else _ANY)
+            elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
+                if not stack:
+                    raise _ParseError("memo store from an empty stack", pos)
+                key = len(memo) if name == "MEMOIZE" else int(_text(arg) or 0) if name == "PUT" else int(arg)  # type: ignore[call-overload]
+                memo[key] = stack[-1]
+                if len(memo) > self.limits.max_memo:
+                    raise _Limit(f"more than {self.limits.max_memo:,} memo entries")
+            elif name in ("GET", "BINGET", "LONG_BINGET"):
+                key = int(_text(arg) or -1) if name == "GET" else int(arg)  # type: ignore[call-overload]
+                if key not in memo:
+                    raise _ParseError(f"memo key {key} read before it is written", pos)
+                stack.append(memo[key])
+            elif name == "GLOBAL" or name == "INST":
+                module_raw, attr_raw = arg  # type: ignore[misc]
+                index = add_import(_text(module_raw) or "", _text(attr_raw) or "", pos, name)
+                if name == "INST":
+                    pop_mark(pos)
+                    stack.append(invoke(_Global(index), "INST"))
+                else:
+                    stack.append(_Global(index))
+            elif name == "STACK_GLOBAL":
+                attr, module = pop(pos), pop(pos)
+                if isinstance(module, _Str) and isinstance(attr, _Str):
+                    stack.append(_Global(add_import(module.value, attr.value, pos, name)))
+                else:
+                    self.dynamic.append(pos)
+                    stack.append(_ANY)
+            elif name == "REDUCE":
+                pop(pos)
+                stack.append(invoke(pop(pos), name))
+            elif name == "NEWOBJ":
+                pop(pos)
+                stack.append(invoke(pop(pos), name))
+            elif name == "NEWOBJ_EX":
+                pop(pos)
+                pop(pos)
+                stack.append(invoke(pop(pos), name))
+            elif name == "OBJ":
+                items = pop_mark(pos)
+                if not items:
+                    raise _ParseError("OBJ without a class", pos)
+                stack.append(invoke(items[0], name))
+            elif name == "BUILD":
+                pop(pos)
+                target = pop(pos)
+                if isinstance(target, _Global):  # setting state on an imported callable itself
+                    invoke(target, name)
+                stack.append(target)
+            elif name in ("EXT1", "EXT2", "EXT4"):
+                stack.append(_Global(add_import("copyreg", f"_extension_registry_{arg}", pos, name)))
+            elif name == "DUP":
+                if not stack:
+                    raise _ParseError("DUP on an empty stack", pos)
+                stack.append(stack[-1])
+            elif name == "POP":
+                if stack and stack[-1] is _MARK:
+                    stack.pop()
+                else:
+                    pop(pos)
+            elif name == "POP_MARK":
+                pop_mark(pos)
+            else:
+                before = op.stack_before
+                if pickletools.markobject in before:
+                    pop_mark(pos)
+                    before = before[: before.index(pickletools.markobject)]
+                for _ in before:
+                    pop(pos)
+                stack.extend(_ANY for _ in op.stack_after)
+
+
+# Names that mark a dangerous payload in raw bytes (after a parse error, where opcodes cannot be trusted).
+_TRAILING = re.compile(
+    rb"(?<![A-Za-z0-9_])(os|posix|nt|subprocess|builtins|__builtin__|runpy|pty|commands|webbrowser|socket|"
+    rb"ctypes|marshal|pickle|_pickle|importlib|pdb|bdb|timeit|cProfile|pydoc|pkgutil)\s*[\n\x00-\x20]?[.\x8c\n]?"
+    rb"\s*(system|popen|exec|eval|spawn\w*|run\w*|call|check_output|Popen|getoutput|open|loads|load|__import__|"
+    rb"import_module|locate|resolve_name|set_trace|runctx|runcall)(?![A-Za-z0-9_])"
+)
+
+
+def _scan_trailing(stream: BinaryIO, start: int, end: int, budget: int = 64 * 1024 * 1024) -> tuple[str, ...]:
+    stream.seek(start)
+    data = stream.read(min(end - start, budget))
+    found = {m.group(0).decode("latin-1") for m in _TRAILING.finditer(data)}
+    return tuple(sorted(" ".join(f.split()) for f in found))
+
+
+_PICKLE_START = re.compile(rb"\x80[\x00-\x05]")
+
+
+def _iter_pickles(reader: _Reader, limits: PickleLimits) -> Iterator[int]:
+    """Offsets at which pickles start: the first, then each further one that begins like a pickle."""
+    yield reader.tell()
+    for _ in range(limits.max_pickles - 1):
+        pos = reader.tell()
+        head = reader.stream.read(2)
+        reader.stream.seek(pos)
+        if not _PICKLE_START.fullmatch(head):
+            return
+        yield pos
+
+
+def analyse_pickle(
+    stream: BinaryIO, *, policy: Policy = DEFAULT_POLICY, limits: PickleLimits | None = None, size: int | None = None
+) -> PickleAnalysis:
+    """Analyse the pickle(s) at the stream's current position; ``size`` bounds the readable bytes."""
+    limits = limits or PickleLimits()
+    start = stream.tell()
+    if size is None:
+        stream.seek(0, io.SEEK_END)
+        end = stream.tell()
+        stream.seek(start)
+    else:
+        end = start + size
+    reader = _Reader(stream, end)
+    walk = _Walk(policy, limits)
+    error: str | None = None
+    error_offset: int | None = None
+    limit: str | None = None
+    pickles = 0
+    trailing: tuple[str, ...] = ()
+    for offset in _iter_pickles(reader, limits):
+        opcodes_before = walk.opcodes
+        try:
+            walk.run_one(reader)
+            pickles += 1
+        except _ParseError as exc:
+            if pickles and walk.opcodes - opcodes_before <= 1:
+                # Data after the last pickle that merely starts like one (legacy torch storages): not a pickle.
+                reader.stream.seek(offset)
+                break
+            error, error_offset = str(exc), exc.offset - start
+            trailing = _scan_trailing(stream, exc.offset, end)
+            break
+        except _Limit as exc:
+            limit = str(exc)
+            break
+        if reader.tell() >= end:
+            break
+    return PickleAnalysis(
+        imports=tuple(walk.imports),
+        dynamic_imports=tuple(walk.dynamic),
+        pickles=pickles,
+        opcodes=walk.opcodes,
+        protocol=walk.protocol,
+        error=error,
+        error_offset=error_offset,
+        limit=limit,
+        trailing_names=trailing,
+        trailing_bytes=max(0, end - reader.tell()) if error is None else 0,
+    )
