@@ -70,7 +70,7 @@ def test_wrong_output_width_is_a_model_error(x: np.ndarray) -> None:
 def test_bad_arguments_and_labels(clf: TorchClassifier, x: np.ndarray) -> None:
     with pytest.raises(InvalidParameterError):
         TorchClassifier(small_cnn(), n_classes=5, input_shape=(1, 8, 8), output="scores")  # type: ignore[arg-type]
-    with pytest.raises(InvalidInputError, match="Labels must lie in 0..4"):
+    with pytest.raises(InvalidInputError, match=r"Labels must lie in 0\.\.4"):
         clf.loss_gradient(x, np.full(len(x), 9))
     with pytest.raises(InvalidInputError, match="integer labels"):
         clf.loss_gradient(x, np.zeros(3))

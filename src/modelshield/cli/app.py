@@ -12,7 +12,7 @@ import logging
 import sys
 import traceback
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 from rich.console import Console
@@ -25,6 +25,21 @@ __all__ = ["EXIT_CLEAN", "EXIT_FINDINGS", "EXIT_USAGE", "app", "main", "stderr"]
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
 stderr = Console(stderr=True)
+
+
+class _StderrHandler(logging.StreamHandler[TextIO]):
+    """Writes to whatever ``sys.stderr`` is at the time of each record (tests swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+_LOG_HANDLER = _StderrHandler()
 
 
 @dataclass
@@ -61,8 +76,11 @@ def _root(
 ) -> None:
     """modelshield: a multi-layered security framework for machine-learning systems."""
     state.verbose = verbose
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    _LOG_HANDLER.setLevel(logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG)
+    package = logging.getLogger("modelshield")
+    package.setLevel(_LOG_HANDLER.level)
+    if _LOG_HANDLER not in package.handlers:
+        package.addHandler(_LOG_HANDLER)
 
 
 def _register_commands() -> None:

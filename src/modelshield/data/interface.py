@@ -165,7 +165,7 @@ class Dataset:
         h = hashlib.sha256()
         for arr in (self.x, self.y):
             h.update(f"{arr.dtype.str}{arr.shape}".encode())
-            h.update(memoryview(arr).cast("B"))
+            h.update(arr.tobytes())
         h.update("\x00".join(self.label_names).encode())
         return h.hexdigest()
 

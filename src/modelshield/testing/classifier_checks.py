@@ -21,6 +21,12 @@ from modelshield.models.interface import Classifier, GradientClassifier
 __all__ = ["check_classifier"]
 
 
+def _expect(condition: object, message: str) -> None:
+    """Fail with ``message`` unless ``condition`` holds (an explicit raise: ``python -O`` keeps it)."""
+    if not condition:
+        raise AssertionError(message)
+
+
 def check_classifier(
     classifier: Classifier,
     x: NDArray[np.floating],
@@ -33,25 +39,27 @@ def check_classifier(
     """Check ``classifier`` on the sample ``x`` (at least two inputs); raise AssertionError on a breach."""
     x = np.asarray(x, dtype=np.float32)
     n, k = len(x), classifier.n_classes
-    assert n >= 2, "check_classifier needs at least two inputs"
-    assert x.shape[1:] == classifier.input_shape, f"sample shape {x.shape[1:]} != input_shape {classifier.input_shape}"
+    _expect(n >= 2, "check_classifier needs at least two inputs")
+    _expect(
+        x.shape[1:] == classifier.input_shape, f"sample shape {x.shape[1:]} != input_shape {classifier.input_shape}"
+    )
 
     classifier.reset_queries()
     proba = classifier.predict_proba(x)
-    assert proba.shape == (n, k), f"predict_proba shape {proba.shape}, expected {(n, k)}"
-    assert proba.dtype == np.float32, f"predict_proba dtype {proba.dtype}, expected float32"
-    assert np.all(proba >= 0) and np.all(proba <= 1 + 1e-6), "probabilities outside [0, 1]"
+    _expect(proba.shape == (n, k), f"predict_proba shape {proba.shape}, expected {(n, k)}")
+    _expect(proba.dtype == np.float32, f"predict_proba dtype {proba.dtype}, expected float32")
+    _expect(np.all(proba >= 0) and np.all(proba <= 1 + 1e-6), "probabilities outside [0, 1]")
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-4, err_msg="probabilities do not sum to 1")
-    assert classifier.queries == n, f"{n} inputs counted as {classifier.queries} queries"
+    _expect(classifier.queries == n, f"{n} inputs counted as {classifier.queries} queries")
 
     pred = classifier.predict(x)
-    assert pred.shape == (n,) and pred.dtype == np.int64, f"predict gave {pred.shape} {pred.dtype}"
-    assert np.array_equal(pred, proba.argmax(axis=1)), "predict disagrees with argmax(predict_proba)"
-    assert classifier.reset_queries() == 2 * n, "reset_queries did not return the queries spent"
-    assert classifier.queries == 0, "reset_queries did not reset"
+    _expect(pred.shape == (n,) and pred.dtype == np.int64, f"predict gave {pred.shape} {pred.dtype}")
+    _expect(np.array_equal(pred, proba.argmax(axis=1)), "predict disagrees with argmax(predict_proba)")
+    _expect(classifier.reset_queries() == 2 * n, "reset_queries did not return the queries spent")
+    _expect(classifier.queries == 0, "reset_queries did not reset")
 
     single = classifier.predict_proba(x[0])
-    assert single.shape == (1, k), "a single input without batch axis must give one row"
+    _expect(single.shape == (1, k), "a single input without batch axis must give one row")
     original = classifier.batch_size
     try:
         classifier.batch_size = 1
@@ -60,7 +68,7 @@ def check_classifier(
         )
     finally:
         classifier.batch_size = original
-    assert classifier.queries == 1 + n, "batched prediction must count one query per input"
+    _expect(classifier.queries == 1 + n, "batched prediction must count one query per input")
 
     for bad in (x.reshape(n, -1)[:, :-1], x[..., np.newaxis]):
         try:
@@ -82,8 +90,8 @@ def check_classifier(
     if bounds is not None:
         low = np.broadcast_to(np.asarray(bounds.low, dtype=np.float32), classifier.input_shape)
         high = np.broadcast_to(np.asarray(bounds.high, dtype=np.float32), classifier.input_shape)
-        assert np.all(low <= high), "clip_values low above high"
-        assert bounds.contains(bounds.clip(x * 10 - 5)), "clip() leaves values outside the bounds"
+        _expect(np.all(low <= high), "clip_values low above high")
+        _expect(bounds.contains(bounds.clip(x * 10 - 5)), "clip() leaves values outside the bounds")
 
     if check_gradients and isinstance(classifier, GradientClassifier):
         # A small random shift moves the points off ties (max-pool, ReLU kinks at exact zeros) where the loss is
@@ -96,14 +104,14 @@ def _loss(classifier: GradientClassifier, x: NDArray[np.float32], y: NDArray[np.
     logits = classifier.logits(x).astype(np.float64)
     logits -= logits.max(axis=1, keepdims=True)
     log_proba = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-    return -log_proba[np.arange(len(y)), y]
+    return np.asarray(-log_proba[np.arange(len(y)), y], dtype=np.float64)
 
 
 def _check_gradients(
     classifier: GradientClassifier, x: NDArray[np.float32], step: float, rtol: float, atol: float
 ) -> None:
     logits = classifier.logits(x)
-    assert logits.shape == (len(x), classifier.n_classes), f"logits shape {logits.shape}"
+    _expect(logits.shape == (len(x), classifier.n_classes), f"logits shape {logits.shape}")
     np.testing.assert_allclose(
         np.exp(logits - logits.max(1, keepdims=True))
         / np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True),
@@ -114,20 +122,23 @@ def _check_gradients(
     )
     y = np.asarray((classifier.predict(x) + 1) % classifier.n_classes, dtype=np.int64)  # a label with real loss
     grad = classifier.loss_gradient(x, y)
-    assert grad.shape == x.shape, f"gradient shape {grad.shape} != input shape {x.shape}"
-    assert np.all(np.isfinite(grad)), "gradient has NaN or infinite values"
+    _expect(grad.shape == x.shape, f"gradient shape {grad.shape} != input shape {x.shape}")
+    _expect(np.all(np.isfinite(grad)), "gradient has NaN or infinite values")
     flat_grad = grad.reshape(len(x), -1)
     rng = np.random.default_rng(0)
     # Central differences along the gradient direction and a random one: the directional derivative must match.
     for i in range(len(x)):
         directions = [flat_grad[i] / (np.linalg.norm(flat_grad[i]) + 1e-12), rng.normal(size=flat_grad.shape[1])]
-        for d in directions:
-            d = (d / np.linalg.norm(d)).astype(np.float32).reshape(x.shape[1:])
+        for raw in directions:
+            d = (raw / np.linalg.norm(raw)).astype(np.float32).reshape(x.shape[1:])
             plus = _loss(classifier, (x[i] + step * d)[np.newaxis], y[i : i + 1])[0]
             minus = _loss(classifier, (x[i] - step * d)[np.newaxis], y[i : i + 1])[0]
             numeric = (plus - minus) / (2 * step)
             analytic = float(np.dot(flat_grad[i], d.reshape(-1)))
-            assert abs(numeric - analytic) <= atol + rtol * abs(numeric), (
-                f"input {i}: directional derivative {analytic:.6g} from loss_gradient, {numeric:.6g} by finite "
-                "differences"
+            _expect(
+                abs(numeric - analytic) <= atol + rtol * abs(numeric),
+                (
+                    f"input {i}: directional derivative {analytic:.6g} from loss_gradient, {numeric:.6g} by finite "
+                    "differences"
+                ),
             )

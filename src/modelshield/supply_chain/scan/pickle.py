@@ -22,7 +22,7 @@ import re
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from modelshield.supply_chain.scan.policy import DEFAULT_POLICY, Classification, Policy, Verdict
 
@@ -86,7 +86,7 @@ class _ParseError(Exception):
         self.offset = offset
 
 
-class _Limit(Exception):
+class _LimitError(Exception):
     pass
 
 
@@ -107,6 +107,8 @@ class _Obj:
 
 _MARK = object()
 _ANY = object()
+
+_OPCODES: dict[int, pickletools.OpcodeInfo] = {ord(op.code): op for op in pickletools.opcodes}
 
 _STRING_OPS = frozenset(
     {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "BINSTRING", "SHORT_BINSTRING"}
@@ -149,13 +151,13 @@ class _Reader:
         code = self.stream.read(1)
         if not code:
             raise _ParseError("stream ends without a STOP opcode", pos)
-        op = pickletools.code2op.get(code.decode("latin-1"))
+        op = _OPCODES.get(code[0])
         if op is None:
             raise _ParseError(f"unknown opcode byte 0x{code[0]:02x}", pos)
         arg = self._argument(op.arg.name if op.arg is not None else None)
         return op, arg, pos
 
-    def _argument(self, kind: str | None) -> object:  # noqa: PLR0911, PLR0912 - one branch per argument kind
+    def _argument(self, kind: str | None) -> object:
         if kind is None:
             return None
         if kind == "uint1":
@@ -215,7 +217,7 @@ class _Walk:
     opcodes: int = 0
     protocol: int = 0
 
-    def run_one(self, reader: _Reader) -> None:  # noqa: PLR0912, PLR0915 - one branch per opcode family
+    def run_one(self, reader: _Reader) -> None:  # noqa: PLR0915 - one branch per opcode family
         stack: list[object] = []
         memo: dict[int, object] = {}
 
@@ -253,7 +255,7 @@ class _Walk:
             name = op.name
             self.opcodes += 1
             if self.opcodes > self.limits.max_opcodes:
-                raise _Limit(f"more than {self.limits.max_opcodes:,} opcodes")
+                raise _LimitError(f"more than {self.limits.max_opcodes:,} opcodes")
             if name == "STOP":
                 pop(pos)
                 return
@@ -272,14 +274,14 @@ class _Walk:
                 key = len(memo) if name == "MEMOIZE" else int(_text(arg) or 0) if name == "PUT" else int(arg)  # type: ignore[call-overload]
                 memo[key] = stack[-1]
                 if len(memo) > self.limits.max_memo:
-                    raise _Limit(f"more than {self.limits.max_memo:,} memo entries")
+                    raise _LimitError(f"more than {self.limits.max_memo:,} memo entries")
             elif name in ("GET", "BINGET", "LONG_BINGET"):
                 key = int(_text(arg) or -1) if name == "GET" else int(arg)  # type: ignore[call-overload]
                 if key not in memo:
                     raise _ParseError(f"memo key {key} read before it is written", pos)
                 stack.append(memo[key])
-            elif name == "GLOBAL" or name == "INST":
-                module_raw, attr_raw = arg  # type: ignore[misc]
+            elif name in {"GLOBAL", "INST"}:
+                module_raw, attr_raw = cast(tuple[bytes, bytes], arg)
                 index = add_import(_text(module_raw) or "", _text(attr_raw) or "", pos, name)
                 if name == "INST":
                     pop_mark(pos)
@@ -293,10 +295,7 @@ class _Walk:
                 else:
                     self.dynamic.append(pos)
                     stack.append(_ANY)
-            elif name == "REDUCE":
-                pop(pos)
-                stack.append(invoke(pop(pos), name))
-            elif name == "NEWOBJ":
+            elif name in {"REDUCE", "NEWOBJ"}:
                 pop(pos)
                 stack.append(invoke(pop(pos), name))
             elif name == "NEWOBJ_EX":
@@ -400,7 +399,7 @@ def analyse_pickle(
             error, error_offset = str(exc), exc.offset - start
             trailing = _scan_trailing(stream, exc.offset, end)
             break
-        except _Limit as exc:
+        except _LimitError as exc:
             limit = str(exc)
             break
         if reader.tell() >= end:

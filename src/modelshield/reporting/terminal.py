@@ -1,0 +1,68 @@
+"""The terminal summary: target, findings worst first, check statuses, and a verdict line.
+
+>>> from modelshield.reporting import render_terminal
+>>> render_terminal(report)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from modelshield.findings import CheckStatus, Report, Severity
+
+__all__ = ["render_terminal"]
+
+_STYLE = {
+    Severity.CRITICAL: "bold white on red",
+    Severity.HIGH: "bold red",
+    Severity.MEDIUM: "yellow",
+    Severity.LOW: "cyan",
+    Severity.INFO: "dim",
+}
+_STATUS = {
+    CheckStatus.PASSED: "green",
+    CheckStatus.FINDINGS: "yellow",
+    CheckStatus.SKIPPED: "dim",
+    CheckStatus.ERROR: "bold red",
+}
+
+
+def render_terminal(report: Report, console: Console | None = None) -> None:
+    """Print a compact summary of ``report``."""
+    console = console or Console()
+    target = report.target
+    console.print(Text.assemble(("Target ", "bold"), (target.name, "bold cyan"), f"  ({target.model_format})"))
+    if target.model_sha256:
+        console.print(Text(f"model sha256 {target.model_sha256}", style="dim"))
+    checks = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    for column in ("check", "status", "time", "note"):
+        checks.add_column(column)
+    for run in report.checks:
+        checks.add_row(
+            run.name, Text(run.status.value, style=_STATUS[run.status]), f"{run.duration_s:.2f}s", Text(run.reason)
+        )
+    console.print(checks)
+    if report.findings:
+        table = Table(show_header=True, header_style="bold", expand=False)
+        for column in ("severity", "finding", "id", "OWASP", "ATLAS"):
+            table.add_column(column, overflow="fold")
+        for f in report.sorted_findings():
+            table.add_row(
+                Text(f.severity.value, style=_STYLE[f.severity]),
+                Text(f.title),
+                Text(f.id, style="dim"),
+                f.owasp.value if f.owasp else "",
+                ", ".join(f.atlas),
+            )
+        console.print(table)
+    counts = report.counts()
+    worst = report.max_severity
+    line = Text.assemble(
+        ("Verdict: ", "bold"),
+        (worst.value if worst else "no findings", _STYLE[worst] if worst else "green"),
+        "  (" + ", ".join(f"{n} {s}" for s, n in counts.items() if n) + ")" if report.findings else "",
+        ("  AUDIT INCOMPLETE: a check failed to run" if not report.complete else "", "bold red"),
+    )
+    console.print(line)
