@@ -200,6 +200,16 @@ def _text(raw: object) -> str | None:
     return None
 
 
+def _int_arg(raw: object, pos: int) -> int:
+    """An opcode's integer argument: binary already decoded, or the decimal text of protocol 0."""
+    if isinstance(raw, int):
+        return raw
+    text = _text(raw)
+    if text is None or not text.strip().lstrip("-").isdigit():
+        raise _ParseError(f"malformed integer argument {text!r}", pos)
+    return int(text)
+
+
 def _quoted(raw: object) -> str | None:
     """The value of a protocol-0 STRING argument (a quoted repr)."""
     text = _text(raw)
@@ -260,7 +270,7 @@ class _Walk:
                 pop(pos)
                 return
             if name == "PROTO":
-                self.protocol = max(self.protocol, int(arg))  # type: ignore[call-overload]
+                self.protocol = max(self.protocol, _int_arg(arg, pos))
             elif name == "FRAME":
                 pass
             elif name == "MARK":
@@ -271,12 +281,12 @@ class _Walk:
             elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
                 if not stack:
                     raise _ParseError("memo store from an empty stack", pos)
-                key = len(memo) if name == "MEMOIZE" else int(_text(arg) or 0) if name == "PUT" else int(arg)  # type: ignore[call-overload]
+                key = len(memo) if name == "MEMOIZE" else _int_arg(arg, pos)
                 memo[key] = stack[-1]
                 if len(memo) > self.limits.max_memo:
                     raise _LimitError(f"more than {self.limits.max_memo:,} memo entries")
             elif name in ("GET", "BINGET", "LONG_BINGET"):
-                key = int(_text(arg) or -1) if name == "GET" else int(arg)  # type: ignore[call-overload]
+                key = _int_arg(arg, pos)
                 if key not in memo:
                     raise _ParseError(f"memo key {key} read before it is written", pos)
                 stack.append(memo[key])
@@ -338,7 +348,7 @@ class _Walk:
 
 # Names that mark a dangerous payload in raw bytes (after a parse error, where opcodes cannot be trusted).
 _TRAILING = re.compile(
-    rb"(?<![A-Za-z0-9_])(os|posix|nt|subprocess|builtins|__builtin__|runpy|pty|commands|webbrowser|socket|"
+    rb"(?:(?<![A-Za-z0-9_])|(?<=[^A-Za-z0-9_]c))(os|posix|nt|subprocess|builtins|__builtin__|runpy|pty|commands|webbrowser|socket|"
     rb"ctypes|marshal|pickle|_pickle|importlib|pdb|bdb|timeit|cProfile|pydoc|pkgutil)\s*[\n\x00-\x20]?[.\x8c\n]?"
     rb"\s*(system|popen|exec|eval|spawn\w*|run\w*|call|check_output|Popen|getoutput|open|loads|load|__import__|"
     rb"import_module|locate|resolve_name|set_trace|runctx|runcall)(?![A-Za-z0-9_])"

@@ -1,0 +1,245 @@
+"""Static pickle analysis: what a load would import and call, found without executing anything."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import pickletools
+import struct
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from modelshield.supply_chain.scan.pickle import PickleLimits, analyse_pickle
+from modelshield.supply_chain.scan.policy import DEFAULT_POLICY, Verdict
+
+
+class Reduce:
+    """Pickles as a call of ``func(*args)``."""
+
+    def __init__(self, func: Any, *args: Any) -> None:
+        self.func, self.args = func, args
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (self.func, self.args)
+
+
+def _global(module: str, name: str) -> bytes:
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+def _unicode(text: str) -> bytes:
+    data = text.encode()
+    return b"\x8c" + bytes([len(data)]) + data
+
+
+def analyse(data: bytes) -> Any:
+    return analyse_pickle(io.BytesIO(data))
+
+
+@pytest.mark.parametrize("protocol", range(6))
+def test_benign_data_has_no_imports_beyond_reconstructors(protocol: int) -> None:
+    obj = {"weights": np.arange(6.0).reshape(2, 3), "meta": OrderedDict(a=1), "t": (1, 2.5, "x", b"y", None)}
+    result = analyse(pickle.dumps(obj, protocol=protocol))
+    assert result.error is None
+    assert result.worst is Verdict.SAFE, [(i.qualname, i.classification.reason) for i in result.imports]
+
+
+@pytest.mark.parametrize("protocol", range(6))
+def test_reduce_payload_is_dangerous_and_invoked(protocol: int) -> None:
+    result = analyse(pickle.dumps(Reduce(os.system, "echo pwned"), protocol=protocol))
+    (ref,) = result.imports
+    assert ref.classification.verdict is Verdict.DANGEROUS
+    assert ref.invoked_by == "REDUCE"
+    assert ref.module in {"posix", "nt", "os"}
+
+
+def test_stack_global_names_from_the_memo_are_resolved() -> None:
+    # Protocol 4: "os" and "system" memoised, then read back with BINGET before STACK_GLOBAL.
+    data = (
+        b"\x80\x04"
+        + _unicode("os")
+        + b"\x94"
+        + _unicode("system")
+        + b"\x94"
+        + b"0"
+        + b"0"
+        + b"h\x00h\x01\x93"
+        + _unicode("id")
+        + b"\x85R."
+    )
+    result = analyse(data)
+    assert [(i.qualname, i.invoked_by) for i in result.imports] == [("os.system", "REDUCE")]
+
+
+def test_dotted_traversal_in_stack_global_is_caught() -> None:
+    data = b"\x80\x04" + _unicode("collections") + _unicode("OrderedDict.__init__.__globals__") + b"\x93."
+    (ref,) = analyse(data).imports
+    assert ref.classification.verdict is not Verdict.SAFE
+    (ref,) = analyse(b"\x80\x04" + _unicode("os") + _unicode("path.os.system") + b"\x93.").imports
+    assert ref.classification.verdict is Verdict.DANGEROUS
+
+
+def test_computed_stack_global_operands_are_flagged() -> None:
+    # The module name comes out of a call, not a constant: nothing static can say what it imports.
+    data = b"\x80\x04" + _global("builtins", "str") + b"(" + _unicode("os") + b"tR" + _unicode("system") + b"\x93."
+    result = analyse(data)
+    assert result.dynamic_imports
+    assert result.worst is Verdict.DANGEROUS
+
+
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [
+        ("__builtin__", "eval"),
+        ("commands", "getoutput"),
+        ("runpy", "_run_code"),
+        ("pty", "spawn"),
+        ("bdb", "Bdb.run"),
+        ("pdb", "run"),
+        ("trace", "Trace.runctx"),
+        ("timeit", "timeit"),
+        ("cProfile", "run"),
+        ("doctest", "debug_script"),
+        ("idlelib.pyshell", "ModifiedInterpreter.runcode"),
+        ("lib2to3.pgen2.pgen", "generate_grammar"),
+        ("_osx_support", "_read_output"),
+        ("_aix_support", "_read_cmd_output"),
+        ("uuid", "_get_command_stdout"),
+        ("imaplib", "IMAP4_stream"),
+        ("venv", "create"),
+        ("multiprocessing.util", "spawnv_passfds"),
+        ("asyncio.unix_events", "_UnixSubprocessTransport._start"),
+        ("pip", "main"),
+        ("pkgutil", "resolve_name"),
+        ("pydoc", "locate"),
+        ("operator", "attrgetter"),
+        ("functools", "partial"),
+        ("marshal", "loads"),
+        ("types", "FunctionType"),
+        ("numpy.testing._private.utils", "runstring"),
+        ("numpy.f2py.crackfortran", "getlincoef"),
+        ("torch.utils.cpp_extension", "load_inline"),
+        ("torch.jit", "load"),
+        ("mlflow.pyfunc", "load_model"),
+        ("pandas.io.parsers", "read_csv"),
+        ("cPickle", "loads"),
+        ("urllib2", "urlopen"),
+        ("webbrowser", "open"),
+        ("shutil", "rmtree"),
+        ("socket", "create_connection"),
+        ("ctypes", "CDLL"),
+        ("code", "InteractiveInterpreter.runsource"),
+    ],
+)
+def test_denylist(module: str, name: str) -> None:
+    result = DEFAULT_POLICY.classify(module, name)
+    assert result.verdict is Verdict.DANGEROUS, result.reason
+
+
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [
+        ("torch._utils", "_rebuild_tensor_v2"),
+        ("torch", "FloatStorage"),
+        ("collections", "OrderedDict"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy", "dtype"),
+        ("sklearn.ensemble._gb", "GradientBoostingClassifier"),
+        ("sklearn.tree._tree", "Tree"),
+        ("builtins", "set"),
+        ("__builtin__", "xrange"),
+        ("copy_reg", "_reconstructor"),
+    ],
+)
+def test_allowlist(module: str, name: str) -> None:
+    result = DEFAULT_POLICY.classify(module, name)
+    assert result.verdict is Verdict.SAFE, result.reason
+
+
+def test_unknown_callables_are_left_for_review() -> None:
+    assert DEFAULT_POLICY.classify("mypackage.models", "Net").verdict is Verdict.UNKNOWN
+    assert DEFAULT_POLICY.classify("sklearn.utils", "check_array").verdict is Verdict.UNKNOWN
+    custom = DEFAULT_POLICY.with_rules(safe=["mypackage.models.*"], dangerous=["collections.OrderedDict"])
+    assert custom.classify("mypackage.models", "Net").verdict is Verdict.SAFE
+    assert custom.classify("collections", "OrderedDict").verdict is Verdict.DANGEROUS
+
+
+def test_parse_error_keeps_what_came_before_and_searches_what_follows() -> None:
+    payload = pickle.dumps(Reduce(os.system, "id"), protocol=2)[:-1]  # drop STOP
+    data = payload + b"\xff" + b"junk cposix\nsystem\n junk"
+    result = analyse(data)
+    assert result.error is not None and "unknown opcode" in result.error
+    assert [i.classification.verdict for i in result.imports] == [Verdict.DANGEROUS]
+    assert result.trailing_names
+
+
+def test_truncated_stream_is_an_error() -> None:
+    data = pickle.dumps({"a": "b" * 100}, protocol=2)[:40]
+    result = analyse(data)
+    assert result.error is not None
+
+
+def test_second_pickle_is_read() -> None:
+    data = pickle.dumps({"ok": 1}, protocol=2) + pickle.dumps(Reduce(eval, "1+1"), protocol=2)
+    result = analyse(data)
+    assert result.pickles == 2
+    assert any(i.classification.verdict is Verdict.DANGEROUS and i.invoked_by for i in result.imports)
+
+
+def test_data_after_the_last_pickle_is_not_an_error() -> None:
+    # Legacy torch files put raw storage bytes after their pickles; they may start like a pickle header.
+    data = pickle.dumps({"ok": 1}, protocol=2) + struct.pack("<q", 640) + bytes(64)
+    result = analyse(data)
+    assert result.error is None
+    assert result.pickles == 1
+
+
+def test_build_on_an_imported_callable_is_noticed() -> None:
+    data = b"\x80\x02" + _global("collections", "OrderedDict") + b"}b."
+    (ref,) = analyse(data).imports
+    assert ref.invoked_by == "BUILD"
+
+
+def test_large_byte_arguments_are_skipped_not_read() -> None:
+    blob = pickle.dumps(b"x" * 5_000_000, protocol=4)
+    result = analyse(blob)
+    assert result.error is None and result.opcodes < 10
+
+
+def test_opcode_limit_is_reported() -> None:
+    data = pickle.dumps(list(range(1000)), protocol=0)
+    result = analyse_pickle(io.BytesIO(data), limits=PickleLimits(max_opcodes=100))
+    assert result.limit is not None and "100" in result.limit
+
+
+def test_memo_read_before_write_is_an_error() -> None:
+    result = analyse(b"\x80\x02h\x05.")
+    assert result.error is not None and "memo key 5" in result.error
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_never_crashes_on_arbitrary_bytes(data: bytes) -> None:
+    result = analyse(data)
+    assert result.opcodes >= 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=120), st.integers(0, 5))
+def test_never_crashes_on_mutated_pickles(noise: bytes, protocol: int) -> None:
+    base = bytearray(pickle.dumps({"k": [1, 2.0, "s"], "t": (None, True)}, protocol=protocol))
+    for i, byte in enumerate(noise[: len(base)]):
+        if byte % 7 == 0:
+            base[i] = noise[-1 - i % len(noise)]
+    analyse(bytes(base))
+
+
+def test_opcode_table_covers_every_opcode() -> None:
+    assert len({op.code for op in pickletools.opcodes}) == len(pickletools.opcodes)
