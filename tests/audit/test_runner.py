@@ -123,3 +123,15 @@ def test_integrity_flags_pickle_behind_a_misleading_name(tmp_path: Path, cancer_
 def test_requirements_are_reported(cancer_target: Target) -> None:
     check = Check("grad", "Needs gradients", "x", lambda c: [], requires=frozenset({Requirement.WHITE_BOX}))
     assert check.unmet(cancer_target) == ["needs gradients, and SklearnClassifier is black-box"]
+
+
+def test_confident_fit_of_members_is_flagged_by_the_loss_gap(zoo_cache: Path) -> None:
+    def gap_finding(name: str) -> Finding | None:
+        report = Auditor(AuditOptions(checks=("baseline",))).run(load_target(name, cache_dir=zoo_cache, device="cpu"))
+        return next((f for f in report.findings if f.id == "baseline.generalization-gap"), None)
+
+    overfit = gap_finding("zoo:cancer-mlp-overfit")
+    assert overfit is not None
+    assert overfit.severity is Severity.LOW
+    assert float(overfit.metrics["loss_gap"]) >= 0.1  # type: ignore[arg-type]
+    assert gap_finding("zoo:cancer-mlp") is None

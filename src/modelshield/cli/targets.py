@@ -50,19 +50,17 @@ def targets_command(
     if output_format is ListFormat.json:
         typer.echo(json.dumps([row.__dict__ for row in rows], indent=2))
         return
+    console = Console()
+    wide = console.width >= 120  # descriptions only where they fit
     table = Table(title="Reference targets")
-    for column in ("target", "data", "model", "train acc.", "test acc.", "description"):
-        table.add_column(column, overflow="fold")
+    for column in ("target", "data", "model", "train acc.", "test acc."):
+        table.add_column(column, no_wrap=True)
+    if wide:
+        table.add_column("description", overflow="fold")
     for row in rows:
-        table.add_row(
-            row.name,
-            row.dataset,
-            row.family,
-            _pct(row.train_accuracy),
-            _pct(row.test_accuracy),
-            row.description,
-        )
-    Console().print(table)
+        cells = [row.name, row.dataset, row.family, _pct(row.train_accuracy), _pct(row.test_accuracy)]
+        table.add_row(*cells, *([row.description] if wide else []))
+    console.print(table)
 
 
 def checks_command() -> None:

@@ -45,17 +45,23 @@ def render_terminal(report: Report, console: Console | None = None) -> None:
         )
     console.print(checks)
     if report.findings:
+        wide = console.width >= 120  # the finding id and ATLAS ids only where they fit
         table = Table(show_header=True, header_style="bold", expand=False)
-        for column in ("severity", "finding", "id", "OWASP", "ATLAS"):
-            table.add_column(column, overflow="fold")
+        table.add_column("severity", no_wrap=True)
+        table.add_column("finding", overflow="fold")
+        table.add_column("OWASP", no_wrap=True)
+        if wide:
+            table.add_column("id", overflow="fold")
+            table.add_column("ATLAS", overflow="fold")
         for f in report.sorted_findings():
-            table.add_row(
+            cells: list[Text | str] = [
                 Text(f.severity.value, style=_STYLE[f.severity]),
                 Text(f.title),
-                Text(f.id, style="dim"),
                 f.owasp.value if f.owasp else "",
-                ", ".join(f.atlas),
-            )
+            ]
+            if wide:
+                cells += [Text(f.id, style="dim"), ", ".join(f.atlas)]
+            table.add_row(*cells)
         console.print(table)
     counts = report.counts()
     worst = report.max_severity

@@ -8,7 +8,8 @@
 Findings: ``baseline.performance`` (info: accuracy, balanced accuracy, per-class recall, expected calibration
 error) and ``baseline.generalization-gap`` when the model does clearly better on its training data than on unseen
 data — the signal membership inference feeds on. Severity: low from an accuracy gap of 0.05, medium from 0.15
-(thresholds in :data:`GAP_THRESHOLDS`). The membership-inference check measures the actual leak.
+(:data:`GAP_THRESHOLDS`); low also when the mean loss on unseen data exceeds the training loss by 0.1 nats and
+at least twofold (:data:`LOSS_GAP_LOW`). The membership-inference check measures the actual leak.
 """
 
 from __future__ import annotations
@@ -21,10 +22,14 @@ from numpy.typing import NDArray
 from modelshield.audit.interface import Check, CheckContext
 from modelshield.findings import Chart, Finding, OwaspMl, Severity
 
-__all__ = ["BASELINE", "GAP_THRESHOLDS", "expected_calibration_error"]
+__all__ = ["BASELINE", "GAP_THRESHOLDS", "LOSS_GAP_LOW", "expected_calibration_error"]
 
 #: Accuracy gap (train minus test) at which the generalisation-gap finding reaches each severity.
 GAP_THRESHOLDS: tuple[tuple[float, Severity], ...] = ((0.15, Severity.MEDIUM), (0.05, Severity.LOW))
+
+#: Mean cross-entropy gap (test minus train, in nats) from which a confident fit of the training data alone is
+#: reported as low severity, when test loss is also at least twice the train loss.
+LOSS_GAP_LOW = 0.1
 
 
 def expected_calibration_error(proba: NDArray[np.floating], y: NDArray[np.integer], n_bins: int = 15) -> float:
@@ -106,12 +111,18 @@ def baseline_findings(context: CheckContext) -> Sequence[Finding]:
     )
     if gap is not None:
         severity = next((s for threshold, s in GAP_THRESHOLDS if gap >= threshold), None)
+        loss_gap = test_loss - float(metrics["train_loss"])
+        if severity is None and loss_gap >= LOSS_GAP_LOW and test_loss >= 2 * float(metrics["train_loss"]):
+            severity = Severity.LOW
         if severity is not None:
             findings.append(
                 Finding(
                     id="baseline.generalization-gap",
                     check="baseline",
-                    title=f"Model fits its training data much better than unseen data (gap {gap:.1%})",
+                    title=(
+                        f"Model fits its training data much better than unseen data (accuracy gap {gap:.1%}, "
+                        f"loss gap {loss_gap:.3f})"
+                    ),
                     severity=severity,
                     description=(
                         f"Train accuracy {metrics['train_accuracy']:.1%} against test accuracy {accuracy:.1%}; "
@@ -126,6 +137,7 @@ def baseline_findings(context: CheckContext) -> Sequence[Finding]:
                     atlas=("AML.T0024.000",),
                     metrics={
                         "accuracy_gap": gap,
+                        "loss_gap": loss_gap,
                         "train_loss": metrics["train_loss"],
                         "test_loss": test_loss,
                     },
