@@ -56,3 +56,17 @@ def test_broken_inner_import_is_not_disguised_as_missing_extra(tmp_path, monkeyp
 def test_error_diagnostics_carry_a_remedy() -> None:
     err = ModelShieldError("It broke.", remedy="Fix it.")
     assert err.diagnostics() == "It broke.\nWhat to do: Fix it."
+
+
+def test_facade_audits_a_zoo_target(zoo_cache, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from modelshield.zoo import load_target
+
+    target = load_target("zoo:cancer-gbm", cache_dir=zoo_cache)
+    report = modelshield.run_audit(target, checks=["integrity"], seed=1)
+    assert report.target.name == "zoo:cancer-gbm"
+    assert [c.name for c in report.checks] == ["integrity"]
+
+
+def test_module_entry_point() -> None:
+    out = subprocess.run([sys.executable, "-m", "modelshield", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"modelshield {modelshield.__version__}"

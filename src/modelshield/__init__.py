@@ -1,7 +1,7 @@
 """modelshield: a multi-layered security framework for machine-learning systems.
 
     >>> import modelshield
-    >>> report = modelshield.audit("zoo:digits-mlp", checks=["integrity"])  # doctest: +SKIP
+    >>> report = modelshield.run_audit("zoo:digits-mlp", checks=["integrity"])  # doctest: +SKIP
     >>> report.max_severity  # doctest: +SKIP
     <Severity.INFO: 'info'>
 
@@ -24,8 +24,8 @@ __all__ = [
     "Report",
     "Severity",
     "__version__",
-    "audit",
     "load_target",
+    "run_audit",
 ]
 
 if TYPE_CHECKING:
@@ -41,14 +41,17 @@ def load_target(name: str, **kwargs: Any) -> Target:
     return _load(name, **kwargs)
 
 
-def audit(
+def run_audit(
     target: str | Target,
     *,
     checks: Sequence[str] | None = None,
     budget: str = "quick",
     seed: int = 0,
 ) -> Report:
-    """Run the audit checks against a target (a :class:`~modelshield.target.Target` or a zoo name)."""
+    """Run the audit checks against a target (a :class:`~modelshield.target.Target` or a zoo name).
+
+    (Not ``modelshield.audit``: that name is the audit layer's package.)
+    """
     from modelshield.audit import AuditOptions, Auditor
 
     resolved = load_target(target) if isinstance(target, str) else target

@@ -125,12 +125,16 @@ def _check_gradients(
     _expect(grad.shape == x.shape, f"gradient shape {grad.shape} != input shape {x.shape}")
     _expect(np.all(np.isfinite(grad)), "gradient has NaN or infinite values")
     flat_grad = grad.reshape(len(x), -1)
+    # Steps are measured in each feature's own spread, so that raw tabular features (areas in the thousands next
+    # to ratios near 0.01) are probed at a comparable, small scale and no ReLU kink falls inside a step.
+    spread = x.reshape(len(x), -1).std(axis=0)
+    spread = np.where(spread > 0, spread, spread.max() if spread.max() > 0 else 1.0)
     rng = np.random.default_rng(0)
-    # Central differences along the gradient direction and a random one: the directional derivative must match.
+    # Central differences along the (scaled) gradient direction and a random one must match the gradient.
     for i in range(len(x)):
-        directions = [flat_grad[i] / (np.linalg.norm(flat_grad[i]) + 1e-12), rng.normal(size=flat_grad.shape[1])]
-        for raw in directions:
-            d = (raw / np.linalg.norm(raw)).astype(np.float32).reshape(x.shape[1:])
+        for raw in (flat_grad[i] * spread, rng.normal(size=flat_grad.shape[1])):
+            unit = raw / (np.linalg.norm(raw) + 1e-30)
+            d = (unit * spread).astype(np.float32).reshape(x.shape[1:])
             plus = _loss(classifier, (x[i] + step * d)[np.newaxis], y[i : i + 1])[0]
             minus = _loss(classifier, (x[i] - step * d)[np.newaxis], y[i : i + 1])[0]
             numeric = (plus - minus) / (2 * step)
