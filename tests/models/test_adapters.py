@@ -118,6 +118,20 @@ def test_remote_server_down() -> None:
         RemoteClassifier(f"http://127.0.0.1:{port}", "m", timeout=2.0)
 
 
+def _declared(transport: httpx.BaseTransport, **kwargs: object) -> RemoteClassifier:
+    """A remote classifier whose shapes and names are given, so it sends no metadata request."""
+    return RemoteClassifier(
+        "http://model.test",
+        "m",
+        input_name="x",
+        output_name="p",
+        input_shape=(3,),
+        n_classes=2,
+        transport=transport,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
 def _answering(body: object, status: int = 200) -> httpx.MockTransport:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(status, json=body)
@@ -137,15 +151,7 @@ def _answering(body: object, status: int = 200) -> httpx.MockTransport:
     ],
 )
 def test_remote_refuses_malformed_answers(body: object, message: str) -> None:
-    clf = RemoteClassifier(
-        "http://model.test",
-        "m",
-        input_name="x",
-        output_name="p",
-        input_shape=(3,),
-        n_classes=2,
-        transport=_answering(body),
-    )
+    clf = _declared(_answering(body))
     with pytest.raises(RemoteModelError, match=message):
         clf.predict_proba(np.zeros((2, 3), dtype=np.float32))
 
@@ -154,16 +160,7 @@ def test_remote_timeout_and_secret_headers() -> None:
     def slow(request: httpx.Request) -> httpx.Response:
         raise httpx.ReadTimeout("slow", request=request)
 
-    clf = RemoteClassifier(
-        "http://model.test",
-        "m",
-        input_name="x",
-        output_name="p",
-        input_shape=(3,),
-        n_classes=2,
-        headers={"Authorization": "Bearer s3cr3t-token"},
-        transport=httpx.MockTransport(slow),
-    )
+    clf = _declared(httpx.MockTransport(slow), headers={"Authorization": "Bearer s3cr3t-token"})
     with pytest.raises(RemoteModelError, match="timed out") as err:
         clf.predict_proba(np.zeros((1, 3), dtype=np.float32))
     assert "s3cr3t" not in err.value.diagnostics()

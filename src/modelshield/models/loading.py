@@ -15,6 +15,7 @@ logs a warning: unpickling a file runs whatever code its author put in it.
 from __future__ import annotations
 
 import logging
+import pickle  # only for its exception type: nothing is unpickled here
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +81,7 @@ def load_torch_weights(module: torch.nn.Module, path: Path) -> None:
                 f"{path} holds {info.detail}, not weights.",
                 remedy="Pass a .safetensors file or a PyTorch state dict.",
             )
-    except torch.serialization.pickle.UnpicklingError as exc:
+    except pickle.UnpicklingError as exc:  # what weights_only=True raises for anything but tensors
         raise UnsafeModelError(
             f"{path} is a PyTorch checkpoint that holds more than tensors; loading it would unpickle objects."
         ) from exc

@@ -91,7 +91,7 @@ def sarif_document(report: Report) -> dict[str, Any]:
                 "properties": {
                     "severity": finding.severity.value,
                     "check": finding.check,
-                    "metrics": dict(finding.to_dict()["metrics"]),  # type: ignore[arg-type]
+                    "metrics": finding.to_dict()["metrics"],
                 },
             }
         )
