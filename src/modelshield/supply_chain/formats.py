@@ -1,6 +1,7 @@
 """Identify a model file's format from its content, never from its name.
 
     >>> from pathlib import Path
+from typing import BinaryIO
     >>> from modelshield.supply_chain.formats import identify_format
     >>> info = identify_format(Path("model.safetensors"))  # doctest: +SKIP
     >>> info.format, info.can_execute_code  # doctest: +SKIP
@@ -19,10 +20,11 @@ import tarfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from modelshield.errors import FileFormatError
 
-__all__ = ["EXPECTED_SUFFIXES", "FormatInfo", "ModelFormat", "identify_format"]
+__all__ = ["EXPECTED_SUFFIXES", "FormatInfo", "ModelFormat", "identify_format", "identify_stream"]
 
 _HEAD = 4096
 _MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
@@ -112,38 +114,48 @@ def identify_format(path: Path) -> FormatInfo:
         raise FileFormatError(f"{path} is not a regular file.", remedy="Pass the model file itself.")
     try:
         with path.open("rb") as fh:
-            head = fh.read(_HEAD)
-        size = path.stat().st_size
+            return identify_stream(fh, path.stat().st_size)
     except OSError as exc:
         raise FileFormatError(f"Cannot read {path}: {exc.strerror}.") from exc
-    if not head:
-        return _info(ModelFormat.UNKNOWN, "empty file")
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
-        return _identify_zip(path)
-    if head.startswith(b"\x93NUMPY"):
-        return _identify_npy(head)
-    if head.startswith(b"GGUF"):
-        return _info(ModelFormat.GGUF, "GGUF container (llama.cpp)")
-    if head.startswith(b"\x89HDF\r\n\x1a\n"):
-        return _info(ModelFormat.HDF5, "HDF5 file (Keras .h5 models may hold Lambda layers with code)")
-    compressed = _compression(head)
-    if compressed:
-        return _info(ModelFormat.COMPRESSED, f"{compressed}-compressed stream (joblib compresses pickles this way)")
-    if len(head) > 262 and head[257:262] == b"ustar":
-        return _identify_tar(path)
-    if _is_safetensors(head, size):
-        return _info(ModelFormat.SAFETENSORS, "safetensors (JSON header, raw tensor bytes)")
-    if _is_pickle(path, head):
-        proto = head[1] if head[0] == 0x80 else 0
-        return _info(ModelFormat.PICKLE, f"pickle stream, protocol {proto}")
-    if _is_onnx(head):
-        return _info(ModelFormat.ONNX, "ONNX ModelProto (protobuf)")
-    return _info(ModelFormat.UNKNOWN, "no known model format matches the content")
 
 
-def _identify_zip(path: Path) -> FormatInfo:
+def identify_stream(fh: BinaryIO, size: int) -> FormatInfo:
+    """The format of the seekable binary stream ``fh`` of ``size`` bytes (read from its start; position kept)."""
+    start = fh.tell()
     try:
-        with zipfile.ZipFile(path) as zf:
+        fh.seek(0)
+        head = fh.read(_HEAD)
+        if not head:
+            return _info(ModelFormat.UNKNOWN, "empty file")
+        if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+            return _identify_zip(fh)
+        if head.startswith(b"\x93NUMPY"):
+            return _identify_npy(head)
+        if head.startswith(b"GGUF"):
+            return _info(ModelFormat.GGUF, "GGUF container (llama.cpp)")
+        if head.startswith(b"\x89HDF\r\n\x1a\n"):
+            return _info(ModelFormat.HDF5, "HDF5 file (Keras .h5 models may hold Lambda layers with code)")
+        compressed = _compression(head)
+        if compressed:
+            return _info(ModelFormat.COMPRESSED, f"{compressed}-compressed stream (joblib compresses pickles this way)")
+        if len(head) > 262 and head[257:262] == b"ustar":
+            return _identify_tar(fh)
+        if _is_safetensors(head, size):
+            return _info(ModelFormat.SAFETENSORS, "safetensors (JSON header, raw tensor bytes)")
+        if _is_pickle(fh, head, size):
+            proto = head[1] if head[0] == 0x80 else 0
+            return _info(ModelFormat.PICKLE, f"pickle stream, protocol {proto}")
+        if _is_onnx(head):
+            return _info(ModelFormat.ONNX, "ONNX ModelProto (protobuf)")
+        return _info(ModelFormat.UNKNOWN, "no known model format matches the content")
+    finally:
+        fh.seek(start)
+
+
+def _identify_zip(fh: BinaryIO) -> FormatInfo:
+    try:
+        fh.seek(0)
+        with zipfile.ZipFile(fh) as zf:
             names = zf.namelist()
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         return _info(ModelFormat.ZIP, f"zip archive with an unreadable directory ({exc})")
@@ -170,9 +182,10 @@ def _identify_npy(head: bytes) -> FormatInfo:
     return _info(ModelFormat.NUMPY, "NumPy array")
 
 
-def _identify_tar(path: Path) -> FormatInfo:
+def _identify_tar(fh: BinaryIO) -> FormatInfo:
     try:
-        with tarfile.open(path) as tf:
+        fh.seek(0)
+        with tarfile.open(fileobj=fh) as tf:
             names = {m.name.rsplit("/", 1)[-1] for m in tf.getmembers()}
     except (tarfile.TarError, OSError) as exc:
         return _info(ModelFormat.TAR, f"tar archive that cannot be listed ({exc})")
@@ -214,15 +227,14 @@ def _is_safetensors(head: bytes, size: int) -> bool:
 _PICKLE_STARTS = frozenset(b"(]}cIFLSVXNaK")
 
 
-def _is_pickle(path: Path, head: bytes) -> bool:
+def _is_pickle(fh: BinaryIO, head: bytes, size: int) -> bool:
     if head[0] == 0x80 and len(head) > 1 and 0 <= head[1] <= 5:
         return True
     if head[0] not in _PICKLE_STARTS:
         return False
     # Protocol 0/1 pickles are text-like; they end with the STOP opcode.
-    with path.open("rb") as fh:
-        fh.seek(-1, 2)
-        return fh.read(1) == b"."
+    fh.seek(size - 1)
+    return fh.read(1) == b"."
 
 
 def _is_onnx(head: bytes) -> bool:
