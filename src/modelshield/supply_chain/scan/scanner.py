@@ -1,0 +1,372 @@
+"""Scan model files for code that would run when they are loaded, without loading them.
+
+    >>> from pathlib import Path
+    >>> from modelshield.supply_chain.scan.scanner import scan_file
+    >>> result = scan_file(Path("model.pt"))  # doctest: +SKIP
+    >>> [f.id for f in result.findings]  # doctest: +SKIP
+
+The format is identified from content at every level: a file, a member of a zip or tar archive, or a decompressed
+stream is sniffed and dispatched again, down to :attr:`ScanLimits.max_depth`. Pickles (raw, inside PyTorch
+archives, joblib files and NumPy object arrays) go through the static analyser; tensor payloads are never read.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import struct
+import tarfile
+import tempfile
+import time
+import zipfile
+import zlib
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, cast
+
+from modelshield.errors import FileFormatError
+from modelshield.findings import Finding, OwaspMl, Severity
+from modelshield.supply_chain.formats import ModelFormat, identify_stream
+from modelshield.supply_chain.scan.interface import FileScan, ScanOptions
+from modelshield.supply_chain.scan.pickle import PickleAnalysis, analyse_pickle
+from modelshield.supply_chain.scan.policy import Verdict
+
+__all__ = ["scan_file", "scan_stream"]
+
+_ATLAS = ("AML.T0010.003", "AML.T0011.000")
+_REMEDY_PICKLE = (
+    "Do not load this file. Obtain the model from its publisher in a format that cannot run code (safetensors, "
+    "ONNX, skops), or verify its signature; if you wrote it yourself, find out who changed it."
+)
+_ARCHIVES = {
+    ModelFormat.PYTORCH_ZIP,
+    ModelFormat.TORCHSCRIPT,
+    ModelFormat.PYTORCH_EXPORT,
+    ModelFormat.SKOPS,
+    ModelFormat.NUMPY_NPZ,
+    ModelFormat.KERAS,
+    ModelFormat.ZIP,
+}
+
+
+@dataclass
+class _Context:
+    options: ScanOptions
+    findings: list[Finding] = field(default_factory=list)
+
+    def add(
+        self,
+        rule: str,
+        severity: Severity,
+        title: str,
+        description: str,
+        location: str,
+        *,
+        evidence: dict[str, object] | None = None,
+        remediation: str = _REMEDY_PICKLE,
+    ) -> None:
+        self.findings.append(
+            Finding(
+                id=rule,
+                check="supply",
+                title=title,
+                severity=severity,
+                description=description,
+                remediation=remediation,
+                owasp=OwaspMl.ML06,
+                atlas=_ATLAS,
+                evidence=evidence or {},  # type: ignore[arg-type]
+                location=location,
+            )
+        )
+
+
+def _pickle_findings(ctx: _Context, analysis: PickleAnalysis, location: str, base: int) -> None:
+    grouped: dict[tuple[str, Verdict], list[int]] = defaultdict(list)
+    invoked: dict[str, str] = {}
+    reasons: dict[str, str] = {}
+    for ref in analysis.imports:
+        key = (ref.qualname, ref.classification.verdict)
+        grouped[key].append(base + ref.offset)
+        reasons[ref.qualname] = ref.classification.reason
+        if ref.invoked_by:
+            invoked.setdefault(ref.qualname, ref.invoked_by)
+    for (qualname, verdict), offsets in grouped.items():
+        evidence = {"callable": qualname, "offsets": offsets[:20], "reason": reasons[qualname]}
+        how = invoked.get(qualname)
+        if verdict is Verdict.DANGEROUS:
+            ctx.add(
+                "pickle.dangerous-call" if how else "pickle.dangerous-import",
+                Severity.CRITICAL if how else Severity.HIGH,
+                f"Loading runs {qualname}" if how else f"Pickle imports {qualname}",
+                f"The pickle {'calls' if how else 'imports'} {qualname} ({reasons[qualname]})"
+                + (f" through {how}" if how else "")
+                + f" at byte {offsets[0]}.",
+                location,
+                evidence={**evidence, "opcode": how},
+            )
+        elif verdict is Verdict.UNKNOWN:
+            ctx.add(
+                "pickle.unknown-import",
+                Severity.MEDIUM,
+                f"Pickle imports {qualname}, which is not on the allow list",
+                f"{qualname} ({reasons[qualname]}) is imported at byte {offsets[0]}"
+                + (f" and called through {how}." if how else "."),
+                location,
+                evidence={**evidence, "opcode": how},
+                remediation="Review what this callable does; allow it in a scan policy if it only rebuilds data.",
+            )
+    for offset in analysis.dynamic_imports:
+        ctx.add(
+            "pickle.dynamic-import",
+            Severity.CRITICAL,
+            "Pickle imports a callable whose name it computes",
+            f"STACK_GLOBAL at byte {base + offset} takes a module or name built at load time, not a constant: "
+            "a static reader cannot know what it imports, and benign files never do this.",
+            location,
+            evidence={"offset": base + offset},
+        )
+    if analysis.limit:
+        ctx.add(
+            "pickle.limit",
+            Severity.HIGH,
+            "Pickle too large to analyse completely",
+            f"The analysis stopped: {analysis.limit}. What lies beyond was not examined.",
+            location,
+        )
+    if analysis.error:
+        ctx.add(
+            "pickle.parse-error",
+            Severity.MEDIUM,
+            "Pickle stream is malformed",
+            f"Parsing stopped at byte {base + (analysis.error_offset or 0)}: {analysis.error}. A loader may still "
+            "execute what precedes it, and a lenient one what follows.",
+            location,
+            evidence={"offset": base + (analysis.error_offset or 0), "error": analysis.error},
+        )
+    if analysis.trailing_names:
+        ctx.add(
+            "pickle.payload-after-error",
+            Severity.HIGH,
+            "Dangerous names follow a pickle parse error",
+            f"The bytes after the parse error name {', '.join(analysis.trailing_names[:5])}.",
+            location,
+            evidence={"names": list(analysis.trailing_names[:20])},
+        )
+
+
+def _scan_pickle(ctx: _Context, fh: BinaryIO, size: int, location: str, start: int = 0) -> None:
+    fh.seek(start)
+    analysis = analyse_pickle(fh, policy=ctx.options.policy, limits=ctx.options.limits.pickle, size=size - start)
+    _pickle_findings(ctx, analysis, location, start)
+
+
+def _scan_npy(ctx: _Context, fh: BinaryIO, size: int, location: str) -> None:
+    fh.seek(0)
+    head = fh.read(12)
+    major = head[6] if len(head) > 6 else 0
+    if major == 1:
+        (header_len,) = struct.unpack("<H", head[8:10])
+        start = 10 + header_len
+    else:
+        (header_len,) = struct.unpack("<I", head[8:12])
+        start = 12 + header_len
+    fh.seek(0)
+    header = fh.read(start)
+    if b"|O" in header:  # an object array: its payload is a pickle
+        _scan_pickle(ctx, fh, size, location, start)
+
+
+def _zip_members(ctx: _Context, zf: zipfile.ZipFile, fh: BinaryIO, location: str) -> Iterable[zipfile.ZipInfo]:
+    infos = zf.infolist()
+    if len(infos) > ctx.options.limits.max_members:
+        ctx.add(
+            "archive.limit",
+            Severity.HIGH,
+            "Archive has too many members to scan",
+            f"{len(infos):,} members, more than the limit of {ctx.options.limits.max_members:,}.",
+            location,
+        )
+        infos = infos[: ctx.options.limits.max_members]
+    for info in infos:
+        member = f"{location}!{info.filename}"
+        if info.flag_bits & 0x1:
+            ctx.add(
+                "archive.encrypted-member",
+                Severity.HIGH,
+                "Encrypted archive member cannot be inspected",
+                f"{info.filename} is encrypted; loaders that ignore the flag read it anyway.",
+                member,
+            )
+            continue
+        fh.seek(info.header_offset)
+        local = fh.read(30)
+        if len(local) == 30 and local[:4] == b"PK\x03\x04":
+            name_len = struct.unpack("<H", local[26:28])[0]
+            local_name = fh.read(name_len).decode("utf-8", "replace")
+            if local_name != info.filename:
+                ctx.add(
+                    "archive.name-mismatch",
+                    Severity.HIGH,
+                    "Archive member has two different names",
+                    f"The central directory calls it {info.filename!r}, its local header {local_name!r}: readers "
+                    "that trust different headers see different files.",
+                    member,
+                    evidence={"central": info.filename, "local": local_name},
+                )
+        if info.filename.startswith("/") or ".." in Path(info.filename).parts:
+            ctx.add(
+                "archive.path-traversal",
+                Severity.HIGH,
+                "Archive member escapes the extraction directory",
+                f"{info.filename!r} points outside the folder it would be extracted to.",
+                member,
+            )
+        if not info.is_dir():
+            yield info
+
+
+def _scan_zip(ctx: _Context, fh: BinaryIO, location: str, depth: int) -> None:
+    fh.seek(0)
+    try:
+        zf = zipfile.ZipFile(fh)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        ctx.add("archive.corrupt", Severity.MEDIUM, "Zip archive cannot be read", str(exc), location)
+        return
+    with zf:
+        for info in list(_zip_members(ctx, zf, fh, location)):
+            member = f"{location}!{info.filename}"
+            try:
+                with zf.open(info) as inner:
+                    _dispatch(ctx, cast(BinaryIO, inner), info.file_size, member, depth + 1)
+            except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
+                ctx.add(
+                    "archive.corrupt-member",
+                    Severity.MEDIUM,
+                    "Archive member cannot be read",
+                    f"{info.filename}: {exc}. A loader that skips the check may read it anyway.",
+                    member,
+                )
+
+
+def _scan_tar(ctx: _Context, fh: BinaryIO, location: str, depth: int) -> None:
+    fh.seek(0)
+    try:
+        with tarfile.open(fileobj=fh) as tf:
+            for count, info in enumerate(tf):
+                if count >= ctx.options.limits.max_members:
+                    ctx.add("archive.limit", Severity.HIGH, "Archive has too many members to scan", "", location)
+                    break
+                if not info.isfile():
+                    continue
+                inner = tf.extractfile(info)
+                if inner is not None:
+                    _dispatch(ctx, cast(BinaryIO, inner), info.size, f"{location}!{info.name}", depth + 1)
+    except tarfile.TarError as exc:
+        ctx.add("archive.corrupt", Severity.MEDIUM, "Tar archive cannot be read", str(exc), location)
+
+
+def _decompressor(head: bytes, fh: BinaryIO) -> io.BufferedIOBase | None:
+    fh.seek(0)
+    if head.startswith(b"\x1f\x8b"):
+        return gzip.GzipFile(fileobj=fh)
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return lzma.LZMAFile(fh)
+    if head.startswith(b"BZh"):
+        return bz2.BZ2File(fh)
+    return None
+
+
+def _scan_compressed(ctx: _Context, fh: BinaryIO, size: int, location: str, depth: int) -> None:
+    limits = ctx.options.limits
+    cap = int(min(limits.max_decompressed, max(size, 1) * limits.max_ratio))
+    fh.seek(0)
+    head = fh.read(8)
+    with tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024) as out:
+        written = 0
+        try:
+            stream = _decompressor(head, fh)
+            if stream is not None:
+                with stream:
+                    while chunk := stream.read(1 << 20):
+                        written += len(chunk)
+                        if written > cap:
+                            break
+                        out.write(chunk)
+            else:  # zlib, as joblib writes it
+                fh.seek(0)
+                inflater = zlib.decompressobj()
+                while chunk := fh.read(1 << 20):
+                    piece = inflater.decompress(chunk, cap - written + 1)
+                    written += len(piece)
+                    out.write(piece)
+                    if written > cap:
+                        break
+        except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
+            ctx.add("archive.corrupt", Severity.MEDIUM, "Compressed stream cannot be read", str(exc), location)
+        if written > cap:
+            ctx.add(
+                "archive.decompression-limit",
+                Severity.HIGH,
+                "Compressed stream expands beyond the scan limit",
+                f"More than {cap:,} bytes from {size:,} compressed: a decompression bomb, or too large to check.",
+                location,
+            )
+        _dispatch(ctx, cast(BinaryIO, out), min(written, cap), f"{location}!decompressed", depth + 1)
+
+
+def _dispatch(ctx: _Context, fh: BinaryIO, size: int, location: str, depth: int) -> None:
+    if depth > ctx.options.limits.max_depth:
+        ctx.add(
+            "archive.depth-limit",
+            Severity.HIGH,
+            "Archives nested too deep to scan",
+            f"More than {ctx.options.limits.max_depth} levels of nesting.",
+            location,
+        )
+        return
+    info = identify_stream(fh, size)
+    fmt = info.format
+    if fmt is ModelFormat.PICKLE:
+        _scan_pickle(ctx, fh, size, location)
+    elif fmt is ModelFormat.NUMPY:
+        _scan_npy(ctx, fh, size, location)
+    elif fmt in _ARCHIVES:
+        _scan_zip(ctx, fh, location, depth)
+    elif fmt in (ModelFormat.TAR, ModelFormat.PYTORCH_LEGACY_TAR):
+        _scan_tar(ctx, fh, location, depth)
+    elif fmt is ModelFormat.COMPRESSED:
+        _scan_compressed(ctx, fh, size, location, depth)
+
+
+def scan_stream(fh: BinaryIO, size: int, *, location: str, options: ScanOptions | None = None) -> list[Finding]:
+    """Findings for the seekable stream ``fh`` of ``size`` bytes, reported under ``location``."""
+    ctx = _Context(options or ScanOptions())
+    _dispatch(ctx, fh, size, location, 0)
+    return ctx.findings
+
+
+def scan_file(path: str | Path, *, options: ScanOptions | None = None) -> FileScan:
+    """Scan one file. Raises :class:`FileFormatError` when it cannot be opened."""
+    path = Path(path)
+    t0 = time.perf_counter()
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            fmt = identify_stream(fh, size).format.value
+            findings = scan_stream(fh, size, location=str(path), options=options)
+    except FileNotFoundError as exc:
+        raise FileFormatError(f"{path} does not exist.", remedy="Check the path.") from exc
+    except IsADirectoryError as exc:
+        raise FileFormatError(
+            f"{path} is a directory.", remedy="Scan its files (pass the directory to scan_path)."
+        ) from exc
+    except OSError as exc:
+        raise FileFormatError(f"Cannot read {path}: {exc.strerror}.") from exc
+    return FileScan(
+        path=str(path), format=fmt, size=size, findings=tuple(findings), duration_s=time.perf_counter() - t0
+    )

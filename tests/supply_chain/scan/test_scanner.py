@@ -1,0 +1,123 @@
+"""The file scanner on files written by the real libraries: archives, compression, nesting, limits."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import pickle
+import tarfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from modelshield.errors import FileFormatError
+from modelshield.findings import Severity
+from modelshield.supply_chain.scan.interface import ScanLimits, ScanOptions
+from modelshield.supply_chain.scan.scanner import scan_file
+
+
+class Reduce:
+    def __init__(self, func: Any, *args: Any) -> None:
+        self.func, self.args = func, args
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (self.func, self.args)
+
+
+def worst(path: Path, **kwargs: Any) -> Severity | None:
+    return scan_file(path, **kwargs).max_severity
+
+
+def test_benign_torch_checkpoint_is_clean_and_payload_is_not_read(tmp_path: Path) -> None:
+    path = tmp_path / "big.pt"
+    torch.save({f"layer{i}": torch.zeros(512, 512) for i in range(8)}, path)
+    result = scan_file(path)
+    assert result.format == "pytorch-zip"
+    assert result.findings == ()
+
+
+def test_payload_in_torch_checkpoint_names_the_inner_file(tmp_path: Path) -> None:
+    path = tmp_path / "model.pt"
+    torch.save({"w": torch.ones(2), "hook": Reduce(os.system, "id")}, path)
+    (finding,) = scan_file(path).findings
+    assert finding.id == "pickle.dangerous-call"
+    assert finding.severity is Severity.CRITICAL
+    assert finding.location is not None and finding.location.endswith("!model/data.pkl")
+    assert finding.evidence["opcode"] == "REDUCE"
+
+
+def test_zip_in_zip_and_tar(tmp_path: Path) -> None:
+    inner = tmp_path / "inner.pkl"
+    inner.write_bytes(pickle.dumps(Reduce(eval, "1+1")))
+    outer = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(outer, "w") as zf:
+        zf.write(inner, "weights")  # no extension: found by content
+    nested = tmp_path / "nested.zip"
+    with zipfile.ZipFile(nested, "w") as zf:
+        zf.write(outer, "deep/bundle.zip")
+    assert worst(nested) is Severity.CRITICAL
+    tar = tmp_path / "legacy.tar"
+    with tarfile.open(tar, "w") as tf:
+        tf.add(inner, "pickle")
+    (finding,) = scan_file(tar).findings
+    assert finding.location is not None and finding.location.endswith("legacy.tar!pickle")
+
+
+@pytest.mark.parametrize("method", ["gzip", "zlib", "xz", "bz2"])
+def test_compressed_pickles(tmp_path: Path, method: str) -> None:
+    import joblib
+
+    path = tmp_path / f"model.{method}.joblib"
+    joblib.dump({"fn": Reduce(os.system, "id")}, path, compress=(method, 3))
+    assert worst(path) is Severity.CRITICAL
+
+
+def test_object_array_in_npy_and_npz(tmp_path: Path) -> None:
+    np.save(tmp_path / "a.npy", np.array([Reduce(os.system, "id")], dtype=object), allow_pickle=True)
+    assert worst(tmp_path / "a.npy") is Severity.CRITICAL
+    np.savez(tmp_path / "b.npz", ok=np.ones(3), bad=np.array([Reduce(exec, "1")], dtype=object))
+    assert worst(tmp_path / "b.npz") is Severity.CRITICAL
+    np.save(tmp_path / "plain.npy", np.arange(10.0))
+    assert worst(tmp_path / "plain.npy") is None
+
+
+def test_decompression_bomb_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.gz"
+    with gzip.open(path, "wb") as fh:
+        fh.write(pickle.dumps(b"\x00" * 20_000_000))
+    options = ScanOptions(limits=ScanLimits(max_ratio=10.0))
+    ids = {f.id for f in scan_file(path, options=options).findings}
+    assert "archive.decompression-limit" in ids
+
+
+def test_depth_limit(tmp_path: Path) -> None:
+    payload = pickle.dumps({"a": 1})
+    for _ in range(6):
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as zf:
+            zf.writestr("x", payload)
+        payload = buffer.getvalue()
+    path = tmp_path / "deep.zip"
+    path.write_bytes(payload)
+    assert "archive.depth-limit" in {f.id for f in scan_file(path).findings}
+
+
+def test_local_and_central_names_that_differ(tmp_path: Path) -> None:
+    path = tmp_path / "confused.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("data.pkl", pickle.dumps({"a": 1}))
+    raw = bytearray(path.read_bytes())
+    local = raw.index(b"data.pkl")  # the first occurrence is the local header's
+    raw[local : local + 8] = b"evil.pkl"
+    path.write_bytes(bytes(raw))
+    assert "archive.name-mismatch" in {f.id for f in scan_file(path).findings}
+
+
+def test_missing_file() -> None:
+    with pytest.raises(FileFormatError, match="does not exist"):
+        scan_file(Path("/nonexistent/model.pt"))
