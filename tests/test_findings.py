@@ -103,3 +103,15 @@ def test_report_round_trips_through_json() -> None:
     again = Report.from_json(report.to_json())
     assert again.to_dict() == report.to_dict()
     assert again.findings[0].metrics["nan"] is None  # NaN is not JSON; it becomes null
+
+
+def test_findings_and_reports_pickle_for_worker_processes() -> None:
+    import pickle
+
+    f = make_finding(charts=(Chart("c", "bar", x=("a",), series={"s": (1.0,)}),))
+    report = make_report(f)
+    again = pickle.loads(pickle.dumps(report))
+    assert again == report
+    assert again.findings[0].metrics["accuracy"] == 0.5
+    with pytest.raises(TypeError):
+        again.findings[0].metrics["accuracy"] = 1.0  # type: ignore[index]

@@ -154,6 +154,17 @@ def _frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(dict(value))
 
 
+class _PicklableMappings:
+    """Pickle support for frozen dataclasses holding read-only mappings (sent between worker processes)."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: dict(v) if isinstance(v, MappingProxyType) else v for k, v in self.__dict__.items()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            object.__setattr__(self, key, _frozen_mapping(value) if isinstance(value, dict) else value)
+
+
 def _to_json(value: Any) -> JSONValue:
     """Plain JSON data from mappings, sequences, enums and NumPy scalars."""
     if isinstance(value, enum.Enum):
@@ -176,7 +187,7 @@ def _to_json(value: Any) -> JSONValue:
 
 
 @dataclass(frozen=True)
-class Chart:
+class Chart(_PicklableMappings):
     """A small plot described as data; renderers draw it (the HTML report as inline SVG).
 
     ``x`` holds the category labels or x values; each entry of ``series`` is one line or bar group.
@@ -228,7 +239,7 @@ class Chart:
 
 
 @dataclass(frozen=True)
-class Finding:
+class Finding(_PicklableMappings):
     """One thing a check found, with where it maps in OWASP ML Top 10 and MITRE ATLAS and what to do about it.
 
     ``id`` names the kind of finding (stable across runs, like a lint rule id); ``check`` names the check that
@@ -398,7 +409,7 @@ class FindingsAboveThresholdError(ModelShieldError):
 
 
 @dataclass(frozen=True)
-class Report:
+class Report(_PicklableMappings):
     """The outcome of an audit: what was audited, with what, how long it took, and every finding."""
 
     target: TargetInfo

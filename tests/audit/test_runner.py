@@ -36,7 +36,7 @@ def cancer_target() -> Target:
 def test_default_audit_of_a_zoo_target(zoo_cache: Path) -> None:
     target = load_target("zoo:cancer-gbm", cache_dir=zoo_cache)
     report = Auditor(AuditOptions(seed=3)).run(target)
-    assert [c.name for c in report.checks] == ["integrity", "baseline"]
+    assert [c.name for c in report.checks] == ["integrity", "supply", "baseline"]
     assert all(c.status in (CheckStatus.PASSED, CheckStatus.FINDINGS) for c in report.checks)
     model_file = next(f for f in report.findings if f.id == "integrity.model-file")
     assert target.model_path is not None
@@ -135,3 +135,20 @@ def test_confident_fit_of_members_is_flagged_by_the_loss_gap(zoo_cache: Path) ->
     assert overfit.severity is Severity.LOW
     assert float(overfit.metrics["loss_gap"]) >= 0.1  # type: ignore[arg-type]
     assert gap_finding("zoo:cancer-mlp") is None
+
+
+def test_supply_check_reports_a_payload_in_the_model_file(tmp_path: Path, cancer_target: Target) -> None:
+    import os
+
+    import torch
+
+    class Payload:
+        def __reduce__(self) -> tuple[object, ...]:
+            return (os.system, ("id",))
+
+    model = tmp_path / "model.pt"
+    torch.save({"w": torch.ones(2), "x": Payload()}, model)
+    target = Target("pt", cancer_target.classifier, test=cancer_target.test, model_path=model, model_format="pt")
+    report = Auditor(AuditOptions(checks=("supply",))).run(target)
+    (finding,) = report.findings
+    assert (finding.check, finding.id, finding.severity) == ("supply", "pickle.dangerous-call", Severity.CRITICAL)

@@ -60,5 +60,6 @@ def default_registry() -> CheckRegistry:
     """A registry holding every built-in check."""
     from modelshield.audit.checks.baseline import BASELINE
     from modelshield.audit.checks.integrity import INTEGRITY
+    from modelshield.audit.checks.supply import SUPPLY
 
-    return CheckRegistry([INTEGRITY, BASELINE])
+    return CheckRegistry([INTEGRITY, SUPPLY, BASELINE])

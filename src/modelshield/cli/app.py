@@ -84,9 +84,10 @@ def _root(
 
 
 def _register_commands() -> None:
-    from modelshield.cli import audit, targets
+    from modelshield.cli import audit, scan, targets
 
     audit.register(app)
+    scan.register(app)
     targets.register(app)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
@@ -19,7 +20,7 @@ from modelshield import __version__
 from modelshield.findings import ATLAS_TECHNIQUES, Finding, Report, Severity
 from modelshield.reporting.interface import SECURITY_SEVERITY
 
-__all__ = ["SARIF_SCHEMA", "render_sarif", "sarif_document"]
+__all__ = ["SARIF_SCHEMA", "render_sarif", "sarif_document", "sarif_log"]
 
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 
@@ -66,19 +67,28 @@ def _rule(finding: Finding) -> dict[str, Any]:
     }
 
 
-def sarif_document(report: Report) -> dict[str, Any]:
-    """The SARIF log as a dict (one run)."""
-    findings = report.sorted_findings()
+def sarif_log(
+    findings: Sequence[Finding],
+    *,
+    default_location: str,
+    complete: bool,
+    automation_id: str,
+    start_time: str | None = None,
+    errors: Sequence[str] = (),
+    properties: dict[str, Any] | None = None,
+    fingerprint_salt: str = "",
+) -> dict[str, Any]:
+    """A SARIF log (one run) of any findings; the audit and scan renderers are thin wrappers over it."""
+    ordered = sorted(findings, key=lambda f: (-f.severity.rank, f.check, f.id))
     rules: dict[str, dict[str, Any]] = {}
-    for finding in findings:  # worst first, so each rule carries the worst severity seen for its id
+    for finding in ordered:  # worst first, so each rule carries the worst severity seen for its id
         rules.setdefault(finding.id, _rule(finding))
     index = {rule_id: i for i, rule_id in enumerate(rules)}
-    default_location = report.target.model_path or report.target.name
     results = []
-    for finding in findings:
+    for finding in ordered:
         location = finding.location or default_location
         fingerprint = hashlib.sha256(
-            f"{finding.id}\x00{finding.check}\x00{location}\x00{report.target.model_sha256 or ''}".encode()
+            f"{finding.id}\x00{finding.check}\x00{location}\x00{fingerprint_salt}".encode()
         ).hexdigest()
         results.append(
             {
@@ -95,6 +105,12 @@ def sarif_document(report: Report) -> dict[str, Any]:
                 },
             }
         )
+    invocation: dict[str, Any] = {
+        "executionSuccessful": complete,
+        "toolExecutionNotifications": [{"level": "error", "message": {"text": text}} for text in errors],
+    }
+    if start_time:
+        invocation["startTimeUtc"] = start_time
     return {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
@@ -108,27 +124,27 @@ def sarif_document(report: Report) -> dict[str, Any]:
                         "rules": list(rules.values()),
                     }
                 },
-                "invocations": [
-                    {
-                        "executionSuccessful": report.complete,
-                        "startTimeUtc": report.started_at,
-                        "toolExecutionNotifications": [
-                            {"level": "error", "message": {"text": f"Check {c.name} failed: {c.reason}"}}
-                            for c in report.checks
-                            if c.status.value == "error"
-                        ],
-                    }
-                ],
-                "automationDetails": {"id": f"modelshield/{report.target.name}/"},
+                "invocations": [invocation],
+                "automationDetails": {"id": automation_id},
                 "results": results,
-                "properties": {
-                    "target": report.target.to_dict(),
-                    "seed": report.seed,
-                    "budget": report.budget,
-                },
+                "properties": properties or {},
             }
         ],
     }
+
+
+def sarif_document(report: Report) -> dict[str, Any]:
+    """The SARIF log of an audit report."""
+    return sarif_log(
+        report.findings,
+        default_location=report.target.model_path or report.target.name,
+        complete=report.complete,
+        automation_id=f"modelshield/{report.target.name}/",
+        start_time=report.started_at,
+        errors=[f"Check {c.name} failed: {c.reason}" for c in report.checks if c.status.value == "error"],
+        properties={"target": report.target.to_dict(), "seed": report.seed, "budget": report.budget},
+        fingerprint_salt=report.target.model_sha256 or "",
+    )
 
 
 def render_sarif(report: Report) -> str:

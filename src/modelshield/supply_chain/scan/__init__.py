@@ -10,6 +10,16 @@ Work in progress (issue 3): pickle analysis, archives, compression and NumPy obj
 from __future__ import annotations
 
 from modelshield.supply_chain.scan.interface import FileScan, ScanLimits, ScanOptions, ScanReport
+from modelshield.supply_chain.scan.paths import iter_files, scan_paths
 from modelshield.supply_chain.scan.scanner import scan_file, scan_stream
 
-__all__ = ["FileScan", "ScanLimits", "ScanOptions", "ScanReport", "scan_file", "scan_stream"]
+__all__ = [
+    "FileScan",
+    "ScanLimits",
+    "ScanOptions",
+    "ScanReport",
+    "iter_files",
+    "scan_file",
+    "scan_paths",
+    "scan_stream",
+]

@@ -350,7 +350,7 @@ def scan_stream(fh: BinaryIO, size: int, *, location: str, options: ScanOptions 
     return ctx.findings
 
 
-def scan_file(path: str | Path, *, options: ScanOptions | None = None) -> FileScan:
+def scan_file(path: str | Path, options: ScanOptions | None = None) -> FileScan:
     """Scan one file. Raises :class:`FileFormatError` when it cannot be opened."""
     path = Path(path)
     t0 = time.perf_counter()

@@ -1,0 +1,127 @@
+"""``modelshield scan``: scan model files and directories for code that would run when they are loaded.
+
+$ modelshield scan model.pt models/ --format sarif --output scan.sarif --fail-on high
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import sys
+import tomllib
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from modelshield._internal.atomic import write_text_atomic
+from modelshield.cli.app import EXIT_CLEAN, EXIT_FINDINGS
+from modelshield.errors import FileFormatError, InvalidInputError
+from modelshield.findings import Severity
+
+if TYPE_CHECKING:
+    from modelshield.supply_chain.scan.policy import Policy
+
+__all__ = ["register"]
+
+
+class ScanFormat(enum.StrEnum):
+    text = "text"
+    json = "json"
+    sarif = "sarif"
+
+
+class ScanFailOn(enum.StrEnum):
+    info = "info"
+    low = "low"
+    medium = "medium"
+    high = "high"
+    critical = "critical"
+    never = "never"
+
+
+_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan", "info": "dim"}
+
+
+def _policy(path: Path | None) -> Policy:
+    from modelshield.supply_chain.scan.policy import DEFAULT_POLICY
+
+    if path is None:
+        return DEFAULT_POLICY
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except FileNotFoundError as exc:
+        raise FileFormatError(f"Policy file {path} does not exist.", remedy="Check the path.") from exc
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise FileFormatError(f"Policy file {path} is not valid JSON or TOML: {exc}") from exc
+    allow, deny = data.get("allow", []), data.get("deny", [])
+    if not all(isinstance(v, str) for v in [*allow, *deny]):
+        raise InvalidInputError(
+            f"Policy file {path}: 'allow' and 'deny' must be lists of 'module.name' or 'module.*' strings."
+        )
+    return DEFAULT_POLICY.with_rules(safe=allow, dangerous=deny)
+
+
+def scan_command(
+    paths: Annotated[list[Path], typer.Argument(help="Model files or directories (scanned recursively).")],
+    output_format: Annotated[ScanFormat, typer.Option("--format", help="Output format.")] = ScanFormat.text,
+    output: Annotated[Path | None, typer.Option(help="Write the output to this file.")] = None,
+    fail_on: Annotated[ScanFailOn, typer.Option(help="Exit 1 when a finding reaches this severity.")] = ScanFailOn.high,
+    policy: Annotated[
+        Path | None, typer.Option(help="JSON or TOML file with 'allow' and 'deny' lists of module.name patterns.")
+    ] = None,
+    exclude: Annotated[list[str] | None, typer.Option(help="Glob of files to skip (repeatable).")] = None,
+) -> None:
+    """Scan model files for code that runs on load (pickle, PyTorch, joblib, NumPy, archives, ...)."""
+    from modelshield.reporting.sarif import sarif_log
+    from modelshield.supply_chain.scan import ScanOptions, scan_paths
+
+    report = scan_paths(paths, exclude=exclude or [], options=ScanOptions(policy=_policy(policy)))
+    if output_format is ScanFormat.json:
+        text = json.dumps(report.to_dict(), indent=2)
+    elif output_format is ScanFormat.sarif:
+        text = json.dumps(
+            sarif_log(
+                report.findings,
+                default_location=str(paths[0]),
+                complete=True,
+                automation_id="modelshield/scan/",
+            ),
+            indent=2,
+        )
+    else:
+        console = Console(file=sys.stdout)
+        table = Table(show_header=True, header_style="bold")
+        for column in ("severity", "location", "finding"):
+            table.add_column(column, overflow="fold")
+        for finding in sorted(report.findings, key=lambda f: -f.severity.rank):
+            table.add_row(
+                Text(finding.severity.value, style=_STYLE[finding.severity.value]),
+                Text(finding.location or ""),
+                Text(finding.title),
+            )
+        if report.findings:
+            console.print(table)
+        worst = report.max_severity
+        console.print(
+            f"{len(report.files)} file(s) scanned in {report.duration_s:.2f}s; "
+            f"{len(report.findings)} finding(s); worst: {worst.value if worst else 'none'}",
+            highlight=False,
+        )
+        text = ""
+    if text:
+        if output is None:
+            sys.stdout.write(text + "\n")
+        else:
+            write_text_atomic(output, text + "\n")
+    if fail_on is ScanFailOn.never:
+        raise typer.Exit(EXIT_CLEAN)
+    raise typer.Exit(EXIT_FINDINGS if report.at_or_above(Severity.parse(fail_on.value)) else EXIT_CLEAN)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("scan")(scan_command)
