@@ -135,13 +135,13 @@ def identify_stream(fh: BinaryIO, size: int) -> FormatInfo:
             return _info(ModelFormat.GGUF, "GGUF container (llama.cpp)")
         if head.startswith(b"\x89HDF\r\n\x1a\n"):
             return _info(ModelFormat.HDF5, "HDF5 file (Keras .h5 models may hold Lambda layers with code)")
+        if _is_safetensors(head, size):  # before compression: a 93-byte header starts like LZMA
+            return _info(ModelFormat.SAFETENSORS, "safetensors (JSON header, raw tensor bytes)")
         compressed = _compression(head)
         if compressed:
             return _info(ModelFormat.COMPRESSED, f"{compressed}-compressed stream (joblib compresses pickles this way)")
         if len(head) > 262 and head[257:262] == b"ustar":
             return _identify_tar(fh)
-        if _is_safetensors(head, size):
-            return _info(ModelFormat.SAFETENSORS, "safetensors (JSON header, raw tensor bytes)")
         if _is_pickle(fh, head, size):
             proto = head[1] if head[0] == 0x80 else 0
             return _info(ModelFormat.PICKLE, f"pickle stream, protocol {proto}")
@@ -207,6 +207,8 @@ def _compression(head: bytes) -> str | None:
         return "7z"
     if len(head) > 1 and head[0] == 0x78 and head[1] in (0x01, 0x5E, 0x9C, 0xDA):
         return "zlib"
+    if len(head) > 13 and head[0] == 0x5D and head[1:3] == b"\x00\x00":  # LZMA "alone" (joblib's lzma)
+        return "lzma"
     return None
 
 

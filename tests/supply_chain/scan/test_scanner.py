@@ -121,3 +121,68 @@ def test_local_and_central_names_that_differ(tmp_path: Path) -> None:
 def test_missing_file() -> None:
     with pytest.raises(FileFormatError, match="does not exist"):
         scan_file(Path("/nonexistent/model.pt"))
+
+
+def _sklearn_models() -> dict[str, Any]:
+    from sklearn.datasets import load_digits
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    x, y = load_digits(return_X_y=True)
+    x, y = x[:300], y[:300]
+    return {
+        "forest": RandomForestClassifier(n_estimators=3, random_state=0).fit(x, y),
+        "hist-boosting": HistGradientBoostingClassifier(max_iter=3, random_state=0).fit(x, y),
+        "pipeline-svc": make_pipeline(StandardScaler(), SVC(random_state=0)).fit(x, y),
+        "arrays": {
+            "f": np.asfortranarray(np.ones((3, 2))),
+            "s": np.array(["ab", "c"]),
+            "rec": np.zeros(3, dtype=[("x", "f4"), ("y", "i8")]),
+            "obj": np.array([{"a": 1}, None], dtype=object),
+        },
+    }
+
+
+@pytest.mark.parametrize("compress", [0, 3, ("gzip", 3), ("lzma", 3), ("xz", 3), ("bz2", 3)], ids=str)
+def test_benign_joblib_files_are_clean(tmp_path: Path, compress: object) -> None:
+    import joblib
+
+    for name, model in _sklearn_models().items():
+        path = tmp_path / f"{name}.joblib"
+        joblib.dump(model, path, compress=compress)
+        result = scan_file(path)
+        assert result.max_severity is None or result.max_severity < Severity.MEDIUM, (name, result.findings)
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4, 5])
+def test_benign_sklearn_pickles_are_clean(tmp_path: Path, protocol: int) -> None:
+    for name, model in _sklearn_models().items():
+        path = tmp_path / f"{name}.pkl"
+        path.write_bytes(pickle.dumps(model, protocol=protocol))
+        result = scan_file(path)
+        assert result.max_severity is None or result.max_severity < Severity.MEDIUM, (name, result.findings)
+
+
+@pytest.mark.parametrize("compress", [0, 3, ("lzma", 3)], ids=str)
+def test_payload_in_a_joblib_object_array_is_caught(tmp_path: Path, compress: object) -> None:
+    import joblib
+
+    path = tmp_path / "model.joblib"
+    joblib.dump(
+        {"w": np.ones(1000), "objs": np.array([Reduce(os.system, "id")], dtype=object)}, path, compress=compress
+    )
+    assert worst(path) is Severity.CRITICAL
+
+
+def test_small_safetensors_is_not_mistaken_for_lzma(tmp_path: Path) -> None:
+    import json
+    import struct
+
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    header += b" " * (93 - len(header))  # 93 = 0x5D, the first byte of an LZMA stream
+    path = tmp_path / "tiny.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + b"\x00" * 4)
+    result = scan_file(path)
+    assert (result.format, result.findings) == ("safetensors", ())

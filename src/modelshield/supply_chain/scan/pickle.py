@@ -103,6 +103,14 @@ class _Global:
 @dataclass
 class _Obj:
     made_by: int | None  # import index of the callable that made it, when known
+    args: object = None  # what it was called with (REDUCE), when known
+
+
+@dataclass
+class _Val:
+    """A constant the pickle built: int, bool, None, or a tuple or dict of stack items."""
+
+    value: object
 
 
 _MARK = object()
@@ -113,7 +121,8 @@ _OPCODES: dict[int, pickletools.OpcodeInfo] = {ord(op.code): op for op in pickle
 _STRING_OPS = frozenset(
     {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "BINSTRING", "SHORT_BINSTRING"}
 )
-_CALLS = frozenset({"REDUCE", "NEWOBJ", "NEWOBJ_EX", "OBJ", "INST", "BUILD"})
+_INT_OPS = frozenset({"INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4"})
+_JOBLIB_WRAPPERS = frozenset({"joblib.numpy_pickle.NumpyArrayWrapper"})
 
 
 class _Reader:
@@ -133,10 +142,21 @@ class _Reader:
         return data
 
     def _line(self) -> bytes:
-        line = self.stream.readline(_MAX_LINE)
-        if not line.endswith(b"\n"):
-            raise _ParseError("unterminated or over-long text argument", self.tell())
-        return line[:-1]
+        """A newline-terminated argument; only its first ``_SHORT`` bytes are kept (long ones are data)."""
+        kept = b""
+        while True:
+            chunk = self.stream.readline(_MAX_LINE)
+            if not chunk:
+                raise _ParseError("unterminated text argument", self.tell())
+            if len(kept) < _SHORT:
+                kept += chunk[: _SHORT - len(kept)]
+            if chunk.endswith(b"\n"):
+                return kept.removesuffix(b"\n") if len(kept) < _SHORT else kept
+
+    def skip(self, n: int, pos: int) -> None:
+        if n < 0 or self.tell() + n > self.end:
+            raise _ParseError(f"array data of {n} bytes runs past the end of the stream", pos)
+        self.stream.seek(n, io.SEEK_CUR)
 
     def _sized(self, n: int) -> bytes | None:
         if n < 0 or self.tell() + n > self.end:
@@ -205,9 +225,49 @@ def _int_arg(raw: object, pos: int) -> int:
     if isinstance(raw, int):
         return raw
     text = _text(raw)
-    if text is None or not text.strip().lstrip("-").isdigit():
+    if text is not None:
+        text = text.strip().removesuffix("L")  # protocol 0 writes longs as "123L"
+    if text is None or not text.lstrip("-").isdigit():
         raise _ParseError(f"malformed integer argument {text!r}", pos)
     return int(text)
+
+
+def _long(raw: object) -> int:
+    return int.from_bytes(raw, "little", signed=True) if isinstance(raw, bytes) else 0
+
+
+def _concrete(item: object) -> object:
+    """The plain Python value of a constant stack item (ints, strings, None, tuples of them), else None."""
+    if isinstance(item, _Str):
+        return item.value
+    if isinstance(item, _Val):
+        if isinstance(item.value, tuple):
+            return tuple(_concrete(v) for v in item.value)
+        return item.value if not isinstance(item.value, dict) else None
+    return None
+
+
+def _dtype_code(dtype: object) -> str | None:
+    """The type string of a ``numpy.dtype(code, ...)`` object rebuilt by the pickle, e.g. ``"f8"``."""
+    if not isinstance(dtype, _Obj):
+        return None
+    call = dtype.args[0] if isinstance(dtype.args, tuple) else dtype.args
+    args = _concrete(call)
+    return args[0] if isinstance(args, tuple) and args and isinstance(args[0], str) else None
+
+
+def _dtype_itemsize(dtype: object, code: str) -> int | None:
+    # dtype.__setstate__ takes (version, byteorder, subarray, names, fields, elsize, alignment, flags):
+    # elsize is authoritative for strings, voids and records.
+    if isinstance(dtype, _Obj) and isinstance(dtype.args, tuple) and len(dtype.args) == 2:
+        state = _concrete(dtype.args[1])
+        if isinstance(state, tuple) and len(state) >= 6 and isinstance(state[5], int) and state[5] > 0:
+            return state[5]
+    match = re.fullmatch(r"[<>|=]?([biufcmMSUV])(\d+)(\[\w+\])?", code)
+    if match is None:
+        return None
+    kind, size = match.group(1), int(match.group(2))
+    return size * 4 if kind == "U" else size
 
 
 def _quoted(raw: object) -> str | None:
@@ -226,6 +286,37 @@ class _Walk:
     dynamic: list[int] = field(default_factory=list)
     opcodes: int = 0
     protocol: int = 0
+
+    def _made_by(self, obj: _Obj) -> str | None:
+        return self.imports[obj.made_by].qualname if obj.made_by is not None else None
+
+    def _skip_joblib_array(self, reader: _Reader, state: object, pos: int) -> None:
+        """Step over the array data that joblib writes right after a NumpyArrayWrapper's BUILD.
+
+        Numeric arrays are raw bytes (after an alignment padding byte); object arrays are a nested pickle, which
+        is analysed like any other. When the size cannot be worked out, nothing is skipped and the walk reports
+        what it then meets.
+        """
+        fields = state.value if isinstance(state, _Val) and isinstance(state.value, dict) else {}
+        shape = _concrete(fields.get("shape"))
+        dtype = fields.get("dtype")
+        code = _dtype_code(dtype)
+        if not isinstance(shape, tuple) or not all(isinstance(d, int) and d >= 0 for d in shape) or code is None:
+            return
+        if code.startswith(("O", "|O")):
+            self.run_one(reader)  # the nested pickle of an object array
+            return
+        itemsize = _dtype_itemsize(dtype, code)
+        if itemsize is None:
+            return
+        if _concrete(fields.get("numpy_array_alignment_bytes")) is not None:
+            padding = reader.stream.read(1)
+            if padding:
+                reader.skip(padding[0], pos)
+        count = 1
+        for d in shape:
+            count *= d
+        reader.skip(count * itemsize, pos)
 
     def run_one(self, reader: _Reader) -> None:  # noqa: PLR0915 - one branch per opcode family
         stack: list[object] = []
@@ -250,15 +341,15 @@ class _Walk:
             self.imports.append(ImportRef(module, name, pos, opcode, self.policy.classify(module, name)))
             return len(self.imports) - 1
 
-        def invoke(item: object, how: str) -> _Obj:
+        def invoke(item: object, how: str, args: object = None) -> _Obj:
             if isinstance(item, _Global):
                 ref = self.imports[item.ref_index]
                 if ref.invoked_by is None:
                     self.imports[item.ref_index] = ImportRef(
                         ref.module, ref.name, ref.offset, ref.opcode, ref.classification, how
                     )
-                return _Obj(item.ref_index)
-            return _Obj(None)
+                return _Obj(item.ref_index, args)
+            return _Obj(None, args)
 
         while True:
             op, arg, pos = reader.next()
@@ -306,8 +397,8 @@ class _Walk:
                     self.dynamic.append(pos)
                     stack.append(_ANY)
             elif name in {"REDUCE", "NEWOBJ"}:
-                pop(pos)
-                stack.append(invoke(pop(pos), name))
+                args = pop(pos)
+                stack.append(invoke(pop(pos), name, args))
             elif name == "NEWOBJ_EX":
                 pop(pos)
                 pop(pos)
@@ -318,11 +409,34 @@ class _Walk:
                     raise _ParseError("OBJ without a class", pos)
                 stack.append(invoke(items[0], name))
             elif name == "BUILD":
-                pop(pos)
+                state = pop(pos)
                 target = pop(pos)
                 if isinstance(target, _Global):  # setting state on an imported callable itself
                     invoke(target, name)
+                elif isinstance(target, _Obj):
+                    target.args = (target.args, state)
+                    if self._made_by(target) in _JOBLIB_WRAPPERS:
+                        self._skip_joblib_array(reader, state, pos)
                 stack.append(target)
+            elif name in _INT_OPS:
+                stack.append(_Val(_long(arg) if name in {"LONG1", "LONG4"} else _int_arg(arg, pos)))
+            elif name in ("NONE", "NEWTRUE", "NEWFALSE"):
+                stack.append(_Val({"NONE": None, "NEWTRUE": True, "NEWFALSE": False}[name]))
+            elif name in ("EMPTY_TUPLE", "TUPLE1", "TUPLE2", "TUPLE3", "TUPLE"):
+                count = {"EMPTY_TUPLE": 0, "TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3}.get(name)
+                items = pop_mark(pos) if count is None else [pop(pos) for _ in range(count)][::-1]
+                stack.append(_Val(tuple(items)))
+            elif name == "EMPTY_DICT":
+                stack.append(_Val({}))
+            elif name in ("SETITEM", "SETITEMS"):
+                pairs = pop_mark(pos) if name == "SETITEMS" else [pop(pos), pop(pos)][::-1]
+                if len(pairs) % 2 or not stack:
+                    raise _ParseError(f"{name} with an odd number of items or no dict", pos)
+                target = stack[-1]
+                if isinstance(target, _Val) and isinstance(target.value, dict):
+                    for k, v in zip(pairs[::2], pairs[1::2], strict=True):
+                        if isinstance(k, _Str):
+                            target.value[k.value] = v
             elif name in ("EXT1", "EXT2", "EXT4"):
                 stack.append(_Global(add_import("copyreg", f"_extension_registry_{arg}", pos, name)))
             elif name == "DUP":

@@ -435,7 +435,8 @@ _SAFE_PATTERNS: tuple[tuple[re.Pattern[str], re.Pattern[str], str], ...] = tuple
         (r"torch\.nn\.modules(\.\w+)*", r"[A-Z]\w*", "PyTorch module class"),
         (r"torch\.optim(\.\w+)*", r"[A-Z]\w*", "PyTorch optimiser class"),
         # scikit-learn, SciPy and friends: classes rebuild state; their functions are left for review.
-        (r"sklearn(\.\w+)*", r"[A-Z]\w*", "scikit-learn class"),
+        (r"sklearn(\.\w+)*", r"_?[A-Z]\w*", "scikit-learn class"),
+        (r"numpy\.random(\.\w+)*", r"[A-Z]\w*|__pyx_unpickle_\w+|__\w+_ctor", "NumPy random generator state"),
         (r"sklearn\._loss\._loss", r"__pyx_unpickle_\w+", "scikit-learn loss state"),
         (r"sklearn\.tree\._tree", r"Tree|__pyx_unpickle_\w+", "scikit-learn tree state"),
         (r"sklearn\.neighbors\._\w+", r"(newObj|__pyx_unpickle_\w+)", "scikit-learn neighbours state"),

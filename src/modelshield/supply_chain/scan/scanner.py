@@ -278,6 +278,8 @@ def _decompressor(head: bytes, fh: BinaryIO) -> io.BufferedIOBase | None:
         return lzma.LZMAFile(fh)
     if head.startswith(b"BZh"):
         return bz2.BZ2File(fh)
+    if head[:1] == b"\x5d":
+        return lzma.LZMAFile(fh, format=lzma.FORMAT_ALONE)
     return None
 
 
