@@ -16,6 +16,7 @@ import bz2
 import gzip
 import io
 import lzma
+import re
 import struct
 import tarfile
 import tempfile
@@ -31,6 +32,12 @@ from typing import BinaryIO, cast
 from modelshield.errors import FileFormatError
 from modelshield.findings import Finding, OwaspMl, Severity
 from modelshield.supply_chain.formats import ModelFormat, identify_stream
+from modelshield.supply_chain.scan.formats_checks import (
+    Problem,
+    gguf_problems,
+    keras_config_problems,
+    safetensors_problems,
+)
 from modelshield.supply_chain.scan.interface import FileScan, ScanOptions
 from modelshield.supply_chain.scan.pickle import PickleAnalysis, analyse_pickle
 from modelshield.supply_chain.scan.policy import Verdict
@@ -230,7 +237,27 @@ def _zip_members(ctx: _Context, zf: zipfile.ZipFile, fh: BinaryIO, location: str
             yield info
 
 
-def _scan_zip(ctx: _Context, fh: BinaryIO, location: str, depth: int) -> None:
+def _report(ctx: _Context, problems: list[Problem], location: str) -> None:
+    for rule, severity, title, description in problems:
+        ctx.add(rule, severity, title, description, location)
+
+
+_H5_CHUNK = 16 * 1024 * 1024
+
+
+def _h5_config_text(fh: BinaryIO) -> str:
+    """The JSON-looking parts of an HDF5 file (Keras keeps its model config there as a string attribute)."""
+    fh.seek(0)
+    found: list[str] = []
+    tail = b""
+    while chunk := fh.read(_H5_CHUNK):
+        data = tail + chunk
+        found += [m.decode("latin-1") for m in re.findall(rb'"(?:class_name|module)"\s*:\s*"[^"]{0,256}"', data)]
+        tail = data[-512:]
+    return "\n".join(dict.fromkeys(found))
+
+
+def _scan_zip(ctx: _Context, fh: BinaryIO, location: str, depth: int, *, keras: bool = False) -> None:
     fh.seek(0)
     try:
         zf = zipfile.ZipFile(fh)
@@ -240,6 +267,9 @@ def _scan_zip(ctx: _Context, fh: BinaryIO, location: str, depth: int) -> None:
     with zf:
         for info in list(_zip_members(ctx, zf, fh, location)):
             member = f"{location}!{info.filename}"
+            if keras and info.filename == "config.json" and info.file_size < 64 * 1024 * 1024:
+                _report(ctx, keras_config_problems(zf.read(info).decode("utf-8", "replace")), member)
+                continue
             try:
                 with zf.open(info) as inner:
                     _dispatch(ctx, cast(BinaryIO, inner), info.file_size, member, depth + 1)
@@ -338,11 +368,26 @@ def _dispatch(ctx: _Context, fh: BinaryIO, size: int, location: str, depth: int)
     elif fmt is ModelFormat.NUMPY:
         _scan_npy(ctx, fh, size, location)
     elif fmt in _ARCHIVES:
-        _scan_zip(ctx, fh, location, depth)
+        _scan_zip(ctx, fh, location, depth, keras=fmt is ModelFormat.KERAS)
     elif fmt in (ModelFormat.TAR, ModelFormat.PYTORCH_LEGACY_TAR):
         _scan_tar(ctx, fh, location, depth)
     elif fmt is ModelFormat.COMPRESSED:
         _scan_compressed(ctx, fh, size, location, depth)
+    elif fmt is ModelFormat.SAFETENSORS:
+        _report(ctx, safetensors_problems(fh, size), location)
+    elif fmt is ModelFormat.GGUF:
+        _report(ctx, gguf_problems(fh, size), location)
+    elif fmt is ModelFormat.HDF5:
+        _report(ctx, keras_config_problems(_h5_config_text(fh)), location)
+    elif fmt is ModelFormat.UNKNOWN and depth == 0:  # inside archives, raw tensor data is the norm
+        ctx.add(
+            "format.unknown",
+            Severity.INFO,
+            "Format not recognised",
+            f"The content matches no model format modelshield knows ({info.detail}); it was not analysed.",
+            location,
+            remediation="If this is a model file, report its format so that it can be supported.",
+        )
 
 
 def scan_stream(fh: BinaryIO, size: int, *, location: str, options: ScanOptions | None = None) -> list[Finding]:

@@ -1,0 +1,99 @@
+"""safetensors headers, Keras configs and GGUF chat templates, through the file scanner."""
+
+from __future__ import annotations
+
+import json
+import struct
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modelshield.findings import Severity
+from modelshield.supply_chain.scan import scan_file
+
+
+def _safetensors(path: Path, header: dict[str, object], data: bytes) -> Path:
+    raw = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data)
+    return path
+
+
+def test_real_safetensors_file_is_clean(tmp_path: Path) -> None:
+    from safetensors.numpy import save_file
+
+    save_file({"a": np.ones((3, 4), np.float32), "b": np.zeros(5, np.int64)}, str(tmp_path / "m.safetensors"))
+    assert scan_file(tmp_path / "m.safetensors").findings == ()
+
+
+@pytest.mark.parametrize(
+    ("header", "rule"),
+    [
+        ({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 64]}}, "safetensors.offsets"),
+        (
+            {
+                "w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                "v": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]},
+            },
+            "safetensors.overlap",
+        ),
+        ({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, "safetensors.shape"),
+        ({"w": {"dtype": "F32", "shape": "x", "data_offsets": [0, 8]}}, "safetensors.tensor"),
+    ],
+)
+def test_bad_safetensors_headers(tmp_path: Path, header: dict[str, object], rule: str) -> None:
+    path = _safetensors(tmp_path / "m.safetensors", header, bytes(16))
+    assert rule in {f.id for f in scan_file(path).findings}
+
+
+def test_keras_lambda_and_foreign_module(tmp_path: Path) -> None:
+    config = {
+        "class_name": "Sequential",
+        "config": {"layers": [
+            {"class_name": "Lambda", "config": {"function": "4wEAAAAAAAAA"}},
+            {"module": "evilpkg.layers", "class_name": "Backdoor", "config": {}},
+            {"module": "keras.layers", "class_name": "Dense", "config": {}},
+        ]},
+    }  # fmt: skip
+    path = tmp_path / "model.keras"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("metadata.json", "{}")
+        zf.writestr("config.json", json.dumps(config))
+        zf.writestr("model.weights.h5", b"\x89HDF\r\n\x1a\n" + bytes(32))
+    found = {f.id: f for f in scan_file(path).findings}
+    assert found["keras.lambda-layer"].severity is Severity.HIGH
+    assert "evilpkg.layers" in found["keras.module-reference"].description
+    h5 = tmp_path / "model.h5"
+    h5.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100) + json.dumps(config).encode() + bytes(100))
+    assert "keras.lambda-layer" in {f.id for f in scan_file(h5).findings}
+
+
+def _gguf(path: Path, template: str) -> Path:
+    def string(s: str) -> bytes:
+        data = s.encode()
+        return struct.pack("<Q", len(data)) + data
+
+    kv = [
+        string("general.architecture") + struct.pack("<I", 8) + string("llama"),
+        string("llama.context_length") + struct.pack("<I", 4) + struct.pack("<I", 4096),
+        string("tokenizer.ggml.scores") + struct.pack("<I", 9) + struct.pack("<IQ", 6, 3) + struct.pack("<3f", 0, 1, 2),
+        string("tokenizer.chat_template") + struct.pack("<I", 8) + string(template),
+    ]
+    path.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, len(kv)) + b"".join(kv))
+    return path
+
+
+def test_gguf_chat_templates(tmp_path: Path) -> None:
+    benign = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}"
+    assert scan_file(_gguf(tmp_path / "ok.gguf", benign)).findings == ()
+    evil = "{{ self.__init__.__globals__.__builtins__.__import__('os').popen('id').read() }}"
+    (finding,) = scan_file(_gguf(tmp_path / "evil.gguf", evil)).findings
+    assert (finding.id, finding.severity) == ("gguf.template-injection", Severity.CRITICAL)
+
+
+def test_unknown_top_level_format_is_reported_as_info(tmp_path: Path) -> None:
+    path = tmp_path / "weights.bin"
+    path.write_bytes(bytes(range(7, 200)))
+    (finding,) = scan_file(path).findings
+    assert (finding.id, finding.severity) == ("format.unknown", Severity.INFO)
