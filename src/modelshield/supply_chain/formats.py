@@ -157,7 +157,7 @@ def _identify_zip(fh: BinaryIO) -> FormatInfo:
         fh.seek(0)
         with zipfile.ZipFile(fh) as zf:
             names = zf.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError, struct.error) as exc:
         return _info(ModelFormat.ZIP, f"zip archive with an unreadable directory ({exc})")
     tails = {n.split("/", 1)[-1] if "/" in n else n for n in names}
     if any(n.endswith("models/model.json") for n in names) or "archive_format" in tails:
@@ -187,7 +187,7 @@ def _identify_tar(fh: BinaryIO) -> FormatInfo:
         fh.seek(0)
         with tarfile.open(fileobj=fh) as tf:
             names = {m.name.rsplit("/", 1)[-1] for m in tf.getmembers()}
-    except (tarfile.TarError, OSError) as exc:
+    except (tarfile.TarError, OSError, ValueError, EOFError) as exc:
         return _info(ModelFormat.TAR, f"tar archive that cannot be listed ({exc})")
     if {"pickle", "storages", "tensors"} <= names:
         return _info(ModelFormat.PYTORCH_LEGACY_TAR, "legacy PyTorch tar checkpoint (pickles)")

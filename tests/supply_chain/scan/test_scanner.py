@@ -14,11 +14,13 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from modelshield.errors import FileFormatError
 from modelshield.findings import Severity
 from modelshield.supply_chain.scan.interface import ScanLimits, ScanOptions
-from modelshield.supply_chain.scan.scanner import scan_file
+from modelshield.supply_chain.scan.scanner import scan_file, scan_stream
 
 
 class Reduce:
@@ -186,3 +188,45 @@ def test_small_safetensors_is_not_mistaken_for_lzma(tmp_path: Path) -> None:
     path.write_bytes(struct.pack("<Q", len(header)) + header + b"\x00" * 4)
     result = scan_file(path)
     assert (result.format, result.findings) == ("safetensors", ())
+
+
+_SEEDS: list[bytes] = []
+
+
+def _seed_archives() -> list[bytes]:
+    if not _SEEDS:
+        for build in (_zip_seed, _tar_seed, _gzip_seed):
+            _SEEDS.append(build())
+    return _SEEDS
+
+
+def _zip_seed() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("a/data.pkl", pickle.dumps({"w": [1, 2]}))
+        zf.writestr("a/version", "3")
+    return buffer.getvalue()
+
+
+def _tar_seed() -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tf:
+        data = pickle.dumps([1, 2, 3])
+        info = tarfile.TarInfo("pickle")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _gzip_seed() -> bytes:
+    return gzip.compress(pickle.dumps({"a": "b"}))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2), st.lists(st.tuples(st.integers(0, 4095), st.integers(0, 255)), max_size=12))
+def test_mutated_archives_never_crash(which: int, edits: list[tuple[int, int]]) -> None:
+    data = bytearray(_seed_archives()[which])
+    for position, value in edits:
+        data[position % len(data)] = value
+    findings = scan_stream(io.BytesIO(bytes(data)), len(data), location="fuzz")
+    assert all(f.location is not None and f.location.startswith("fuzz") for f in findings)

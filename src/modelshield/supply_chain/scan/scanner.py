@@ -49,6 +49,18 @@ _REMEDY_PICKLE = (
     "Do not load this file. Obtain the model from its publisher in a format that cannot run code (safetensors, "
     "ONNX, skops), or verify its signature; if you wrote it yourself, find out who changed it."
 )
+# What the standard library raises on archives that are damaged or built to confuse it.
+_CORRUPT: tuple[type[Exception], ...] = (
+    zipfile.BadZipFile,
+    zlib.error,
+    OSError,
+    EOFError,
+    ValueError,
+    NotImplementedError,
+    RuntimeError,
+    struct.error,
+)
+
 _ARCHIVES = {
     ModelFormat.PYTORCH_ZIP,
     ModelFormat.TORCHSCRIPT,
@@ -210,7 +222,7 @@ def _zip_members(ctx: _Context, zf: zipfile.ZipFile, fh: BinaryIO, location: str
                 member,
             )
             continue
-        fh.seek(info.header_offset)
+        fh.seek(max(0, info.header_offset))
         local = fh.read(30)
         if len(local) == 30 and local[:4] == b"PK\x03\x04":
             name_len = struct.unpack("<H", local[26:28])[0]
@@ -261,19 +273,19 @@ def _scan_zip(ctx: _Context, fh: BinaryIO, location: str, depth: int, *, keras: 
     fh.seek(0)
     try:
         zf = zipfile.ZipFile(fh)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+    except _CORRUPT as exc:
         ctx.add("archive.corrupt", Severity.MEDIUM, "Zip archive cannot be read", str(exc), location)
         return
     with zf:
         for info in list(_zip_members(ctx, zf, fh, location)):
             member = f"{location}!{info.filename}"
-            if keras and info.filename == "config.json" and info.file_size < 64 * 1024 * 1024:
-                _report(ctx, keras_config_problems(zf.read(info).decode("utf-8", "replace")), member)
-                continue
             try:
+                if keras and info.filename == "config.json" and info.file_size < 64 * 1024 * 1024:
+                    _report(ctx, keras_config_problems(zf.read(info).decode("utf-8", "replace")), member)
+                    continue
                 with zf.open(info) as inner:
                     _dispatch(ctx, cast(BinaryIO, inner), info.file_size, member, depth + 1)
-            except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
+            except _CORRUPT as exc:
                 ctx.add(
                     "archive.corrupt-member",
                     Severity.MEDIUM,
@@ -296,7 +308,7 @@ def _scan_tar(ctx: _Context, fh: BinaryIO, location: str, depth: int) -> None:
                 inner = tf.extractfile(info)
                 if inner is not None:
                     _dispatch(ctx, cast(BinaryIO, inner), info.size, f"{location}!{info.name}", depth + 1)
-    except tarfile.TarError as exc:
+    except (tarfile.TarError, *_CORRUPT) as exc:
         ctx.add("archive.corrupt", Severity.MEDIUM, "Tar archive cannot be read", str(exc), location)
 
 
@@ -338,7 +350,7 @@ def _scan_compressed(ctx: _Context, fh: BinaryIO, size: int, location: str, dept
                     out.write(piece)
                     if written > cap:
                         break
-        except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
+        except (lzma.LZMAError, *_CORRUPT) as exc:
             ctx.add("archive.corrupt", Severity.MEDIUM, "Compressed stream cannot be read", str(exc), location)
         if written > cap:
             ctx.add(
