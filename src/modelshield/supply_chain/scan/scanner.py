@@ -61,6 +61,9 @@ _CORRUPT: tuple[type[Exception], ...] = (
     struct.error,
 )
 
+_CORRUPT_TAR: tuple[type[Exception], ...] = (tarfile.TarError, *_CORRUPT)
+_CORRUPT_STREAM: tuple[type[Exception], ...] = (lzma.LZMAError, *_CORRUPT)
+
 _ARCHIVES = {
     ModelFormat.PYTORCH_ZIP,
     ModelFormat.TORCHSCRIPT,
@@ -308,7 +311,7 @@ def _scan_tar(ctx: _Context, fh: BinaryIO, location: str, depth: int) -> None:
                 inner = tf.extractfile(info)
                 if inner is not None:
                     _dispatch(ctx, cast(BinaryIO, inner), info.size, f"{location}!{info.name}", depth + 1)
-    except (tarfile.TarError, *_CORRUPT) as exc:
+    except _CORRUPT_TAR as exc:
         ctx.add("archive.corrupt", Severity.MEDIUM, "Tar archive cannot be read", str(exc), location)
 
 
@@ -350,7 +353,7 @@ def _scan_compressed(ctx: _Context, fh: BinaryIO, size: int, location: str, dept
                     out.write(piece)
                     if written > cap:
                         break
-        except (lzma.LZMAError, *_CORRUPT) as exc:
+        except _CORRUPT_STREAM as exc:
             ctx.add("archive.corrupt", Severity.MEDIUM, "Compressed stream cannot be read", str(exc), location)
         if written > cap:
             ctx.add(
