@@ -69,13 +69,14 @@ class PickleAnalysis:
     error: str | None = None
     error_offset: int | None = None
     limit: str | None = None
+    builds_on_callables: tuple[int, ...] = ()  # offsets of BUILDs that set state on an imported callable itself
     trailing_names: tuple[str, ...] = ()  # dangerous names in bytes after a parse error
     trailing_bytes: int = 0
 
     @property
     def worst(self) -> Verdict:
         verdicts = {i.classification.verdict for i in self.imports}
-        if Verdict.DANGEROUS in verdicts or self.dynamic_imports or self.trailing_names:
+        if Verdict.DANGEROUS in verdicts or self.dynamic_imports or self.trailing_names or self.builds_on_callables:
             return Verdict.DANGEROUS
         return Verdict.UNKNOWN if Verdict.UNKNOWN in verdicts else Verdict.SAFE
 
@@ -284,6 +285,7 @@ class _Walk:
     limits: PickleLimits
     imports: list[ImportRef] = field(default_factory=list)
     dynamic: list[int] = field(default_factory=list)
+    builds: list[int] = field(default_factory=list)
     opcodes: int = 0
     protocol: int = 0
 
@@ -411,8 +413,9 @@ class _Walk:
             elif name == "BUILD":
                 state = pop(pos)
                 target = pop(pos)
-                if isinstance(target, _Global):  # setting state on an imported callable itself
+                if isinstance(target, _Global):  # setting state on an imported class or function itself
                     invoke(target, name)
+                    self.builds.append(pos)
                 elif isinstance(target, _Obj):
                     target.args = (target.args, state)
                     if self._made_by(target) in _JOBLIB_WRAPPERS:
@@ -531,6 +534,7 @@ def analyse_pickle(
     return PickleAnalysis(
         imports=tuple(walk.imports),
         dynamic_imports=tuple(walk.dynamic),
+        builds_on_callables=tuple(walk.builds),
         pickles=pickles,
         opcodes=walk.opcodes,
         protocol=walk.protocol,

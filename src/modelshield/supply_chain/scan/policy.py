@@ -500,6 +500,12 @@ class Policy:
             reason = _DANGEROUS_NAMES.get(segment)
             if reason is not None and not (module == "builtins" and segment in _SAFE_BUILTINS):
                 return Classification(module, name, Verdict.DANGEROUS, f"{segment}: {reason}")
+        for segment in segments:
+            if segment.startswith("__") and segment.endswith("__") and len(segments) > 1:
+                return Classification(module, name, Verdict.DANGEROUS, f"{segment}: reaches interpreter internals")
+            reason = _module_rule(segment, _DANGEROUS_MODULES) if segment != segments[-1] else None
+            if reason is not None:
+                return Classification(module, name, Verdict.DANGEROUS, f"{segment} reached through {module}: {reason}")
         if len(segments) > 1 and (module, name) not in _SAFE_EXACT:
             return Classification(module, name, Verdict.UNKNOWN, "dotted attribute path: review what it resolves to")
         if module == "builtins":

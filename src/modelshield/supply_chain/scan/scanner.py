@@ -152,6 +152,16 @@ def _pickle_findings(ctx: _Context, analysis: PickleAnalysis, location: str, bas
             location,
             evidence={"offset": base + offset},
         )
+    for offset in analysis.builds_on_callables:
+        ctx.add(
+            "pickle.build-on-callable",
+            Severity.HIGH,
+            "Pickle sets attributes on an imported class or function",
+            f"BUILD at byte {base + offset} applies state to a callable itself, not to an object it made: this "
+            "rewrites code-bearing attributes at load time, and benign files never do it.",
+            location,
+            evidence={"offset": base + offset},
+        )
     if analysis.limit:
         ctx.add(
             "pickle.limit",
@@ -333,6 +343,17 @@ def _scan_compressed(ctx: _Context, fh: BinaryIO, size: int, location: str, dept
     cap = int(min(limits.max_decompressed, max(size, 1) * limits.max_ratio))
     fh.seek(0)
     head = fh.read(8)
+    if head.startswith(b"7z\xbc\xaf\x27\x1c"):
+        ctx.add(
+            "archive.uninspected",
+            Severity.HIGH,
+            "7z archive: contents not inspected",
+            "modelshield does not unpack 7z; no model loader reads it directly, and a pickle inside cannot be "
+            "checked. Treat it as unverified.",
+            location,
+            remediation="Unpack it in a sandbox and scan the contents, or obtain the model in a standard format.",
+        )
+        return
     with tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024) as out:
         written = 0
         try:
