@@ -282,6 +282,27 @@ def _h5_config_text(fh: BinaryIO) -> str:
     return "\n".join(dict.fromkeys(found))
 
 
+def _raw_member(fh: BinaryIO, info: zipfile.ZipInfo, limit: int) -> bytes | None:
+    """A member's bytes read past the zip module (no CRC check), for stored and deflated members."""
+    if info.compress_size > limit:
+        return None
+    fh.seek(max(0, info.header_offset))
+    local = fh.read(30)
+    if len(local) < 30 or local[:4] != b"PK\x03\x04":
+        return None
+    name_len, extra_len = struct.unpack("<HH", local[26:30])
+    fh.seek(info.header_offset + 30 + name_len + extra_len)
+    data = fh.read(info.compress_size)
+    if info.compress_type == zipfile.ZIP_STORED:
+        return data
+    if info.compress_type == zipfile.ZIP_DEFLATED:
+        try:
+            return zlib.decompressobj(-15).decompress(data, limit)
+        except zlib.error:
+            return None
+    return None
+
+
 def _scan_zip(ctx: _Context, fh: BinaryIO, location: str, depth: int, *, keras: bool = False) -> None:
     fh.seek(0)
     try:
@@ -298,6 +319,24 @@ def _scan_zip(ctx: _Context, fh: BinaryIO, location: str, depth: int, *, keras: 
                     continue
                 with zf.open(info) as inner:
                     _dispatch(ctx, cast(BinaryIO, inner), info.file_size, member, depth + 1)
+            except zipfile.BadZipFile as exc:
+                # Readers that skip the zip module's checks (PyTorch's among them) still load the bytes: report
+                # what is wrong, then scan the member as such a reader would see it.
+                if "CRC" in str(exc):
+                    ctx.add(
+                        "archive.bad-crc",
+                        Severity.HIGH,
+                        "Archive member fails its CRC check",
+                        f"{info.filename} was changed after it was packed; loaders that skip the check read it.",
+                        member,
+                    )
+                elif "differ" not in str(exc):  # name mismatches are reported by _zip_members already
+                    ctx.add(
+                        "archive.corrupt-member", Severity.MEDIUM, "Archive member cannot be read", str(exc), member
+                    )
+                raw = _raw_member(fh, info, ctx.options.limits.max_decompressed)
+                if raw is not None:
+                    _dispatch(ctx, cast(BinaryIO, io.BytesIO(raw)), len(raw), member, depth + 1)
             except _CORRUPT as exc:
                 ctx.add(
                     "archive.corrupt-member",

@@ -1,0 +1,53 @@
+"""The acceptance corpus: every malicious file reaches high, no benign file reaches medium."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from modelshield.findings import Severity
+from modelshield.supply_chain.scan import scan_file, scan_paths
+from modelshield.testing.scan_corpus import CorpusEntry, write_corpus
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[CorpusEntry]]:
+    root = tmp_path_factory.mktemp("corpus")
+    return root, write_corpus(root)
+
+
+def test_corpus_size(corpus: tuple[Path, list[CorpusEntry]]) -> None:
+    _, entries = corpus
+    assert sum(e.malicious for e in entries) >= 40
+    assert sum(not e.malicious for e in entries) >= 20
+
+
+def test_every_malicious_file_is_caught(corpus: tuple[Path, list[CorpusEntry]]) -> None:
+    root, entries = corpus
+    missed = []
+    for entry in entries:
+        if entry.malicious:
+            worst = scan_file(root / entry.name).max_severity
+            if worst is None or worst < Severity.HIGH:
+                missed.append((entry.name, worst))
+    assert missed == []
+
+
+def test_no_benign_file_raises_an_alarm(corpus: tuple[Path, list[CorpusEntry]]) -> None:
+    root, entries = corpus
+    alarms = []
+    for entry in entries:
+        if not entry.malicious:
+            result = scan_file(root / entry.name)
+            if result.max_severity is not None and result.max_severity >= Severity.MEDIUM:
+                alarms.append((entry.name, [f.id for f in result.findings]))
+    assert alarms == []
+
+
+def test_parallel_scan_agrees_with_serial(corpus: tuple[Path, list[CorpusEntry]]) -> None:
+    root, _ = corpus
+    parallel = scan_paths([root], workers=2)
+    serial = scan_paths([root], workers=1)
+    assert parallel.files
+    assert [(f.path, f.max_severity) for f in parallel.files] == [(f.path, f.max_severity) for f in serial.files]
