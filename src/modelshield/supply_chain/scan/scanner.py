@@ -191,9 +191,15 @@ def _pickle_findings(ctx: _Context, analysis: PickleAnalysis, location: str, bas
         )
 
 
+_IN_MEMORY = 64 * 1024 * 1024  # pickles up to this size are read whole: opcode reads from memory are much faster
+
+
 def _scan_pickle(ctx: _Context, fh: BinaryIO, size: int, location: str, start: int = 0) -> None:
     fh.seek(start)
-    analysis = analyse_pickle(fh, policy=ctx.options.policy, limits=ctx.options.limits.pickle, size=size - start)
+    stream: BinaryIO = fh
+    if size - start <= _IN_MEMORY:  # archive members and small files; large ones (joblib arrays) stream
+        stream = io.BytesIO(fh.read(size - start))
+    analysis = analyse_pickle(stream, policy=ctx.options.policy, limits=ctx.options.limits.pickle, size=size - start)
     _pickle_findings(ctx, analysis, location, start)
 
 

@@ -1,0 +1,120 @@
+"""Benchmark: modelshield's scanner against picklescan, modelscan and fickling on one corpus, in one run.
+
+    .venv/bin/python benchmarks/scan/bench_scan.py --anchors-python /tmp/anchors/bin/python [--large-gb 1]
+
+The anchors are installed from PyPI into their own environment (they pin other versions of shared libraries):
+
+    python3 -m venv /tmp/anchors && /tmp/anchors/bin/pip install picklescan modelscan fickling typing_extensions
+
+Detection means: modelshield reports a finding of severity high or above; an anchor reports any issue. A false
+alarm on a benign file means: modelshield medium or above; an anchor any issue. The table is printed as Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from modelshield.findings import Severity
+from modelshield.supply_chain.scan import scan_file
+from modelshield.testing.scan_corpus import CorpusEntry, write_corpus
+
+ANCHORS = ("picklescan", "modelscan", "fickling")
+DRIVER = Path(__file__).with_name("anchors_driver.py")
+
+
+def run_anchor(python: str, tool: str, paths: list[Path]) -> tuple[dict[str, str], float]:
+    """Verdicts per file name, and the summed per-file scan time (the tool's imports excluded)."""
+    out = subprocess.run(
+        [python, str(DRIVER), tool, *map(str, paths)], capture_output=True, text=True, check=False, timeout=3600
+    )
+    verdicts, seconds = {}, 0.0
+    for line in out.stdout.splitlines():
+        if line.startswith("{"):
+            row = json.loads(line)
+            verdicts[Path(row["path"]).name] = row["verdict"]
+            seconds += row["seconds"]
+    return verdicts, seconds
+
+
+def run_modelshield(paths: list[Path]) -> tuple[dict[str, str], float]:
+    verdicts = {}
+    t0 = time.perf_counter()
+    for path in paths:
+        worst = scan_file(path).max_severity
+        if worst is not None and worst >= Severity.HIGH:
+            verdicts[path.name] = "flagged"
+        elif worst is not None and worst >= Severity.MEDIUM:
+            verdicts[path.name] = "review"
+        else:
+            verdicts[path.name] = "clean"
+    return verdicts, time.perf_counter() - t0
+
+
+def large_checkpoint(directory: Path, gigabytes: float) -> Path:
+    import torch
+
+    path = directory / "large.benign-checkpoint.pt"
+    n = int(gigabytes * 1024**3 / 4 / 64)
+    torch.save({f"layer{i}.weight": torch.zeros(n) for i in range(64)}, path)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--anchors-python", required=True, help="python of the environment with the anchors")
+    parser.add_argument("--large-gb", type=float, default=1.0, help="size of the large benign checkpoint (0: none)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        entries: list[CorpusEntry] = write_corpus(root)
+        paths = [root / e.name for e in entries]
+        results = {"modelshield": run_modelshield(paths)}
+        for tool in ANCHORS:
+            results[tool] = run_anchor(args.anchors_python, tool, paths)
+        print(
+            f"Corpus: {sum(e.malicious for e in entries)} malicious, {sum(not e.malicious for e in entries)} benign.\n"
+        )
+        tools = ["modelshield", *ANCHORS]
+        print("| family | files | " + " | ".join(tools) + " |")
+        print("| --- | --- | " + " | ".join("---" for _ in tools) + " |")
+        families: dict[str, list[CorpusEntry]] = defaultdict(list)
+        for e in entries:
+            families[e.family].append(e)
+        for family, members in families.items():
+            cells = []
+            for tool in tools:
+                verdicts = results[tool][0]
+                if family == "benign":
+                    alarms = sum(verdicts.get(e.name, "") in ("flagged", "review") for e in members)
+                    crashes = sum(verdicts.get(e.name, "").startswith("error") for e in members)
+                    cells.append(f"{alarms} false alarms" + (f", {crashes} errors" if crashes else ""))
+                else:
+                    cells.append(f"{sum(verdicts.get(e.name) == 'flagged' for e in members)}/{len(members)}")
+            print(f"| {family} | {len(members)} | " + " | ".join(cells) + " |")
+        caught = [sum(results[t][0].get(e.name) == "flagged" for e in entries if e.malicious) for t in tools]
+        print("| **all malicious** | " + str(sum(e.malicious for e in entries)) + " | "
+              + " | ".join(f"**{c}**" for c in caught) + " |")  # fmt: skip
+        print("| wall time, whole corpus (s) | | " + " | ".join(f"{results[t][1]:.2f}" for t in tools) + " |")
+        missed = {t: sorted(e.name for e in entries if e.malicious and results[t][0].get(e.name) != "flagged")
+                  for t in tools}  # fmt: skip
+        print("\nMissed by modelshield:", missed["modelshield"] or "none")
+        if args.large_gb > 0:
+            big = large_checkpoint(root, args.large_gb)
+            size = big.stat().st_size / 1024**3
+            print(f"\nLarge benign checkpoint: {size:.2f} GiB")
+            for tool in tools:
+                verdicts, wall = (
+                    run_modelshield([big]) if tool == "modelshield" else run_anchor(args.anchors_python, tool, [big])
+                )
+                print(f"- {tool}: {wall:.3f} s, verdict {verdicts.get(big.name)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
