@@ -126,3 +126,14 @@ def test_full_checkpoints_and_pickles_are_refused_unless_opted_in(tmp_path: Path
         load_model(raw)
     loaded = load_model(whole, input_shape=(1, 8, 8), n_classes=5, unsafe_pickle=True, device="cpu")
     assert loaded.classifier.predict(x).shape == (len(x),)
+
+
+def test_loader_refuses_a_file_whose_scan_reaches_high(tmp_path: Path) -> None:
+    import json
+    import struct
+
+    header = json.dumps({"0.weight": {"dtype": "F32", "shape": [4], "data_offsets": [0, 4096]}}).encode()
+    path = tmp_path / "tampered.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + bytes(16))
+    with pytest.raises(UnsafeModelError, match="fails its security scan"):
+        load_model(path, architecture=small_cnn, input_shape=(1, 8, 8), n_classes=5)

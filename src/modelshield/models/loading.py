@@ -114,6 +114,8 @@ def load_model(
     path = Path(path)
     info = identify_format(path)
     fmt = info.format
+    if not info.can_execute_code:
+        _refuse_if_scan_fails(path)
     if fmt is ModelFormat.ONNX:
         from modelshield.models.onnx_classifier import OnnxClassifier
 
@@ -133,6 +135,20 @@ def load_model(
             remedy="Use ONNX, skops, or safetensors weights with an architecture.",
         )
     return LoadedModel(classifier=clf, path=path, format=info)
+
+
+def _refuse_if_scan_fails(path: Path) -> None:
+    """Refuse a file whose scan reaches high severity (a tampered header, a Lambda layer, escaping paths...)."""
+    from modelshield.findings import Severity
+    from modelshield.supply_chain.scan import scan_file
+
+    bad = [f for f in scan_file(path).findings if f.severity >= Severity.HIGH]
+    if bad:
+        shown = "; ".join(f"{f.title} ({f.id})" for f in bad[:3])
+        raise UnsafeModelError(
+            f"{path} fails its security scan: {shown}.",
+            remedy="Run `modelshield scan` on it for the details; do not load it unless you trust its origin.",
+        )
 
 
 def _sklearn(estimator: Any, input_shape: tuple[int, ...] | None, clip_values: Bounds | None) -> Classifier:

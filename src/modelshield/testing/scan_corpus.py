@@ -406,11 +406,36 @@ def _benign_writers() -> dict[str, Callable[[Path], object]]:
     return writers
 
 
+def _onnx_external_escape() -> bytes:
+    from onnx import TensorProto, helper
+
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [2, 2], [0.0] * 4)
+    weight.ClearField("float_data")
+    weight.data_location = TensorProto.EXTERNAL
+    entry = weight.external_data.add()
+    entry.key, entry.value = "location", "../../../../etc/passwd"
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])],
+        [weight],
+    )
+    return bytes(helper.make_model(graph).SerializeToString())
+
+
 def write_corpus(directory: Path, *, benign: bool = True) -> list[CorpusEntry]:
     """Write the corpus into ``directory`` (created if needed) and return what was written."""
     directory.mkdir(parents=True, exist_ok=True)
     entries = []
-    for name, (family, build) in _MALICIOUS.items():
+    malicious = dict(_MALICIOUS)
+    try:
+        import onnx  # noqa: F401 - only to know whether the ONNX entry can be built
+
+        malicious["onnx.external-data-escape.onnx"] = ("onnx", _onnx_external_escape)
+    except ImportError:
+        pass
+    for name, (family, build) in malicious.items():
         (directory / name).write_bytes(build())
         entries.append(CorpusEntry(name, True, family))
     if benign:

@@ -97,3 +97,35 @@ def test_unknown_top_level_format_is_reported_as_info(tmp_path: Path) -> None:
     path.write_bytes(bytes(range(7, 200)))
     (finding,) = scan_file(path).findings
     assert (finding.id, finding.severity) == ("format.unknown", Severity.INFO)
+
+
+def _onnx_model(path: Path, *, location: str | None = None, domain: str = "") -> Path:
+    import onnx
+    from onnx import TensorProto, helper
+
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [2, 2], [1.0, 0.0, 0.0, 1.0])
+    if location is not None:
+        weight.ClearField("float_data")
+        weight.data_location = TensorProto.EXTERNAL
+        entry = weight.external_data.add()
+        entry.key, entry.value = "location", location
+    node = helper.make_node("MatMul", ["x", "w"], ["y"], domain=domain)
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])],
+        [weight],
+    )
+    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid(domain, 1)] if domain else [])
+    onnx.save_model(helper.make_model(graph, opset_imports=opsets), str(path))
+    return path
+
+
+def test_onnx_external_data_and_custom_domains(tmp_path: Path) -> None:
+    assert scan_file(_onnx_model(tmp_path / "ok.onnx")).findings == ()
+    assert scan_file(_onnx_model(tmp_path / "local.onnx", location="weights.bin")).findings == ()
+    escaping = scan_file(_onnx_model(tmp_path / "escape.onnx", location="../../etc/passwd")).findings
+    assert [f.id for f in escaping] == ["onnx.external-data-escape"]
+    custom = scan_file(_onnx_model(tmp_path / "custom.onnx", domain="com.evil.ops")).findings
+    assert [(f.id, f.severity) for f in custom] == [("onnx.custom-domain", Severity.MEDIUM)]

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 
 from modelshield.findings import Severity
 
-__all__ = ["Problem", "gguf_problems", "keras_config_problems", "safetensors_problems"]
+__all__ = ["Problem", "gguf_problems", "keras_config_problems", "onnx_problems", "safetensors_problems"]
 
 Problem = tuple[str, Severity, str, str]
 
@@ -185,3 +185,41 @@ def _gguf_metadata(fh: BinaryIO, size: int) -> dict[str, Any]:
         if fh.tell() > size:
             raise ValueError("metadata runs past the end of the file")
     return metadata
+
+
+_STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "ai.onnx.training", "ai.onnx.preview.training"})
+
+
+def onnx_problems(fh: BinaryIO, size: int) -> list[Problem]:
+    """External tensor data whose path leaves the model's folder, and operators from non-standard domains."""
+    try:
+        import onnx
+    except ImportError:
+        return [("onnx.not-inspected", Severity.LOW, "ONNX model not inspected",
+                 "The onnx package is not installed: pip install 'modelshield[onnx]'.")]  # fmt: skip
+    fh.seek(0)
+    try:
+        model = onnx.load_model_from_string(fh.read(size))
+    except Exception as exc:  # protobuf's DecodeError and friends
+        return [("onnx.corrupt", Severity.MEDIUM, "ONNX model cannot be parsed", str(exc)[:200])]
+    problems: list[Problem] = []
+    tensors = list(model.graph.initializer)
+    for node in model.graph.node:
+        tensors += [a.t for a in node.attribute if a.HasField("t")]
+    for tensor in tensors:
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        parts = location.replace("\\", "/").split("/")
+        if location.startswith(("/", "\\")) or ".." in parts or (len(location) > 1 and location[1] == ":"):
+            problems.append(
+                ("onnx.external-data-escape", Severity.HIGH, "ONNX external data points outside the model folder",
+                 f"Tensor {tensor.name!r} reads its data from {location!r}: loading the model reads that file.")
+            )  # fmt: skip
+    domains = sorted({n.domain for n in model.graph.node if n.domain not in _STANDARD_DOMAINS})
+    if domains:
+        problems.append(
+            ("onnx.custom-domain", Severity.MEDIUM, "ONNX model uses custom operator domains",
+             f"Domains {', '.join(domains)} need custom operator libraries, which are native code loaded at run time.")
+        )  # fmt: skip
+    return problems
