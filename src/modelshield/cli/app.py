@@ -18,11 +18,11 @@ import typer
 from rich.console import Console
 
 from modelshield import __version__
+from modelshield.cli.options import EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE
 from modelshield.errors import ModelShieldError
 
 __all__ = ["EXIT_CLEAN", "EXIT_FINDINGS", "EXIT_USAGE", "app", "main", "stderr"]
 
-EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
 stderr = Console(stderr=True)
 

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from modelshield._internal.atomic import write_text_atomic
-from modelshield.cli.app import EXIT_CLEAN, EXIT_FINDINGS, stderr
+from modelshield.cli.app import stderr
+from modelshield.cli.options import EXIT_FINDINGS, FailOn, OutputFormat, exit_code
 from modelshield.errors import InvalidParameterError
-from modelshield.findings import Report, Severity
+from modelshield.findings import Report
 from modelshield.target import Target
 
 if TYPE_CHECKING:
@@ -27,25 +28,10 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 
-class Format(enum.StrEnum):
-    text = "text"
-    json = "json"
-    sarif = "sarif"
-
-
 class BudgetChoice(enum.StrEnum):
     quick = "quick"
     standard = "standard"
     thorough = "thorough"
-
-
-class FailOn(enum.StrEnum):
-    info = "info"
-    low = "low"
-    medium = "medium"
-    high = "high"
-    critical = "critical"
-    never = "never"
 
 
 def _cache_dir() -> Path | None:
@@ -130,7 +116,7 @@ def audit_command(
     budget: Annotated[BudgetChoice, typer.Option(help="How much work each check may do.")] = BudgetChoice.quick,
     seed: Annotated[int, typer.Option(min=0, help="Random seed; the same seed gives the same report.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Directory for report.json, report.html and report.sarif.")] = None,
-    output_format: Annotated[Format, typer.Option("--format", help="What to print.")] = Format.text,
+    output_format: Annotated[OutputFormat, typer.Option("--format", help="What to print.")] = OutputFormat.text,
     output: Annotated[Path | None, typer.Option(help="Write the --format output to this file.")] = None,
     fail_on: Annotated[FailOn, typer.Option(help="Exit 1 when a finding reaches this severity.")] = FailOn.high,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary.")] = False,
@@ -145,7 +131,7 @@ def audit_command(
         )
     names = tuple(n.strip() for n in checks.split(",") if n.strip()) if checks else None
     auditor = Auditor(AuditOptions(checks=names, budget=budget.value, seed=seed))  # unknown checks fail now
-    show_progress = not quiet and output_format is Format.text and stderr.is_terminal
+    show_progress = not quiet and output_format is OutputFormat.text and stderr.is_terminal
     status: AbstractContextManager[object] = (
         stderr.status("Preparing the target...") if show_progress else nullcontext()
     )
@@ -161,13 +147,13 @@ def audit_command(
         from modelshield.reporting import write_reports
 
         written = write_reports(report, out)
-        if not quiet and output_format is Format.text:
+        if not quiet and output_format is OutputFormat.text:
             stderr.print(f"Reports written: {', '.join(str(p) for p in written.values())}", highlight=False)
-    if output_format is Format.json:
+    if output_format is OutputFormat.json:
         from modelshield.reporting import render_json
 
         _emit(render_json(report), output)
-    elif output_format is Format.sarif:
+    elif output_format is OutputFormat.sarif:
         from modelshield.reporting import render_sarif
 
         _emit(render_sarif(report), output)
@@ -193,11 +179,7 @@ def _run(auditor: Auditor, target: Target, show_progress: bool) -> Report:
 
 
 def _exit_code(report: Report, fail_on: FailOn) -> int:
-    if not report.complete:
-        return EXIT_FINDINGS
-    if fail_on is FailOn.never:
-        return EXIT_CLEAN
-    return EXIT_FINDINGS if report.at_or_above(Severity.parse(fail_on.value)) else EXIT_CLEAN
+    return EXIT_FINDINGS if not report.complete else exit_code(report.findings, fail_on)
 
 
 def register(app: typer.Typer) -> None:

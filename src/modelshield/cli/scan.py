@@ -5,7 +5,6 @@ $ modelshield scan model.pt models/ --format sarif --output scan.sarif --fail-on
 
 from __future__ import annotations
 
-import enum
 import json
 import sys
 import tomllib
@@ -18,32 +17,14 @@ from rich.table import Table
 from rich.text import Text
 
 from modelshield._internal.atomic import write_text_atomic
-from modelshield.cli.app import EXIT_CLEAN, EXIT_FINDINGS
+from modelshield.cli.options import FailOn, OutputFormat, exit_code
 from modelshield.errors import FileFormatError, InvalidInputError
-from modelshield.findings import Severity
+from modelshield.reporting.terminal import SEVERITY_STYLE
 
 if TYPE_CHECKING:
     from modelshield.supply_chain.scan.policy import Policy
 
 __all__ = ["register"]
-
-
-class ScanFormat(enum.StrEnum):
-    text = "text"
-    json = "json"
-    sarif = "sarif"
-
-
-class ScanFailOn(enum.StrEnum):
-    info = "info"
-    low = "low"
-    medium = "medium"
-    high = "high"
-    critical = "critical"
-    never = "never"
-
-
-_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan", "info": "dim"}
 
 
 def _policy(path: Path | None) -> Policy:
@@ -68,9 +49,9 @@ def _policy(path: Path | None) -> Policy:
 
 def scan_command(
     paths: Annotated[list[Path], typer.Argument(help="Model files or directories (scanned recursively).")],
-    output_format: Annotated[ScanFormat, typer.Option("--format", help="Output format.")] = ScanFormat.text,
+    output_format: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.text,
     output: Annotated[Path | None, typer.Option(help="Write the output to this file.")] = None,
-    fail_on: Annotated[ScanFailOn, typer.Option(help="Exit 1 when a finding reaches this severity.")] = ScanFailOn.high,
+    fail_on: Annotated[FailOn, typer.Option(help="Exit 1 when a finding reaches this severity.")] = FailOn.high,
     policy: Annotated[
         Path | None, typer.Option(help="JSON or TOML file with 'allow' and 'deny' lists of module.name patterns.")
     ] = None,
@@ -81,9 +62,9 @@ def scan_command(
     from modelshield.supply_chain.scan import ScanOptions, scan_paths
 
     report = scan_paths(paths, exclude=exclude or [], options=ScanOptions(policy=_policy(policy)))
-    if output_format is ScanFormat.json:
+    if output_format is OutputFormat.json:
         text = json.dumps(report.to_dict(), indent=2)
-    elif output_format is ScanFormat.sarif:
+    elif output_format is OutputFormat.sarif:
         text = json.dumps(
             sarif_log(
                 report.findings,
@@ -100,7 +81,7 @@ def scan_command(
             table.add_column(column, overflow="fold")
         for finding in sorted(report.findings, key=lambda f: -f.severity.rank):
             table.add_row(
-                Text(finding.severity.value, style=_STYLE[finding.severity.value]),
+                Text(finding.severity.value, style=SEVERITY_STYLE[finding.severity]),
                 Text(finding.location or ""),
                 Text(finding.title),
             )
@@ -118,9 +99,7 @@ def scan_command(
             sys.stdout.write(text + "\n")
         else:
             write_text_atomic(output, text + "\n")
-    if fail_on is ScanFailOn.never:
-        raise typer.Exit(EXIT_CLEAN)
-    raise typer.Exit(EXIT_FINDINGS if report.at_or_above(Severity.parse(fail_on.value)) else EXIT_CLEAN)
+    raise typer.Exit(exit_code(report.findings, fail_on))
 
 
 def register(app: typer.Typer) -> None:

@@ -12,9 +12,9 @@ from rich.text import Text
 
 from modelshield.findings import CheckStatus, Report, Severity
 
-__all__ = ["render_terminal"]
+__all__ = ["SEVERITY_STYLE", "render_terminal"]
 
-_STYLE = {
+SEVERITY_STYLE = {
     Severity.CRITICAL: "bold white on red",
     Severity.HIGH: "bold red",
     Severity.MEDIUM: "yellow",
@@ -55,7 +55,7 @@ def render_terminal(report: Report, console: Console | None = None) -> None:
             table.add_column("ATLAS", overflow="fold")
         for f in report.sorted_findings():
             cells: list[Text | str] = [
-                Text(f.severity.value, style=_STYLE[f.severity]),
+                Text(f.severity.value, style=SEVERITY_STYLE[f.severity]),
                 Text(f.title),
                 f.owasp.value if f.owasp else "",
             ]
@@ -67,7 +67,7 @@ def render_terminal(report: Report, console: Console | None = None) -> None:
     worst = report.max_severity
     line = Text.assemble(
         ("Verdict: ", "bold"),
-        (worst.value if worst else "no findings", _STYLE[worst] if worst else "green"),
+        (worst.value if worst else "no findings", SEVERITY_STYLE[worst] if worst else "green"),
         "  (" + ", ".join(f"{n} {s}" for s, n in counts.items() if n) + ")" if report.findings else "",
         ("  AUDIT INCOMPLETE: a check failed to run" if not report.complete else "", "bold red"),
     )
