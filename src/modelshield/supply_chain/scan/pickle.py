@@ -20,7 +20,7 @@ import io
 import pickletools
 import re
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO, cast
 
@@ -132,6 +132,7 @@ class _Reader:
     def __init__(self, stream: BinaryIO, end: int) -> None:
         self.stream = stream
         self.end = end
+        self._table = self._build_table()
 
     def tell(self) -> int:
         return self.stream.tell()
@@ -172,44 +173,51 @@ class _Reader:
         code = self.stream.read(1)
         if not code:
             raise _ParseError("stream ends without a STOP opcode", pos)
-        op = _OPCODES.get(code[0])
-        if op is None:
+        entry = self._table.get(code[0])
+        if entry is None:
             raise _ParseError(f"unknown opcode byte 0x{code[0]:02x}", pos)
-        arg = self._argument(op.arg.name if op.arg is not None else None)
-        return op, arg, pos
+        op, read_argument = entry
+        return op, read_argument(), pos
 
-    def _argument(self, kind: str | None) -> object:
-        if kind is None:
-            return None
-        if kind == "uint1":
-            return self._read(1, kind)[0]
-        if kind == "uint2":
-            return int(struct.unpack("<H", self._read(2, kind))[0])
-        if kind == "int4":
-            return int(struct.unpack("<i", self._read(4, kind))[0])
-        if kind == "uint4":
-            return int(struct.unpack("<I", self._read(4, kind))[0])
-        if kind == "uint8":
-            return int(struct.unpack("<Q", self._read(8, kind))[0])
-        if kind == "float8":
-            return self._read(8, kind)
-        if kind in ("decimalnl_short", "decimalnl_long", "floatnl", "stringnl", "unicodestringnl"):
-            return self._line()
-        if kind in ("stringnl_noescape",):
-            return self._line()
-        if kind == "stringnl_noescape_pair":
-            return (self._line(), self._line())
-        if kind in ("string1", "bytes1", "unicodestring1"):
-            return self._sized(self._read(1, kind)[0])
-        if kind == "long1":
-            return self._sized(self._read(1, kind)[0])
-        if kind in ("string4", "long4"):
-            return self._sized(struct.unpack("<i", self._read(4, kind))[0])
-        if kind in ("bytes4", "unicodestring4"):
-            return self._sized(struct.unpack("<I", self._read(4, kind))[0])
-        if kind in ("bytes8", "unicodestring8", "bytearray8"):
-            return self._sized(struct.unpack("<Q", self._read(8, kind))[0])
-        raise _ParseError(f"unsupported argument kind {kind}", self.tell())
+    def _build_table(self) -> dict[int, tuple[pickletools.OpcodeInfo, Callable[[], object]]]:
+        """For each opcode byte, the opcode and a function that reads its argument (chosen once, not per read)."""
+
+        def fixed(fmt: str) -> Callable[[], object]:
+            unpack, size = struct.Struct(fmt).unpack, struct.calcsize(fmt)
+            return lambda: int(unpack(self._read(size, fmt))[0])
+
+        def prefixed(fmt: str) -> Callable[[], object]:
+            unpack, size = struct.Struct(fmt).unpack, struct.calcsize(fmt)
+            return lambda: self._sized(int(unpack(self._read(size, fmt))[0]))
+
+        readers: dict[str | None, Callable[[], object]] = {
+            None: lambda: None,
+            "uint1": fixed("<B"),
+            "uint2": fixed("<H"),
+            "int4": fixed("<i"),
+            "uint4": fixed("<I"),
+            "uint8": fixed("<Q"),
+            "float8": lambda: self._read(8, "float8"),
+            "stringnl_noescape_pair": lambda: (self._line(), self._line()),
+        }
+        for kind in (
+            "decimalnl_short",
+            "decimalnl_long",
+            "floatnl",
+            "stringnl",
+            "unicodestringnl",
+            "stringnl_noescape",
+        ):
+            readers[kind] = self._line
+        for kinds, fmt in (
+            (("string1", "bytes1", "unicodestring1", "long1"), "<B"),
+            (("string4", "long4"), "<i"),
+            (("bytes4", "unicodestring4"), "<I"),
+            (("bytes8", "unicodestring8", "bytearray8"), "<Q"),
+        ):
+            for kind in kinds:
+                readers[kind] = prefixed(fmt)
+        return {code: (op, readers[op.arg.name if op.arg is not None else None]) for code, op in _OPCODES.items()}
 
 
 def _text(raw: object) -> str | None:
