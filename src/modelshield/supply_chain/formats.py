@@ -45,6 +45,7 @@ class ModelFormat(enum.StrEnum):
     HDF5 = "hdf5"
     SAFETENSORS = "safetensors"
     ONNX = "onnx"
+    TF_SAVEDMODEL = "tensorflow-savedmodel"
     GGUF = "gguf"
     COMPRESSED = "compressed"
     ZIP = "zip"
@@ -78,6 +79,7 @@ EXPECTED_SUFFIXES: dict[ModelFormat, frozenset[str]] = {
     ModelFormat.HDF5: frozenset({".h5", ".hdf5", ".keras"}),
     ModelFormat.SAFETENSORS: frozenset({".safetensors"}),
     ModelFormat.ONNX: frozenset({".onnx"}),
+    ModelFormat.TF_SAVEDMODEL: frozenset({".pb"}),
     ModelFormat.GGUF: frozenset({".gguf"}),
     ModelFormat.COMPRESSED: frozenset({".joblib", ".gz", ".xz", ".bz2", ".z", ".lz4", ".zlib", ".pkl"}),
     ModelFormat.ZIP: frozenset({".zip"}),
@@ -145,6 +147,8 @@ def identify_stream(fh: BinaryIO, size: int) -> FormatInfo:
         if _is_pickle(fh, head, size):
             proto = head[1] if head[0] == 0x80 else 0
             return _info(ModelFormat.PICKLE, f"pickle stream, protocol {proto}")
+        if _is_saved_model(head):
+            return _info(ModelFormat.TF_SAVEDMODEL, "TensorFlow SavedModel graph (protobuf)")
         if _is_onnx(head):
             return _info(ModelFormat.ONNX, "ONNX ModelProto (protobuf)")
         return _info(ModelFormat.UNKNOWN, "no known model format matches the content")
@@ -237,6 +241,11 @@ def _is_pickle(fh: BinaryIO, head: bytes, size: int) -> bool:
     # Protocol 0/1 pickles are text-like; they end with the STOP opcode.
     fh.seek(size - 1)
     return fh.read(1) == b"."
+
+
+def _is_saved_model(head: bytes) -> bool:
+    # SavedModel: schema version 1 (field 1), then a MetaGraphDef (field 2) whose tags name the serving graph.
+    return head.startswith(b"\x08\x01\x12") and (b"serve" in head or b"tensorflow" in head)
 
 
 def _is_onnx(head: bytes) -> bool:

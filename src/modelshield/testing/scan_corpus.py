@@ -213,6 +213,16 @@ def _h5_lambda() -> bytes:
     return b"\x89HDF\r\n\x1a\n" + bytes(512) + config.encode() + bytes(512)
 
 
+def _saved_model(ops: list[str]) -> bytes:
+    """A minimal SavedModel protobuf: schema version 1, one MetaGraphDef tagged "serve" with the given ops."""
+
+    def field(tag: int, payload: bytes) -> bytes:
+        return bytes([tag, len(payload)]) + payload
+
+    nodes = b"".join(field(0x0A, field(0x0A, f"n{i}".encode()) + field(0x12, op.encode())) for i, op in enumerate(ops))
+    return b"\x08\x01" + field(0x12, field(0x0A, field(0x22, b"serve")) + field(0x12, nodes))
+
+
 def _gguf(template: str) -> bytes:
     def string(s: str) -> bytes:
         data = s.encode()
@@ -298,6 +308,8 @@ _MALICIOUS: dict[str, tuple[str, Callable[[], bytes]]] = {
     "keras.module-reference.keras": ("keras", _keras_module),
     "keras.lambda-layer.h5": ("keras", _h5_lambda),
     "gguf.template-injection.gguf": ("gguf", lambda: _gguf("{{ cycler.__init__.__globals__.os.popen('id').read() }}")),
+    "tensorflow.pyfunc-op.pb": ("tensorflow", lambda: _saved_model(["Placeholder", "EagerPyFunc", "Identity"])),
+    "tensorflow.readfile-op.pb": ("tensorflow", lambda: _saved_model(["Const", "ReadFile", "Identity"])),
 }  # fmt: skip
 
 

@@ -129,3 +129,26 @@ def test_onnx_external_data_and_custom_domains(tmp_path: Path) -> None:
     assert [f.id for f in escaping] == ["onnx.external-data-escape"]
     custom = scan_file(_onnx_model(tmp_path / "custom.onnx", domain="com.evil.ops")).findings
     assert [(f.id, f.severity) for f in custom] == [("onnx.custom-domain", Severity.MEDIUM)]
+
+
+def _saved_model(ops: list[str]) -> bytes:
+    def field(tag: int, payload: bytes) -> bytes:
+        return bytes([tag, len(payload)]) + payload
+
+    nodes = b"".join(field(0x0A, field(0x0A, f"n{i}".encode()) + field(0x12, op.encode())) for i, op in enumerate(ops))
+    meta = field(0x0A, field(0x22, b"serve")) + field(0x12, nodes)  # meta_info_def (tags), graph_def (nodes)
+    return b"\x08\x01" + field(0x12, meta)
+
+
+def test_tensorflow_saved_model_ops(tmp_path: Path) -> None:
+    benign = tmp_path / "saved_model.pb"
+    benign.write_bytes(_saved_model(["Placeholder", "MatMul", "Softmax"]))
+    result = scan_file(benign)
+    assert (result.format, result.findings) == ("tensorflow-savedmodel", ())
+    risky = tmp_path / "risky" / "saved_model.pb"
+    risky.parent.mkdir()
+    risky.write_bytes(_saved_model(["Placeholder", "EagerPyFunc", "ReadFile"]))
+    assert sorted(f.title for f in scan_file(risky).findings) == [
+        "SavedModel graph uses EagerPyFunc",
+        "SavedModel graph uses ReadFile",
+    ]

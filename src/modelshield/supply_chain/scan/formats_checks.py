@@ -19,7 +19,14 @@ from typing import Any, BinaryIO
 
 from modelshield.findings import Severity
 
-__all__ = ["Problem", "gguf_problems", "keras_config_problems", "onnx_problems", "safetensors_problems"]
+__all__ = [
+    "Problem",
+    "gguf_problems",
+    "keras_config_problems",
+    "onnx_problems",
+    "safetensors_problems",
+    "saved_model_problems",
+]
 
 Problem = tuple[str, Severity, str, str]
 
@@ -223,3 +230,34 @@ def onnx_problems(fh: BinaryIO, size: int) -> list[Problem]:
              f"Domains {', '.join(domains)} need custom operator libraries, which are native code loaded at run time.")
         )  # fmt: skip
     return problems
+
+
+# Ops that run Python functions or touch files, as NodeDef.op fields (tag 0x12, length, name) in a GraphDef.
+_TF_RISKY_OPS = {
+    "PyFunc": (Severity.HIGH, "calls a Python function of the loading process"),
+    "PyFuncStateless": (Severity.HIGH, "calls a Python function of the loading process"),
+    "EagerPyFunc": (Severity.HIGH, "calls a Python function of the loading process"),
+    "ReadFile": (Severity.HIGH, "reads a file from the serving host"),
+    "WriteFile": (Severity.HIGH, "writes a file on the serving host"),
+    "MatchingFiles": (Severity.MEDIUM, "lists files on the serving host"),
+    "LoadLibrary": (Severity.HIGH, "loads native code"),
+}
+_TF_PATTERN = re.compile(
+    b"\\x12(" + b"|".join(re.escape(bytes([len(op)]) + op.encode()) for op in _TF_RISKY_OPS) + b")"
+)
+
+
+def saved_model_problems(fh: BinaryIO, size: int) -> list[Problem]:
+    """Graph ops in a SavedModel that run Python, touch files or load libraries when the graph runs."""
+    fh.seek(0)
+    found: set[str] = set()
+    tail = b""
+    while chunk := fh.read(16 * 1024 * 1024):
+        data = tail + chunk
+        found |= {m.group(1)[1:].decode() for m in _TF_PATTERN.finditer(data)}
+        tail = data[-64:]
+    return [
+        ("tensorflow.risky-op", _TF_RISKY_OPS[op][0], f"SavedModel graph uses {op}",
+         f"The graph holds a {op} op, which {_TF_RISKY_OPS[op][1]} when the model runs.")
+        for op in sorted(found)
+    ]  # fmt: skip

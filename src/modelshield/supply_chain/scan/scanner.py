@@ -38,6 +38,7 @@ from modelshield.supply_chain.scan.formats_checks import (
     keras_config_problems,
     onnx_problems,
     safetensors_problems,
+    saved_model_problems,
 )
 from modelshield.supply_chain.scan.interface import FileScan, ScanOptions
 from modelshield.supply_chain.scan.pickle import PickleAnalysis, analyse_pickle
@@ -461,6 +462,8 @@ def _dispatch(ctx: _Context, fh: BinaryIO, size: int, location: str, depth: int)
         _report(ctx, gguf_problems(fh, size), location)
     elif fmt is ModelFormat.ONNX:
         _report(ctx, onnx_problems(fh, size), location)
+    elif fmt is ModelFormat.TF_SAVEDMODEL:
+        _report(ctx, saved_model_problems(fh, size), location)
     elif fmt is ModelFormat.HDF5:
         _report(ctx, keras_config_problems(_h5_config_text(fh)), location)
     elif fmt is ModelFormat.UNKNOWN and depth == 0:  # inside archives, raw tensor data is the norm
