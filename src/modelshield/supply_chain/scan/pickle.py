@@ -28,6 +28,7 @@ from modelshield.supply_chain.scan.policy import DEFAULT_POLICY, Classification,
 
 __all__ = ["ImportRef", "PickleAnalysis", "PickleLimits", "analyse_pickle"]
 
+_MAX_NESTING = 8  # joblib object arrays inside object arrays
 _SHORT = 4096  # string arguments up to this size are kept (module/attribute names); longer ones are skipped
 _MAX_LINE = 64 * 1024
 
@@ -133,6 +134,7 @@ class _Reader:
         self.stream = stream
         self.end = end
         self._table = self._build_table()
+        self._tell, self._read1 = stream.tell, stream.read
 
     def tell(self) -> int:
         return self.stream.tell()
@@ -169,8 +171,8 @@ class _Reader:
         return self._read(n, "argument")
 
     def next(self) -> tuple[pickletools.OpcodeInfo, object, int]:
-        pos = self.tell()
-        code = self.stream.read(1)
+        pos = self._tell()
+        code = self._read1(1)
         if not code:
             raise _ParseError("stream ends without a STOP opcode", pos)
         entry = self._table.get(code[0])
@@ -294,6 +296,7 @@ class _Walk:
     imports: list[ImportRef] = field(default_factory=list)
     dynamic: list[int] = field(default_factory=list)
     builds: list[int] = field(default_factory=list)
+    nesting: int = 0
     opcodes: int = 0
     protocol: int = 0
 
@@ -314,7 +317,13 @@ class _Walk:
         if not isinstance(shape, tuple) or not all(isinstance(d, int) and d >= 0 for d in shape) or code is None:
             return
         if code.startswith(("O", "|O")):
-            self.run_one(reader)  # the nested pickle of an object array
+            if self.nesting >= _MAX_NESTING:
+                raise _LimitError(f"object arrays nested more than {_MAX_NESTING} deep")
+            self.nesting += 1
+            try:
+                self.run_one(reader)  # the nested pickle of an object array
+            finally:
+                self.nesting -= 1
             return
         itemsize = _dtype_itemsize(dtype, code)
         if itemsize is None:
@@ -361,11 +370,14 @@ class _Walk:
                 return _Obj(item.ref_index, args)
             return _Obj(None, args)
 
+        next_opcode = reader.next
+        budget = self.limits.max_opcodes - self.opcodes
         while True:
-            op, arg, pos = reader.next()
+            op, arg, pos = next_opcode()
             name = op.name
             self.opcodes += 1
-            if self.opcodes > self.limits.max_opcodes:
+            budget -= 1
+            if budget < 0:
                 raise _LimitError(f"more than {self.limits.max_opcodes:,} opcodes")
             if name == "STOP":
                 pop(pos)
@@ -382,12 +394,12 @@ class _Walk:
             elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
                 if not stack:
                     raise _ParseError("memo store from an empty stack", pos)
-                key = len(memo) if name == "MEMOIZE" else _int_arg(arg, pos)
+                key = len(memo) if name == "MEMOIZE" else arg if type(arg) is int else _int_arg(arg, pos)
                 memo[key] = stack[-1]
                 if len(memo) > self.limits.max_memo:
                     raise _LimitError(f"more than {self.limits.max_memo:,} memo entries")
             elif name in ("GET", "BINGET", "LONG_BINGET"):
-                key = _int_arg(arg, pos)
+                key = arg if type(arg) is int else _int_arg(arg, pos)
                 if key not in memo:
                     raise _ParseError(f"memo key {key} read before it is written", pos)
                 stack.append(memo[key])
