@@ -7,9 +7,11 @@ import os
 import pickle
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from modelshield.cli import main
+from modelshield.reporting import load_scan_schema
 
 
 class Payload:
@@ -30,6 +32,7 @@ def tree(tmp_path: Path) -> Path:
 def test_scan_directory_finds_the_payload_and_exits_1(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["scan", str(tree), "--format", "json"]) == 1
     report = json.loads(capsys.readouterr().out)
+    jsonschema.Draft202012Validator(load_scan_schema()).validate(report)
     assert report["summary"]["files"] == 6
     bad = [f for scan in report["files"] for f in scan["findings"]]
     assert [f["id"] for f in bad] == ["pickle.dangerous-call"]

@@ -12,14 +12,22 @@ from __future__ import annotations
 from modelshield.reporting.files import write_reports
 from modelshield.reporting.html import render_html
 from modelshield.reporting.interface import OutputFormat
-from modelshield.reporting.json import REPORT_SCHEMA_PATH, load_report_schema, render_json
+from modelshield.reporting.json import (
+    REPORT_SCHEMA_PATH,
+    SCAN_SCHEMA_PATH,
+    load_report_schema,
+    load_scan_schema,
+    render_json,
+)
 from modelshield.reporting.sarif import render_sarif
 from modelshield.reporting.terminal import render_terminal
 
 __all__ = [
     "REPORT_SCHEMA_PATH",
+    "SCAN_SCHEMA_PATH",
     "OutputFormat",
     "load_report_schema",
+    "load_scan_schema",
     "render_html",
     "render_json",
     "render_sarif",

@@ -14,9 +14,10 @@ from typing import Any
 
 from modelshield.findings import Report
 
-__all__ = ["REPORT_SCHEMA_PATH", "load_report_schema", "render_json"]
+__all__ = ["REPORT_SCHEMA_PATH", "SCAN_SCHEMA_PATH", "load_report_schema", "load_scan_schema", "render_json"]
 
 REPORT_SCHEMA_PATH = Path(__file__).parent / "schemas" / "report.schema.json"
+SCAN_SCHEMA_PATH = Path(__file__).parent / "schemas" / "scan.schema.json"
 
 
 def render_json(report: Report) -> str:
@@ -25,11 +26,17 @@ def render_json(report: Report) -> str:
 
 
 @cache
-def _schema_text() -> str:
-    return REPORT_SCHEMA_PATH.read_text(encoding="utf-8")
+def _schema_text(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
 
 
 def load_report_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of ``report.json``, as a fresh dict."""
-    schema: dict[str, Any] = json.loads(_schema_text())
+    schema: dict[str, Any] = json.loads(_schema_text(REPORT_SCHEMA_PATH))
+    return schema
+
+
+def load_scan_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of ``modelshield scan --format json``, as a fresh dict."""
+    schema: dict[str, Any] = json.loads(_schema_text(SCAN_SCHEMA_PATH))
     return schema
