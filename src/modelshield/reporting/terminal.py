@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from modelshield.findings import CheckStatus, Report, Severity
+from modelshield.reporting.interface import printable
 
 __all__ = ["SEVERITY_STYLE", "render_terminal"]
 
@@ -29,19 +30,30 @@ _STATUS = {
 }
 
 
+def _text(value: str, style: str = "") -> Text:
+    """Untrusted text as a rich Text: no markup parsed, no control characters (terminal escapes) printed."""
+    return Text(printable(value), style=style)
+
+
 def render_terminal(report: Report, console: Console | None = None) -> None:
-    """Print a compact summary of ``report``."""
+    """Print a compact summary of ``report``: target and digests, checks, findings worst first, verdict."""
     console = console or Console()
     target = report.target
-    console.print(Text.assemble(("Target ", "bold"), (target.name, "bold cyan"), f"  ({target.model_format})"))
-    if target.model_sha256:
-        console.print(Text(f"model sha256 {target.model_sha256}", style="dim"))
+    console.print(
+        Text.assemble(("Target ", "bold"), _text(target.name, "bold cyan"), _text(f"  ({target.model_format})"))
+    )
+    for name, digest in (("model", target.model_sha256), ("train", target.train_sha256), ("test", target.test_sha256)):
+        if digest:
+            console.print(_text(f"{name:<5} sha256 {digest}", "dim"), overflow="fold")
     checks = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     for column in ("check", "status", "time", "note"):
-        checks.add_column(column)
+        checks.add_column(column, overflow="fold")
     for run in report.checks:
         checks.add_row(
-            run.name, Text(run.status.value, style=_STATUS[run.status]), f"{run.duration_s:.2f}s", Text(run.reason)
+            _text(run.name),
+            Text(run.status.value, style=_STATUS[run.status]),
+            f"{run.duration_s:.2f}s",
+            _text(run.reason),
         )
     console.print(checks)
     if report.findings:
@@ -54,21 +66,23 @@ def render_terminal(report: Report, console: Console | None = None) -> None:
             table.add_column("id", overflow="fold")
             table.add_column("ATLAS", overflow="fold")
         for f in report.sorted_findings():
-            cells: list[Text | str] = [
+            cells = [
                 Text(f.severity.value, style=SEVERITY_STYLE[f.severity]),
-                Text(f.title),
-                f.owasp.value if f.owasp else "",
+                _text(f.title),
+                Text(f.owasp.value if f.owasp else ""),
             ]
             if wide:
-                cells += [Text(f.id, style="dim"), ", ".join(f.atlas)]
+                cells += [_text(f.id, "dim"), Text(", ".join(f.atlas))]
             table.add_row(*cells)
         console.print(table)
     counts = report.counts()
     worst = report.max_severity
-    line = Text.assemble(
-        ("Verdict: ", "bold"),
-        (worst.value if worst else "no findings", SEVERITY_STYLE[worst] if worst else "green"),
-        "  (" + ", ".join(f"{n} {s}" for s, n in counts.items() if n) + ")" if report.findings else "",
-        ("  AUDIT INCOMPLETE: a check failed to run" if not report.complete else "", "bold red"),
+    tally = ", ".join(f"{counts[s.value]} {s.value}" for s in sorted(Severity, reverse=True) if counts[s.value])
+    console.print(
+        Text.assemble(
+            ("Verdict: ", "bold"),
+            (worst.value if worst else "no findings", SEVERITY_STYLE[worst] if worst else "green"),
+            f"  ({tally})" if tally else "",
+            ("  AUDIT INCOMPLETE: a check failed to run" if not report.complete else "", "bold red"),
+        )
     )
-    console.print(line)

@@ -1,0 +1,1 @@
+"""Tests of modelshield.data (a package so that test module names may repeat across tests/ folders)."""
