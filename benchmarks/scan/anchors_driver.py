@@ -1,9 +1,9 @@
 """Run one anchor scanner over files; print one JSON line per file. Runs in the anchors' own environment.
 
-    python anchors_driver.py picklescan FILE...
+    python anchors_driver.py picklescan REPEAT FILE...
 
-Verdicts: "flagged" (the tool reports an issue), "clean", or "error" (it crashed or refused). Times are per file,
-measured here so that interpreter start-up is not counted.
+Verdicts: "flagged" (the tool reports an issue), "clean", or "error" (it crashed or refused). Each file is scanned
+once untimed, then REPEAT times timed; the times are measured here so that interpreter start-up is not counted.
 """
 
 from __future__ import annotations
@@ -50,15 +50,18 @@ WARM_UP = {"picklescan": "picklescan.scanner", "modelscan": "modelscan.modelscan
 def main() -> None:
     import importlib
 
-    tool, paths = TOOLS[sys.argv[1]], sys.argv[2:]
+    tool, repeat, paths = TOOLS[sys.argv[1]], int(sys.argv[2]), sys.argv[3:]
     importlib.import_module(WARM_UP[sys.argv[1]])  # imports are not part of the per-file time
     for path in paths:
-        t0 = time.perf_counter()
-        try:
-            verdict = tool(path)
-        except Exception as exc:  # an anchor crashing on a file is a result, not a failure of the benchmark
-            verdict = f"error: {type(exc).__name__}"
-        print(json.dumps({"path": path, "verdict": verdict, "seconds": time.perf_counter() - t0}), flush=True)
+        verdict, seconds = "", []
+        for _ in range(repeat + 1):  # the first pass warms caches and lazy imports; it is not timed
+            t0 = time.perf_counter()
+            try:
+                verdict = tool(path)
+            except Exception as exc:  # an anchor crashing on a file is a result, not a failure of the benchmark
+                verdict = f"error: {type(exc).__name__}"
+            seconds.append(time.perf_counter() - t0)
+        print(json.dumps({"path": path, "verdict": verdict, "seconds": seconds[1:]}), flush=True)
 
 
 if __name__ == "__main__":

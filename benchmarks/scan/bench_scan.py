@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,32 +30,46 @@ ANCHORS = ("picklescan", "modelscan", "fickling")
 DRIVER = Path(__file__).with_name("anchors_driver.py")
 
 
-def run_anchor(python: str, tool: str, paths: list[Path]) -> tuple[dict[str, str], float]:
-    """Verdicts per file name, and the summed per-file scan time (the tool's imports excluded)."""
+Timings = dict[str, float]  # file name -> median scan time over the timed passes, in seconds
+
+
+def run_anchor(python: str, tool: str, paths: list[Path], repeat: int) -> tuple[dict[str, str], Timings]:
+    """Verdicts and median scan times per file name (the tool's imports excluded)."""
     out = subprocess.run(
-        [python, str(DRIVER), tool, *map(str, paths)], capture_output=True, text=True, check=False, timeout=3600
+        [python, str(DRIVER), tool, str(repeat), *map(str, paths)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=3600,
     )
-    verdicts, seconds = {}, 0.0
+    verdicts, seconds = {}, {}
     for line in out.stdout.splitlines():
         if line.startswith("{"):
             row = json.loads(line)
             verdicts[Path(row["path"]).name] = row["verdict"]
-            seconds += row["seconds"]
+            seconds[Path(row["path"]).name] = statistics.median(row["seconds"])
     return verdicts, seconds
 
 
-def run_modelshield(paths: list[Path]) -> tuple[dict[str, str], float]:
-    verdicts = {}
-    t0 = time.perf_counter()
+def _verdict(path: Path) -> str:
+    worst = scan_file(path).max_severity
+    if worst is not None and worst >= Severity.HIGH:
+        return "flagged"
+    return "review" if worst is not None and worst >= Severity.MEDIUM else "clean"
+
+
+def run_modelshield(paths: list[Path], repeat: int) -> tuple[dict[str, str], Timings]:
+    """Measured exactly as the anchors are: one untimed pass per file, then ``repeat`` timed passes."""
+    verdicts, seconds = {}, {}
     for path in paths:
-        worst = scan_file(path).max_severity
-        if worst is not None and worst >= Severity.HIGH:
-            verdicts[path.name] = "flagged"
-        elif worst is not None and worst >= Severity.MEDIUM:
-            verdicts[path.name] = "review"
-        else:
-            verdicts[path.name] = "clean"
-    return verdicts, time.perf_counter() - t0
+        verdicts[path.name] = _verdict(path)
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            _verdict(path)
+            times.append(time.perf_counter() - t0)
+        seconds[path.name] = statistics.median(times)
+    return verdicts, seconds
 
 
 def large_checkpoint(directory: Path, gigabytes: float) -> Path:
@@ -70,14 +85,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--anchors-python", required=True, help="python of the environment with the anchors")
     parser.add_argument("--large-gb", type=float, default=1.0, help="size of the large benign checkpoint (0: none)")
+    parser.add_argument("--repeat", type=int, default=5, help="timed passes per file (the median pass is reported)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         entries: list[CorpusEntry] = write_corpus(root)
         paths = [root / e.name for e in entries]
-        results = {"modelshield": run_modelshield(paths)}
+        results = {"modelshield": run_modelshield(paths, args.repeat)}
         for tool in ANCHORS:
-            results[tool] = run_anchor(args.anchors_python, tool, paths)
+            results[tool] = run_anchor(args.anchors_python, tool, paths, args.repeat)
         print(
             f"Corpus: {sum(e.malicious for e in entries)} malicious, {sum(not e.malicious for e in entries)} benign.\n"
         )
@@ -101,7 +117,17 @@ def main() -> None:
         caught = [sum(results[t][0].get(e.name) == "flagged" for e in entries if e.malicious) for t in tools]
         print("| **all malicious** | " + str(sum(e.malicious for e in entries)) + " | "
               + " | ".join(f"**{c}**" for c in caught) + " |")  # fmt: skip
-        print("| wall time, whole corpus (s) | | " + " | ".join(f"{results[t][1]:.2f}" for t in tools) + " |")
+        print(
+            "| scan time, whole corpus (s) | | "
+            + " | ".join(f"{sum(results[t][1].values()):.3f}" for t in tools)
+            + " |"
+        )
+        # The same work for every tool: files that no tool crashed on or declined.
+        common = [
+            e.name for e in entries if not any(results[t][0].get(e.name, "error").startswith("error") for t in tools)
+        ]
+        print(f"| scan time, the {len(common)} files every tool reads (s) | | "
+              + " | ".join(f"{sum(results[t][1][n] for n in common):.3f}" for t in tools) + " |")  # fmt: skip
         missed = {t: sorted(e.name for e in entries if e.malicious and results[t][0].get(e.name) != "flagged")
                   for t in tools}  # fmt: skip
         print("\nMissed by modelshield:", missed["modelshield"] or "none")
@@ -110,10 +136,12 @@ def main() -> None:
             size = big.stat().st_size / 1024**3
             print(f"\nLarge benign checkpoint: {size:.2f} GiB")
             for tool in tools:
-                verdicts, wall = (
-                    run_modelshield([big]) if tool == "modelshield" else run_anchor(args.anchors_python, tool, [big])
+                verdicts, timings = (
+                    run_modelshield([big], args.repeat)
+                    if tool == "modelshield"
+                    else run_anchor(args.anchors_python, tool, [big], args.repeat)
                 )
-                print(f"- {tool}: {wall:.3f} s, verdict {verdicts.get(big.name)}")
+                print(f"- {tool}: {timings[big.name]:.3f} s, verdict {verdicts.get(big.name)}")
 
 
 if __name__ == "__main__":

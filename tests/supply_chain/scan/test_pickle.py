@@ -243,3 +243,54 @@ def test_never_crashes_on_mutated_pickles(noise: bytes, protocol: int) -> None:
 
 def test_opcode_table_covers_every_opcode() -> None:
     assert len({op.code for op in pickletools.opcodes}) == len(pickletools.opcodes)
+
+
+def _key(result: Any) -> tuple[Any, ...]:
+    refs = [(r.module, r.name, r.offset, r.opcode, r.invoked_by) for r in result.imports]
+    return refs, result.dynamic_imports, result.pickles, result.error, result.error_offset, result.trailing_bytes
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 5])
+def test_a_file_on_disk_reads_the_same_as_memory_with_offsets_from_the_start(tmp_path: Any, protocol: int) -> None:
+    payload = pickle.dumps([Reduce(os.system, "id"), {"a": 1}], protocol=protocol)
+    path = tmp_path / "blob.bin"
+    path.write_bytes(b"HEADER" + payload + b"tail")
+    with path.open("rb") as fh:  # a real file is memory-mapped
+        fh.seek(6)
+        from_file = analyse_pickle(fh, size=len(payload))
+    assert _key(from_file) == _key(analyse(payload))
+    assert from_file.imports[0].offset < len(payload)
+
+
+def test_a_wrapped_stream_is_read_not_mapped(tmp_path: Any) -> None:
+    # GzipFile.fileno() is the compressed file's descriptor: mapping it would analyse the wrong bytes.
+    import gzip
+
+    payload = pickle.dumps(Reduce(os.system, "id"), protocol=4)
+    path = tmp_path / "p.gz"
+    with gzip.open(path, "wb") as out:
+        out.write(payload)
+    with gzip.open(path, "rb") as fh:
+        result = analyse_pickle(fh)  # type: ignore[arg-type]
+    assert result.error is None and result.worst is Verdict.DANGEROUS
+
+
+def test_an_unterminated_argument_is_reported_where_it_starts_and_what_follows_is_searched() -> None:
+    data = b"\x80\x02cos\nsystem"  # GLOBAL whose name never ends: a lenient reader may still act on it
+    result = analyse(data)
+    assert result.error == "unterminated text argument"
+    assert result.error_offset == 2  # the GLOBAL opcode
+    assert result.trailing_names == ("os system",)
+
+
+def test_ext4_codes_are_signed_like_the_unpickler_reads_them() -> None:
+    result = analyse(b"\x80\x02\x84" + struct.pack("<i", -5) + b".")
+    assert [r.name for r in result.imports] == ["_extension_registry_-5"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(st.integers(), st.floats(allow_nan=False), st.text(max_size=20), st.binary(max_size=20),
+                          st.none(), st.booleans()), max_size=30), st.integers(0, 5))  # fmt: skip
+def test_plain_data_at_every_protocol_imports_nothing_and_parses(values: list[Any], protocol: int) -> None:
+    result = analyse(pickle.dumps(values, protocol=protocol))
+    assert result.error is None and result.pickles == 1 and result.worst is Verdict.SAFE

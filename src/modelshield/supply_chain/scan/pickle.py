@@ -6,7 +6,8 @@
     >>> result.imports, result.error
     ((), None)
 
-The walker reads opcodes itself (large byte and string arguments are skipped with ``seek``, not read), and
+The walker reads opcodes itself from memory or a memory map (large byte and string arguments are stepped over,
+not copied), and
 simulates the unpickler's stack and memo, so it resolves the module and name of ``GLOBAL``, ``INST`` and
 ``STACK_GLOBAL`` even when the strings come from the memo, and knows which imports ``REDUCE``, ``OBJ``, ``INST``,
 ``NEWOBJ`` and ``BUILD`` act on. Several pickles back to back (legacy PyTorch files) are all read. A parse error
@@ -17,20 +18,21 @@ after it are searched for the names of dangerous modules, since a more lenient l
 from __future__ import annotations
 
 import io
+import mmap
 import pickletools
 import re
 import struct
-from collections.abc import Callable, Iterator
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO, cast
+from typing import BinaryIO, Protocol, cast, overload
 
 from modelshield.supply_chain.scan.policy import DEFAULT_POLICY, Classification, Policy, Verdict
 
-__all__ = ["ImportRef", "PickleAnalysis", "PickleLimits", "analyse_pickle"]
+__all__ = ["ImportRef", "PickleAnalysis", "PickleLimits", "analyse_pickle", "analyse_pickle_buffer"]
 
 _MAX_NESTING = 8  # joblib object arrays inside object arrays
 _SHORT = 4096  # string arguments up to this size are kept (module/attribute names); longer ones are skipped
-_MAX_LINE = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,9 @@ class PickleLimits:
     max_opcodes: int = 20_000_000
     max_memo: int = 5_000_000
     max_pickles: int = 64
+
+
+_DEFAULT_LIMITS = PickleLimits()
 
 
 @dataclass(frozen=True)
@@ -83,179 +88,105 @@ class PickleAnalysis:
 
 
 class _ParseError(Exception):
-    def __init__(self, message: str, offset: int) -> None:
+    def __init__(self, message: str, offset: int, *, reading: bool = False) -> None:
         super().__init__(message)
         self.offset = offset
+        self.reading = reading  # the opcode or its argument could not be read (as opposed to acted on)
 
 
 class _LimitError(Exception):
     pass
 
 
-@dataclass
-class _Str:
-    value: str
-
-
-@dataclass
+# Stack items. Constants the pickle builds are pushed as plain Python values (str, int, bool, None); containers of
+# them as _Val; anything else (floats, bytes, lists, sets, results of calls) as _ANY or _Obj.
 class _Global:
-    ref_index: int  # index into the imports list
+    __slots__ = ("ref_index",)
+
+    def __init__(self, ref_index: int) -> None:
+        self.ref_index = ref_index  # index into the imports list
 
 
-@dataclass
 class _Obj:
-    made_by: int | None  # import index of the callable that made it, when known
-    args: object = None  # what it was called with (REDUCE), when known
+    __slots__ = ("args", "made_by")
+
+    def __init__(self, made_by: int | None, args: object = None) -> None:
+        self.made_by = made_by  # import index of the callable that made it, when known
+        self.args = args  # what it was called with (REDUCE), then (args, state) after BUILD
 
 
-@dataclass
 class _Val:
-    """A constant the pickle built: int, bool, None, or a tuple or dict of stack items."""
+    """A tuple or dict the pickle built, of stack items."""
 
-    value: object
+    __slots__ = ("value",)
+
+    def __init__(self, value: tuple[object, ...] | dict[str, object]) -> None:
+        self.value = value
 
 
 _MARK = object()
 _ANY = object()
+_MISSING = object()
 
 _OPCODES: dict[int, pickletools.OpcodeInfo] = {ord(op.code): op for op in pickletools.opcodes}
+# Stack effect of the opcodes whose values never matter to the analysis: (pops to a MARK, items popped under the
+# MARK, items pushed). APPENDS, for one, pops to its MARK, then the list under it, and pushes the list back.
+_EFFECT: dict[int, tuple[bool, int, int]] = {
+    code: (
+        pickletools.markobject in op.stack_before,
+        op.stack_before.index(pickletools.markobject)
+        if pickletools.markobject in op.stack_before
+        else len(op.stack_before),
+        len(op.stack_after),
+    )
+    for code, op in _OPCODES.items()
+}
 
-_STRING_OPS = frozenset(
-    {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "BINSTRING", "SHORT_BINSTRING"}
-)
-_INT_OPS = frozenset({"INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4"})
+# The opcodes handled by their stack effect alone.
+_OPAQUE = frozenset(
+    code
+    for code, op in _OPCODES.items()
+    if op.name
+    not in {
+        "PROTO", "GLOBAL", "INST", "OBJ", "NEWOBJ_EX", "PUT", "GET", "INT", "LONG", "LONG1", "LONG4", "STRING",
+        "UNICODE", "SHORT_BINSTRING", "BINSTRING", "BINUNICODE8", "EXT1", "EXT2", "EXT4", "DUP", "POP", "POP_MARK",
+        # handled inline by the walk
+        "BINGET", "MEMOIZE", "BINPUT", "SHORT_BINUNICODE", "BINUNICODE", "MARK", "BININT1", "BININT2", "BININT",
+        "TUPLE1", "TUPLE2", "TUPLE3", "TUPLE", "EMPTY_TUPLE", "EMPTY_DICT", "SETITEMS", "SETITEM", "REDUCE",
+        "NEWOBJ", "BUILD", "STACK_GLOBAL", "NONE", "NEWTRUE", "NEWFALSE", "LONG_BINPUT", "LONG_BINGET", "STOP",
+        "FRAME",
+    }
+)  # fmt: skip
 _JOBLIB_WRAPPERS = frozenset({"joblib.numpy_pickle.NumpyArrayWrapper"})
+_U2 = struct.Struct("<H").unpack_from
+_I4 = struct.Struct("<i").unpack_from
+_U4 = struct.Struct("<I").unpack_from
+_U8 = struct.Struct("<Q").unpack_from
+_FIXED = {1: "B", 2: "<H", 4: "<I", 8: "<Q"}
 
 
-class _Reader:
-    """Reads opcodes and their arguments from a binary stream, skipping over large arguments."""
-
-    def __init__(self, stream: BinaryIO, end: int) -> None:
-        self.stream = stream
-        self.end = end
-        self._table = self._build_table()
-        self._tell, self._read1 = stream.tell, stream.read
-
-    def tell(self) -> int:
-        return self.stream.tell()
-
-    def _read(self, n: int, what: str) -> bytes:
-        data = self.stream.read(n)
-        if len(data) != n:
-            raise _ParseError(f"truncated stream: {what} needs {n} bytes, {len(data)} left", self.tell())
-        return data
-
-    def _line(self) -> bytes:
-        """A newline-terminated argument; only its first ``_SHORT`` bytes are kept (long ones are data)."""
-        kept = b""
-        while True:
-            chunk = self.stream.readline(_MAX_LINE)
-            if not chunk:
-                raise _ParseError("unterminated text argument", self.tell())
-            if len(kept) < _SHORT:
-                kept += chunk[: _SHORT - len(kept)]
-            if chunk.endswith(b"\n"):
-                return kept.removesuffix(b"\n") if len(kept) < _SHORT else kept
-
-    def skip(self, n: int, pos: int) -> None:
-        if n < 0 or self.tell() + n > self.end:
-            raise _ParseError(f"array data of {n} bytes runs past the end of the stream", pos)
-        self.stream.seek(n, io.SEEK_CUR)
-
-    def _sized(self, n: int) -> bytes | None:
-        if n < 0 or self.tell() + n > self.end:
-            raise _ParseError(f"argument of {n} bytes runs past the end of the data", self.tell())
-        if n > _SHORT:
-            self.stream.seek(n, io.SEEK_CUR)
-            return None
-        return self._read(n, "argument")
-
-    def next(self) -> tuple[pickletools.OpcodeInfo, object, int]:
-        pos = self._tell()
-        code = self._read1(1)
-        if not code:
-            raise _ParseError("stream ends without a STOP opcode", pos)
-        entry = self._table.get(code[0])
-        if entry is None:
-            raise _ParseError(f"unknown opcode byte 0x{code[0]:02x}", pos)
-        op, read_argument = entry
-        return op, read_argument(), pos
-
-    def _build_table(self) -> dict[int, tuple[pickletools.OpcodeInfo, Callable[[], object]]]:
-        """For each opcode byte, the opcode and a function that reads its argument (chosen once, not per read)."""
-
-        def fixed(fmt: str) -> Callable[[], object]:
-            unpack, size = struct.Struct(fmt).unpack, struct.calcsize(fmt)
-            return lambda: int(unpack(self._read(size, fmt))[0])
-
-        def prefixed(fmt: str) -> Callable[[], object]:
-            unpack, size = struct.Struct(fmt).unpack, struct.calcsize(fmt)
-            return lambda: self._sized(int(unpack(self._read(size, fmt))[0]))
-
-        readers: dict[str | None, Callable[[], object]] = {
-            None: lambda: None,
-            "uint1": fixed("<B"),
-            "uint2": fixed("<H"),
-            "int4": fixed("<i"),
-            "uint4": fixed("<I"),
-            "uint8": fixed("<Q"),
-            "float8": lambda: self._read(8, "float8"),
-            "stringnl_noescape_pair": lambda: (self._line(), self._line()),
-        }
-        for kind in (
-            "decimalnl_short",
-            "decimalnl_long",
-            "floatnl",
-            "stringnl",
-            "unicodestringnl",
-            "stringnl_noescape",
-        ):
-            readers[kind] = self._line
-        for kinds, fmt in (
-            (("string1", "bytes1", "unicodestring1", "long1"), "<B"),
-            (("string4", "long4"), "<i"),
-            (("bytes4", "unicodestring4"), "<I"),
-            (("bytes8", "unicodestring8", "bytearray8"), "<Q"),
-        ):
-            for kind in kinds:
-                readers[kind] = prefixed(fmt)
-        return {code: (op, readers[op.arg.name if op.arg is not None else None]) for code, op in _OPCODES.items()}
+def _text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
 
 
-def _text(raw: object) -> str | None:
-    if isinstance(raw, bytes):
-        try:
-            return raw.decode("utf-8", "surrogatepass")
-        except UnicodeDecodeError:
-            return raw.decode("latin-1")
-    return None
-
-
-def _int_arg(raw: object, pos: int) -> int:
-    """An opcode's integer argument: binary already decoded, or the decimal text of protocol 0."""
-    if isinstance(raw, int):
-        return raw
-    text = _text(raw)
-    if text is not None:
-        text = text.strip().removesuffix("L")  # protocol 0 writes longs as "123L"
-    if text is None or not text.lstrip("-").isdigit():
+def _int_text(raw: bytes, pos: int) -> int:
+    """The decimal text argument of protocol 0 (``INT``, ``LONG``, ``PUT``, ``GET``), e.g. ``b"123L"``."""
+    text = _text(raw).strip().removesuffix("L")
+    if not text.lstrip("-").isdigit():
         raise _ParseError(f"malformed integer argument {text!r}", pos)
     return int(text)
 
 
-def _long(raw: object) -> int:
-    return int.from_bytes(raw, "little", signed=True) if isinstance(raw, bytes) else 0
-
-
 def _concrete(item: object) -> object:
     """The plain Python value of a constant stack item (ints, strings, None, tuples of them), else None."""
-    if isinstance(item, _Str):
-        return item.value
     if isinstance(item, _Val):
         if isinstance(item.value, tuple):
             return tuple(_concrete(v) for v in item.value)
-        return item.value if not isinstance(item.value, dict) else None
-    return None
+        return None
+    return item if item is None or isinstance(item, str | int) else None
 
 
 def _dtype_code(dtype: object) -> str | None:
@@ -281,16 +212,36 @@ def _dtype_itemsize(dtype: object, code: str) -> int | None:
     return size * 4 if kind == "U" else size
 
 
-def _quoted(raw: object) -> str | None:
+def _quoted(raw: bytes) -> str | None:
     """The value of a protocol-0 STRING argument (a quoted repr)."""
     text = _text(raw)
-    if text is None or len(text) < 2 or text[0] not in "'\"" or text[-1] != text[0]:
+    if len(text) < 2 or text[0] not in "'\"" or text[-1] != text[0]:
         return None
     return text[1:-1]
 
 
+class _Buffer(Protocol):
+    """What the walker reads: ``bytes`` or an ``mmap`` (indexing gives ints, slicing bytes, ``find`` works)."""
+
+    @overload
+    def __getitem__(self, index: int, /) -> int: ...
+    @overload
+    def __getitem__(self, index: slice, /) -> bytes: ...
+    def __len__(self) -> int: ...
+    def find(self, sub: bytes, start: int = ..., end: int = ..., /) -> int: ...
+
+
 @dataclass
 class _Walk:
+    """The opcode walk over ``data[base:end]``: a simulated stack and memo, and what the pickle imports and calls.
+
+    The loop reads opcodes straight from the buffer (no stream calls) and handles the common opcodes inline, most
+    frequent first; the rare ones go through one generic branch driven by :mod:`pickletools`' opcode table.
+    """
+
+    data: _Buffer
+    base: int
+    end: int
     policy: Policy
     limits: PickleLimits
     imports: list[ImportRef] = field(default_factory=list)
@@ -303,7 +254,34 @@ class _Walk:
     def _made_by(self, obj: _Obj) -> str | None:
         return self.imports[obj.made_by].qualname if obj.made_by is not None else None
 
-    def _skip_joblib_array(self, reader: _Reader, state: object, pos: int) -> None:
+    def _truncated(self, what: str, pos: int) -> _ParseError:
+        return _ParseError(f"truncated stream: {what} runs past the end of the data", pos, reading=True)
+
+    def _line(self, i: int, pos: int) -> tuple[bytes, int]:
+        """A newline-terminated argument at ``i`` of the opcode at ``pos``: its first ``_SHORT`` bytes, and the
+        position after it. An unterminated one is reported at its opcode, so that the search for a payload after
+        the error reads the whole of it."""
+        j = self.data.find(b"\n", i, self.end)
+        if j < 0:
+            raise _ParseError("unterminated text argument", pos, reading=True)
+        return bytes(self.data[i : min(j, i + _SHORT)]), j + 1
+
+    def _sized(self, i: int, size_bytes: int, signed: bool = False) -> tuple[bytes | None, int]:
+        """A length-prefixed argument at ``i``: its bytes (None when longer than ``_SHORT``), and the position after."""
+        if i + size_bytes > self.end:
+            raise self._truncated("a length prefix", i)
+        n = int.from_bytes(self.data[i : i + size_bytes], "little", signed=signed)
+        i += size_bytes
+        if n < 0 or i + n > self.end:
+            raise _ParseError(f"argument of {n} bytes runs past the end of the data", i, reading=True)
+        return (bytes(self.data[i : i + n]) if n <= _SHORT else None), i + n
+
+    def _fixed(self, i: int, size: int, *, signed: bool = False) -> tuple[int, int]:
+        if i + size > self.end:
+            raise self._truncated(f"a {size}-byte argument", i)
+        return int.from_bytes(self.data[i : i + size], "little", signed=signed), i + size
+
+    def _skip_joblib_array(self, i: int, state: object, pos: int) -> int:
         """Step over the array data that joblib writes right after a NumpyArrayWrapper's BUILD.
 
         Numeric arrays are raw bytes (after an alignment padding byte); object arrays are a nested pickle, which
@@ -315,31 +293,35 @@ class _Walk:
         dtype = fields.get("dtype")
         code = _dtype_code(dtype)
         if not isinstance(shape, tuple) or not all(isinstance(d, int) and d >= 0 for d in shape) or code is None:
-            return
+            return i
         if code.startswith(("O", "|O")):
             if self.nesting >= _MAX_NESTING:
                 raise _LimitError(f"object arrays nested more than {_MAX_NESTING} deep")
             self.nesting += 1
             try:
-                self.run_one(reader)  # the nested pickle of an object array
+                return self.run_one(i)  # the nested pickle of an object array
             finally:
                 self.nesting -= 1
-            return
         itemsize = _dtype_itemsize(dtype, code)
         if itemsize is None:
-            return
-        if _concrete(fields.get("numpy_array_alignment_bytes")) is not None:
-            padding = reader.stream.read(1)
-            if padding:
-                reader.skip(padding[0], pos)
+            return i
+        if _concrete(fields.get("numpy_array_alignment_bytes")) is not None and i < self.end:
+            i += 1 + self.data[i]  # the padding length byte, then the padding
         count = 1
         for d in shape:
             count *= d
-        reader.skip(count * itemsize, pos)
+        i += count * itemsize
+        if i > self.end:
+            raise _ParseError(f"array data of {count * itemsize} bytes runs past the end of the stream", pos)
+        return i
 
-    def run_one(self, reader: _Reader) -> None:  # noqa: PLR0915 - one branch per opcode family
+    def run_one(self, i: int) -> int:  # noqa: PLR0915 - one branch per opcode family, by design
+        """Walk one pickle starting at ``i``; the position after its STOP."""
+        data, end, base = self.data, self.end, self.base
         stack: list[object] = []
+        push = stack.append
         memo: dict[int, object] = {}
+        max_memo = self.limits.max_memo
 
         def pop(pos: int) -> object:
             if not stack or stack[-1] is _MARK:
@@ -347,18 +329,30 @@ class _Walk:
             return stack.pop()
 
         def pop_mark(pos: int) -> list[object]:
-            items: list[object] = []
-            while stack:
-                item = stack.pop()
-                if item is _MARK:
-                    items.reverse()
-                    return items
-                items.append(item)
-            raise _ParseError("no MARK on the stack", pos)
+            k = len(stack) - 1
+            while k >= 0 and stack[k] is not _MARK:
+                k -= 1
+            if k < 0:
+                raise _ParseError("no MARK on the stack", pos)
+            items = stack[k + 1 :]
+            del stack[k:]
+            return items
 
-        def add_import(module: str, name: str, pos: int, opcode: str) -> int:
-            self.imports.append(ImportRef(module, name, pos, opcode, self.policy.classify(module, name)))
-            return len(self.imports) - 1
+        def put(key: int, pos: int) -> None:
+            if not stack:
+                raise _ParseError("memo store from an empty stack", pos)
+            memo[key] = stack[-1]
+            if len(memo) > max_memo:
+                raise _LimitError(f"more than {max_memo:,} memo entries")
+
+        def get(key: int, pos: int) -> None:
+            if key not in memo:
+                raise _ParseError(f"memo key {key} read before it is written", pos)
+            push(memo[key])
+
+        def add_import(module: str, name: str, pos: int, opcode: str) -> _Global:
+            self.imports.append(ImportRef(module, name, pos - base, opcode, self.policy.classify(module, name)))
+            return _Global(len(self.imports) - 1)
 
         def invoke(item: object, how: str, args: object = None) -> _Obj:
             if isinstance(item, _Global):
@@ -370,117 +364,286 @@ class _Walk:
                 return _Obj(item.ref_index, args)
             return _Obj(None, args)
 
-        next_opcode = reader.next
-        budget = self.limits.max_opcodes - self.opcodes
-        while True:
-            op, arg, pos = next_opcode()
-            name = op.name
-            self.opcodes += 1
-            budget -= 1
-            if budget < 0:
-                raise _LimitError(f"more than {self.limits.max_opcodes:,} opcodes")
-            if name == "STOP":
-                pop(pos)
-                return
-            if name == "PROTO":
-                self.protocol = max(self.protocol, _int_arg(arg, pos))
-            elif name == "FRAME":
-                pass
-            elif name == "MARK":
-                stack.append(_MARK)
-            elif name in _STRING_OPS:
-                value = _quoted(arg) if name == "STRING" else _text(arg)
-                stack.append(_Str(value) if value is not None else _ANY)
-            elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
-                if not stack:
-                    raise _ParseError("memo store from an empty stack", pos)
-                key = len(memo) if name == "MEMOIZE" else arg if type(arg) is int else _int_arg(arg, pos)
-                memo[key] = stack[-1]
-                if len(memo) > self.limits.max_memo:
-                    raise _LimitError(f"more than {self.limits.max_memo:,} memo entries")
-            elif name in ("GET", "BINGET", "LONG_BINGET"):
-                key = arg if type(arg) is int else _int_arg(arg, pos)
-                if key not in memo:
-                    raise _ParseError(f"memo key {key} read before it is written", pos)
-                stack.append(memo[key])
-            elif name in {"GLOBAL", "INST"}:
-                module_raw, attr_raw = cast(tuple[bytes, bytes], arg)
-                index = add_import(_text(module_raw) or "", _text(attr_raw) or "", pos, name)
-                if name == "INST":
+        max_opcodes = self.limits.max_opcodes
+        budget = max_opcodes - self.opcodes
+        try:
+            while True:
+                if i >= end:
+                    raise _ParseError("stream ends without a STOP opcode", i, reading=True)
+                pos = i
+                code = data[i]
+                i += 1
+                budget -= 1
+                if budget < 0:
+                    raise _LimitError(f"more than {max_opcodes:,} opcodes")
+                # -- the common opcodes of protocols 2-5, most frequent first --------------------------------------
+                if code == 0x68:  # BINGET
+                    if i >= end:
+                        raise self._truncated("BINGET", pos)
+                    item = memo.get(data[i], _MISSING)
+                    if item is _MISSING:
+                        raise _ParseError(f"memo key {data[i]} read before it is written", pos)
+                    push(item)
+                    i += 1
+                elif code == 0x94:  # MEMOIZE
+                    if not stack:
+                        raise _ParseError("memo store from an empty stack", pos)
+                    memo[len(memo)] = stack[-1]
+                    if len(memo) > max_memo:
+                        raise _LimitError(f"more than {max_memo:,} memo entries")
+                elif code == 0x71:  # BINPUT
+                    if i >= end:
+                        raise self._truncated("BINPUT", pos)
+                    put(data[i], pos)
+                    i += 1
+                elif code == 0x8C:  # SHORT_BINUNICODE: the common short strings, read inline
+                    if i >= end:
+                        raise self._truncated("SHORT_BINUNICODE", pos)
+                    n = data[i] + i + 1
+                    if n > end:
+                        raise _ParseError(
+                            f"argument of {n - i - 1} bytes runs past the end of the data", i + 1, reading=True
+                        )
+                    push(_text(data[i + 1 : n]))
+                    i = n
+                elif code == 0x58:  # BINUNICODE
+                    raw, i = self._sized(i, 4)
+                    push(_text(raw) if raw is not None else _ANY)
+                elif code == 0x28:  # MARK
+                    push(_MARK)
+                elif code == 0x4B:  # BININT1
+                    if i >= end:
+                        raise self._truncated("BININT1", pos)
+                    push(data[i])
+                    i += 1
+                elif code == 0x4D:  # BININT2
+                    if i + 2 > end:
+                        raise self._truncated("BININT2", pos)
+                    push(_U2(data, i)[0])  # type: ignore[arg-type]
+                    i += 2
+                elif code == 0x4A:  # BININT
+                    if i + 4 > end:
+                        raise self._truncated("BININT", pos)
+                    push(_I4(data, i)[0])  # type: ignore[arg-type]
+                    i += 4
+                elif 0x85 <= code <= 0x87:  # TUPLE1, TUPLE2, TUPLE3
+                    count = code - 0x84
+                    if len(stack) < count or any(item is _MARK for item in stack[-count:]):
+                        raise _ParseError("stack underflow", pos)
+                    items = tuple(stack[-count:])
+                    del stack[-count:]
+                    push(_Val(items))
+                elif code == 0x74:  # TUPLE
+                    push(_Val(tuple(pop_mark(pos))))
+                elif code == 0x29:  # EMPTY_TUPLE
+                    push(_Val(()))
+                elif code == 0x7D:  # EMPTY_DICT
+                    push(_Val({}))
+                elif code == 0x75 or code == 0x73:  # SETITEMS, SETITEM  # noqa: PLR1714
+                    if code == 0x75:
+                        pairs = pop_mark(pos)
+                    else:
+                        value = pop(pos)
+                        pairs = [pop(pos), value]
+                    if len(pairs) % 2 or not stack:
+                        raise _ParseError("SETITEM(S) with an odd number of items or no dict", pos)
+                    target = stack[-1]
+                    if isinstance(target, _Val) and isinstance(target.value, dict):
+                        for k in range(0, len(pairs), 2):
+                            if isinstance(pairs[k], str):
+                                target.value[cast(str, pairs[k])] = pairs[k + 1]
+                elif code == 0x52 or code == 0x81:  # REDUCE, NEWOBJ  # noqa: PLR1714
+                    args = pop(pos)
+                    push(invoke(pop(pos), "REDUCE" if code == 0x52 else "NEWOBJ", args))
+                elif code == 0x62:  # BUILD
+                    state = pop(pos)
+                    target = pop(pos)
+                    if isinstance(target, _Global):  # setting state on an imported class or function itself
+                        invoke(target, "BUILD")
+                        self.builds.append(pos - base)
+                    elif isinstance(target, _Obj):
+                        target.args = (target.args, state)
+                        if target.made_by is not None and self._made_by(target) in _JOBLIB_WRAPPERS:
+                            self.opcodes = max_opcodes - budget
+                            i = self._skip_joblib_array(i, state, pos)
+                            budget = max_opcodes - self.opcodes
+                    push(target)
+                elif code == 0x93:  # STACK_GLOBAL
+                    attr, module = pop(pos), pop(pos)
+                    if type(module) is str and type(attr) is str:
+                        push(add_import(module, attr, pos, "STACK_GLOBAL"))
+                    else:
+                        self.dynamic.append(pos - base)
+                        push(_ANY)
+                elif code == 0x4E:  # NONE
+                    push(None)
+                elif code == 0x88 or code == 0x89:  # NEWTRUE, NEWFALSE  # noqa: PLR1714
+                    push(code == 0x88)
+                elif code == 0x72:  # LONG_BINPUT
+                    if i + 4 > end:
+                        raise self._truncated("LONG_BINPUT", pos)
+                    put(_U4(data, i)[0], pos)  # type: ignore[arg-type]
+                    i += 4
+                elif code == 0x6A:  # LONG_BINGET
+                    if i + 4 > end:
+                        raise self._truncated("LONG_BINGET", pos)
+                    get(_U4(data, i)[0], pos)  # type: ignore[arg-type]
+                    i += 4
+                elif code == 0x47:  # BINFLOAT
+                    if i + 8 > end:
+                        raise self._truncated("BINFLOAT", pos)
+                    push(_ANY)
+                    i += 8
+                elif code == 0x5D:  # EMPTY_LIST
+                    push(_ANY)
+                elif code == 0x61:  # APPEND: the list (or object) and the value become an opaque list
+                    if len(stack) < 2 or stack[-1] is _MARK or stack[-2] is _MARK:
+                        raise _ParseError("stack underflow", pos)
+                    del stack[-1]
+                    stack[-1] = _ANY
+                elif code == 0x65:  # APPENDS
                     pop_mark(pos)
-                    stack.append(invoke(_Global(index), "INST"))
-                else:
-                    stack.append(_Global(index))
-            elif name == "STACK_GLOBAL":
-                attr, module = pop(pos), pop(pos)
-                if isinstance(module, _Str) and isinstance(attr, _Str):
-                    stack.append(_Global(add_import(module.value, attr.value, pos, name)))
-                else:
-                    self.dynamic.append(pos)
-                    stack.append(_ANY)
-            elif name in {"REDUCE", "NEWOBJ"}:
-                args = pop(pos)
-                stack.append(invoke(pop(pos), name, args))
-            elif name == "NEWOBJ_EX":
-                pop(pos)
-                pop(pos)
-                stack.append(invoke(pop(pos), name))
-            elif name == "OBJ":
-                items = pop_mark(pos)
-                if not items:
-                    raise _ParseError("OBJ without a class", pos)
-                stack.append(invoke(items[0], name))
-            elif name == "BUILD":
-                state = pop(pos)
-                target = pop(pos)
-                if isinstance(target, _Global):  # setting state on an imported class or function itself
-                    invoke(target, name)
-                    self.builds.append(pos)
-                elif isinstance(target, _Obj):
-                    target.args = (target.args, state)
-                    if self._made_by(target) in _JOBLIB_WRAPPERS:
-                        self._skip_joblib_array(reader, state, pos)
-                stack.append(target)
-            elif name in _INT_OPS:
-                stack.append(_Val(_long(arg) if name in {"LONG1", "LONG4"} else _int_arg(arg, pos)))
-            elif name in ("NONE", "NEWTRUE", "NEWFALSE"):
-                stack.append(_Val({"NONE": None, "NEWTRUE": True, "NEWFALSE": False}[name]))
-            elif name in ("EMPTY_TUPLE", "TUPLE1", "TUPLE2", "TUPLE3", "TUPLE"):
-                count = {"EMPTY_TUPLE": 0, "TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3}.get(name)
-                items = pop_mark(pos) if count is None else [pop(pos) for _ in range(count)][::-1]
-                stack.append(_Val(tuple(items)))
-            elif name == "EMPTY_DICT":
-                stack.append(_Val({}))
-            elif name in ("SETITEM", "SETITEMS"):
-                pairs = pop_mark(pos) if name == "SETITEMS" else [pop(pos), pop(pos)][::-1]
-                if len(pairs) % 2 or not stack:
-                    raise _ParseError(f"{name} with an odd number of items or no dict", pos)
-                target = stack[-1]
-                if isinstance(target, _Val) and isinstance(target.value, dict):
-                    for k, v in zip(pairs[::2], pairs[1::2], strict=True):
-                        if isinstance(k, _Str):
-                            target.value[k.value] = v
-            elif name in ("EXT1", "EXT2", "EXT4"):
-                stack.append(_Global(add_import("copyreg", f"_extension_registry_{arg}", pos, name)))
-            elif name == "DUP":
-                if not stack:
-                    raise _ParseError("DUP on an empty stack", pos)
-                stack.append(stack[-1])
-            elif name == "POP":
-                if stack and stack[-1] is _MARK:
-                    stack.pop()
-                else:
                     pop(pos)
-            elif name == "POP_MARK":
+                    push(_ANY)
+                elif code == 0x43 or code == 0x42:  # SHORT_BINBYTES, BINBYTES  # noqa: PLR1714
+                    _, i = self._sized(i, 1 if code == 0x43 else 4)
+                    push(_ANY)
+                elif code == 0x2E:  # STOP
+                    pop(pos)
+                    return i
+                elif code == 0x95:  # FRAME: an 8-byte length; the opcodes inside are read like any others
+                    if i + 8 > end:
+                        raise self._truncated("FRAME", pos)
+                    i += 8
+                else:
+                    i = self._rare(code, i, pos, stack, pop, pop_mark, put, get, add_import, invoke)
+        finally:
+            self.opcodes = max_opcodes - budget
+
+    def _rare(  # noqa: PLR0915
+        self,
+        code: int,
+        i: int,
+        pos: int,
+        stack: list[object],
+        pop: Callable[[int], object],
+        pop_mark: Callable[[int], list[object]],
+        put: Callable[[int, int], None],
+        get: Callable[[int, int], None],
+        add_import: Callable[[str, str, int, str], _Global],
+        invoke: Callable[..., _Obj],
+    ) -> int:
+        """The less common opcodes, protocol 0's text forms among them; the position after the opcode."""
+        op = _OPCODES.get(code)
+        if op is None:
+            raise _ParseError(f"unknown opcode byte 0x{code:02x}", pos, reading=True)
+        if code in _OPAQUE:
+            return self._opaque(op, code, i, pos, stack, pop, pop_mark)
+        name = op.name
+        if name == "PROTO":
+            if i >= self.end:
+                raise self._truncated("PROTO", pos)
+            self.protocol = max(self.protocol, self.data[i])
+            return i + 1
+        if name in {"GLOBAL", "INST"}:
+            module, i = self._line(i, pos)
+            attr, i = self._line(i, pos)
+            ref = add_import(_text(module), _text(attr), pos, name)
+            if name == "INST":
                 pop_mark(pos)
+                stack.append(invoke(ref, "INST"))
             else:
-                before = op.stack_before
-                if pickletools.markobject in before:
-                    pop_mark(pos)
-                    before = before[: before.index(pickletools.markobject)]
-                for _ in before:
-                    pop(pos)
-                stack.extend(_ANY for _ in op.stack_after)
+                stack.append(ref)
+            return i
+        if name == "OBJ":
+            items = pop_mark(pos)
+            if not items:
+                raise _ParseError("OBJ without a class", pos)
+            stack.append(invoke(items[0], "OBJ"))
+            return i
+        if name == "NEWOBJ_EX":
+            pop(pos)
+            pop(pos)
+            stack.append(invoke(pop(pos), "NEWOBJ_EX"))
+            return i
+        if name in {"PUT", "GET"}:
+            raw, i = self._line(i, pos)
+            (put if name == "PUT" else get)(_int_text(raw, pos), pos)
+            return i
+        if name in {"INT", "LONG"}:
+            raw, i = self._line(i, pos)
+            stack.append(_int_text(raw, pos))
+            return i
+        if name in {"LONG1", "LONG4"}:
+            digits, i = self._sized(i, 1 if name == "LONG1" else 4, signed=name == "LONG4")
+            stack.append(int.from_bytes(digits, "little", signed=True) if digits is not None else _ANY)
+            return i
+        if name in {"STRING", "UNICODE"}:
+            raw, i = self._line(i, pos)
+            value = _quoted(raw) if name == "STRING" else _text(raw)
+            stack.append(value if value is not None else _ANY)
+            return i
+        if name in {"SHORT_BINSTRING", "BINSTRING", "BINUNICODE8"}:
+            width = {"SHORT_BINSTRING": 1, "BINSTRING": 4, "BINUNICODE8": 8}[name]
+            chars, i = self._sized(i, width, signed=name == "BINSTRING")
+            stack.append(_text(chars) if chars is not None else _ANY)
+            return i
+        if name in {"EXT1", "EXT2", "EXT4"}:
+            n, i = self._fixed(i, {"EXT1": 1, "EXT2": 2, "EXT4": 4}[name], signed=name == "EXT4")
+            stack.append(add_import("copyreg", f"_extension_registry_{n}", pos, name))
+            return i
+        if name == "DUP":
+            if not stack:
+                raise _ParseError("DUP on an empty stack", pos)
+            stack.append(stack[-1])
+            return i
+        if name == "POP":
+            if stack and stack[-1] is _MARK:
+                stack.pop()
+            else:
+                pop(pos)
+            return i
+        if name == "POP_MARK":
+            pop_mark(pos)
+            return i
+        raise AssertionError(f"opcode {name} has no handler")  # pragma: no cover - _OPAQUE lists all the others
+
+    def _opaque(
+        self,
+        op: pickletools.OpcodeInfo,
+        code: int,
+        i: int,
+        pos: int,
+        stack: list[object],
+        pop: Callable[[int], object],
+        pop_mark: Callable[[int], list[object]],
+    ) -> int:
+        """An opcode whose values do not matter (floats, bytes, lists, sets, persistent ids, buffers): skip its
+        argument, apply its stack effect, push opaque values."""
+        name = op.name
+        arg = op.arg
+        if arg is not None:
+            if arg.n == pickletools.UP_TO_NEWLINE:
+                _, i = self._line(i, pos)
+            elif arg.n == pickletools.TAKEN_FROM_ARGUMENT1:
+                _, i = self._sized(i, 1)
+            elif arg.n == pickletools.TAKEN_FROM_ARGUMENT4:
+                _, i = self._sized(i, 4, signed=True)
+            elif arg.n == pickletools.TAKEN_FROM_ARGUMENT4U:
+                _, i = self._sized(i, 4)
+            elif arg.n == pickletools.TAKEN_FROM_ARGUMENT8U:
+                _, i = self._sized(i, 8)
+            else:
+                if i + arg.n > self.end:
+                    raise self._truncated(name, pos)
+                i += arg.n
+        to_mark, popped, pushed = _EFFECT[code]
+        if to_mark:
+            pop_mark(pos)
+        for _ in range(popped):
+            pop(pos)
+        stack.extend(_ANY for _ in range(pushed))
+        return i
 
 
 # Names that mark a dangerous payload in raw bytes (after a parse error, where opcodes cannot be trusted).
@@ -490,66 +653,53 @@ _TRAILING = re.compile(
     rb"\s*(system|popen|exec|eval|spawn\w*|run\w*|call|check_output|Popen|getoutput|open|loads|load|__import__|"
     rb"import_module|locate|resolve_name|set_trace|runctx|runcall)(?![A-Za-z0-9_])"
 )
-
-
-def _scan_trailing(stream: BinaryIO, start: int, end: int, budget: int = 64 * 1024 * 1024) -> tuple[str, ...]:
-    stream.seek(start)
-    data = stream.read(min(end - start, budget))
-    found = {m.group(0).decode("latin-1") for m in _TRAILING.finditer(data)}
-    return tuple(sorted(" ".join(f.split()) for f in found))
-
-
+_TRAILING_BUDGET = 64 * 1024 * 1024
 _PICKLE_START = re.compile(rb"\x80[\x00-\x05]")
 
 
-def _iter_pickles(reader: _Reader, limits: PickleLimits) -> Iterator[int]:
-    """Offsets at which pickles start: the first, then each further one that begins like a pickle."""
-    yield reader.tell()
-    for _ in range(limits.max_pickles - 1):
-        pos = reader.tell()
-        head = reader.stream.read(2)
-        reader.stream.seek(pos)
-        if not _PICKLE_START.fullmatch(head):
-            return
-        yield pos
+def _scan_trailing(data: _Buffer, start: int, end: int) -> tuple[str, ...]:
+    chunk = data[start : min(end, start + _TRAILING_BUDGET)]
+    found = {m.group(0).decode("latin-1") for m in _TRAILING.finditer(chunk)}
+    return tuple(sorted(" ".join(f.split()) for f in found))
 
 
-def analyse_pickle(
-    stream: BinaryIO, *, policy: Policy = DEFAULT_POLICY, limits: PickleLimits | None = None, size: int | None = None
+def analyse_pickle_buffer(
+    data: bytes | mmap.mmap,
+    start: int = 0,
+    end: int | None = None,
+    *,
+    policy: Policy = DEFAULT_POLICY,
+    limits: PickleLimits | None = None,
 ) -> PickleAnalysis:
-    """Analyse the pickle(s) at the stream's current position; ``size`` bounds the readable bytes."""
-    limits = limits or PickleLimits()
-    start = stream.tell()
-    if size is None:
-        stream.seek(0, io.SEEK_END)
-        end = stream.tell()
-        stream.seek(start)
-    else:
-        end = start + size
-    reader = _Reader(stream, end)
-    walk = _Walk(policy, limits)
+    """Analyse the pickle(s) in ``data[start:end]``; offsets in the result are relative to ``start``."""
+    limits = limits or _DEFAULT_LIMITS
+    end = len(data) if end is None else min(end, len(data))
+    walk = _Walk(cast(_Buffer, data), start, end, policy, limits)
     error: str | None = None
     error_offset: int | None = None
     limit: str | None = None
     pickles = 0
     trailing: tuple[str, ...] = ()
-    for offset in _iter_pickles(reader, limits):
+    i = start
+    for _ in range(limits.max_pickles):
+        if pickles and not _PICKLE_START.fullmatch(data[i : i + 2]):
+            break  # what follows the last pickle is not one (legacy torch storages, joblib arrays)
         opcodes_before = walk.opcodes
         try:
-            walk.run_one(reader)
+            i = walk.run_one(i)
             pickles += 1
         except _ParseError as exc:
-            if pickles and walk.opcodes - opcodes_before <= 1:
-                # Data after the last pickle that merely starts like one (legacy torch storages): not a pickle.
-                reader.stream.seek(offset)
+            if pickles and exc.reading and walk.opcodes - opcodes_before <= 2:
+                # Data after the last pickle that merely starts like one (legacy torch storages): a PROTO, then
+                # bytes that do not read as an opcode.
                 break
             error, error_offset = str(exc), exc.offset - start
-            trailing = _scan_trailing(stream, exc.offset, end)
+            trailing = _scan_trailing(walk.data, max(start, exc.offset - 1), end)  # one byte of context before
             break
         except _LimitError as exc:
             limit = str(exc)
             break
-        if reader.tell() >= end:
+        if i >= end:
             break
     return PickleAnalysis(
         imports=tuple(walk.imports),
@@ -562,5 +712,34 @@ def analyse_pickle(
         error_offset=error_offset,
         limit=limit,
         trailing_names=trailing,
-        trailing_bytes=max(0, end - reader.tell()) if error is None else 0,
+        trailing_bytes=max(0, end - i) if error is None else 0,
     )
+
+
+def analyse_pickle(
+    stream: BinaryIO, *, policy: Policy = DEFAULT_POLICY, limits: PickleLimits | None = None, size: int | None = None
+) -> PickleAnalysis:
+    """Analyse the pickle(s) at the stream's current position; ``size`` bounds the readable bytes.
+
+    A stream backed by a file on disk is memory-mapped (tensor data after the pickle is never read); any other is
+    read into memory, ``size`` bytes at most.
+    """
+    start = stream.tell()
+    # A spooled temporary file (decompressed content) is a BytesIO until it rolls over to a file on disk.
+    inner = stream._file if isinstance(stream, tempfile.SpooledTemporaryFile) else stream
+    data: bytes | mmap.mmap
+    if isinstance(inner, io.BytesIO):
+        data = inner.getvalue()
+    elif isinstance(inner, io.BufferedReader | io.BufferedRandom | io.FileIO):  # not wrappers: their fd is another's
+        try:
+            data = mmap.mmap(inner.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):  # empty files, special files
+            data, start = (stream.read() if size is None else stream.read(size)), 0
+    else:
+        data, start = (stream.read() if size is None else stream.read(size)), 0
+    end = len(data) if size is None else min(len(data), start + size)
+    try:
+        return analyse_pickle_buffer(data, start, end, policy=policy, limits=limits)
+    finally:
+        if isinstance(data, mmap.mmap):
+            data.close()

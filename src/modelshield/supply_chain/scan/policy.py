@@ -449,6 +449,9 @@ _SAFE_PATTERNS: tuple[tuple[re.Pattern[str], re.Pattern[str], str], ...] = tuple
 )
 
 
+_CACHE_SIZE = 4096
+
+
 def normalise(module: str, name: str) -> tuple[str, str]:
     """What Python 3's unpickler imports for ``module.name`` (Python 2 names mapped)."""
     if (module, name) in _compat_pickle.NAME_MAPPING:
@@ -471,11 +474,26 @@ class Policy:
 
     extra_safe: frozenset[str] = field(default_factory=frozenset)  # "module.name" or "module.*"
     extra_dangerous: frozenset[str] = field(default_factory=frozenset)
+    # Verdicts already worked out: a model imports the same few callables many times. Bounded, since the names
+    # come from untrusted files.
+    _cache: dict[tuple[str, str], Classification] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def with_rules(self, *, safe: Iterable[str] = (), dangerous: Iterable[str] = ()) -> Policy:
         return Policy(self.extra_safe | frozenset(safe), self.extra_dangerous | frozenset(dangerous))
 
     def classify(self, module: str, name: str) -> Classification:
+        """The verdict on ``module.name``: safe, dangerous, or unknown (review), with the reason."""
+        key = (module, name)
+        found = self._cache.get(key)
+        if found is None:
+            if len(self._cache) >= _CACHE_SIZE:
+                self._cache.clear()
+            found = self._cache[key] = self._classify(module, name)
+        return found
+
+    def _classify(self, module: str, name: str) -> Classification:
         module, name = normalise(module.strip(), name.strip())
         segments = name.split(".")
         if (

@@ -16,6 +16,7 @@ import bz2
 import gzip
 import io
 import lzma
+import os
 import re
 import struct
 import tarfile
@@ -31,7 +32,7 @@ from typing import BinaryIO, cast
 
 from modelshield.errors import FileFormatError
 from modelshield.findings import Finding, OwaspMl, Severity
-from modelshield.supply_chain.formats import ModelFormat, identify_stream
+from modelshield.supply_chain.formats import FormatInfo, ModelFormat, identify_stream
 from modelshield.supply_chain.scan.formats_checks import (
     Problem,
     gguf_problems,
@@ -41,7 +42,7 @@ from modelshield.supply_chain.scan.formats_checks import (
     saved_model_problems,
 )
 from modelshield.supply_chain.scan.interface import FileScan, ScanOptions
-from modelshield.supply_chain.scan.pickle import PickleAnalysis, analyse_pickle
+from modelshield.supply_chain.scan.pickle import PickleAnalysis, analyse_pickle, analyse_pickle_buffer
 from modelshield.supply_chain.scan.policy import Verdict
 
 __all__ = ["scan_file", "scan_stream"]
@@ -193,15 +194,18 @@ def _pickle_findings(ctx: _Context, analysis: PickleAnalysis, location: str, bas
         )
 
 
-_IN_MEMORY = 64 * 1024 * 1024  # pickles up to this size are read whole: opcode reads from memory are much faster
+_DEFAULT_OPTIONS = ScanOptions()
+_IN_MEMORY = 64 * 1024 * 1024  # pickles up to this size are read whole
+_READ_WHOLE = 1024 * 1024  # files up to this size are read in one call
 
 
 def _scan_pickle(ctx: _Context, fh: BinaryIO, size: int, location: str, start: int = 0) -> None:
     fh.seek(start)
-    stream: BinaryIO = fh
-    if size - start <= _IN_MEMORY:  # archive members and small files; large ones (joblib arrays) stream
-        stream = io.BytesIO(fh.read(size - start))
-    analysis = analyse_pickle(stream, policy=ctx.options.policy, limits=ctx.options.limits.pickle, size=size - start)
+    policy, limits = ctx.options.policy, ctx.options.limits.pickle
+    if size - start <= _IN_MEMORY:  # archive members and small files; large ones (joblib arrays) are memory-mapped
+        analysis = analyse_pickle_buffer(fh.read(size - start), policy=policy, limits=limits)
+    else:
+        analysis = analyse_pickle(fh, policy=policy, limits=limits, size=size - start)
     _pickle_findings(ctx, analysis, location, start)
 
 
@@ -434,7 +438,9 @@ def _scan_compressed(ctx: _Context, fh: BinaryIO, size: int, location: str, dept
         _dispatch(ctx, cast(BinaryIO, out), min(written, cap), f"{location}!decompressed", depth + 1)
 
 
-def _dispatch(ctx: _Context, fh: BinaryIO, size: int, location: str, depth: int) -> None:
+def _dispatch(
+    ctx: _Context, fh: BinaryIO, size: int, location: str, depth: int, info: FormatInfo | None = None
+) -> None:
     if depth > ctx.options.limits.max_depth:
         ctx.add(
             "archive.depth-limit",
@@ -444,7 +450,7 @@ def _dispatch(ctx: _Context, fh: BinaryIO, size: int, location: str, depth: int)
             location,
         )
         return
-    info = identify_stream(fh, size)
+    info = info or identify_stream(fh, size)
     fmt = info.format
     if fmt is ModelFormat.PICKLE:
         _scan_pickle(ctx, fh, size, location)
@@ -479,20 +485,23 @@ def _dispatch(ctx: _Context, fh: BinaryIO, size: int, location: str, depth: int)
 
 def scan_stream(fh: BinaryIO, size: int, *, location: str, options: ScanOptions | None = None) -> list[Finding]:
     """Findings for the seekable stream ``fh`` of ``size`` bytes, reported under ``location``."""
-    ctx = _Context(options or ScanOptions())
+    ctx = _Context(options or _DEFAULT_OPTIONS)
     _dispatch(ctx, fh, size, location, 0)
     return ctx.findings
 
 
 def scan_file(path: str | Path, options: ScanOptions | None = None) -> FileScan:
     """Scan one file. Raises :class:`FileFormatError` when it cannot be opened."""
-    path = Path(path)
+    name = os.fspath(path)
     t0 = time.perf_counter()
     try:
-        size = path.stat().st_size
-        with path.open("rb") as fh:
-            fmt = identify_stream(fh, size).format.value
-            findings = scan_stream(fh, size, location=str(path), options=options)
+        size = os.stat(name).st_size
+        with open(name, "rb") as file:
+            # Small files are read once, then parsed from memory; large ones are read only where needed.
+            fh = cast(BinaryIO, io.BytesIO(file.read())) if size <= _READ_WHOLE else file
+            info = identify_stream(fh, size)
+            ctx = _Context(options or _DEFAULT_OPTIONS)
+            _dispatch(ctx, fh, size, name, 0, info)
     except FileNotFoundError as exc:
         raise FileFormatError(f"{path} does not exist.", remedy="Check the path.") from exc
     except IsADirectoryError as exc:
@@ -502,5 +511,9 @@ def scan_file(path: str | Path, options: ScanOptions | None = None) -> FileScan:
     except OSError as exc:
         raise FileFormatError(f"Cannot read {path}: {exc.strerror}.") from exc
     return FileScan(
-        path=str(path), format=fmt, size=size, findings=tuple(findings), duration_s=time.perf_counter() - t0
+        path=name,
+        format=info.format.value,
+        size=size,
+        findings=tuple(ctx.findings),
+        duration_s=time.perf_counter() - t0,
     )
