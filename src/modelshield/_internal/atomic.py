@@ -24,13 +24,16 @@ def _umask() -> int:
 _MODE = 0o666 & ~_umask()  # what open() would give a new file; mkstemp alone gives 0600
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, flush it to disk, then rename it over ``path``."""
+def write_bytes_atomic(path: Path, data: bytes, *, mode: int | None = None) -> None:
+    """Write ``data`` to a temporary file beside ``path``, flush it to disk, then rename it over ``path``.
+
+    ``mode`` sets the permissions (0o600 for secrets) before any byte is written; by default those a new file gets.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), _MODE)
+            os.fchmod(fh.fileno(), _MODE if mode is None else mode)
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

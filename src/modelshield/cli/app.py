@@ -84,10 +84,11 @@ def _root(
 
 
 def _register_commands() -> None:
-    from modelshield.cli import audit, scan, targets
+    from modelshield.cli import audit, scan, signing, targets
 
     audit.register(app)
     scan.register(app)
+    signing.register(app)
     targets.register(app)
 
 

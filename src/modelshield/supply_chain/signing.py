@@ -1,0 +1,443 @@
+"""Sign and verify model files and directories, in the OpenSSF Model Signing (OMS) format.
+
+    >>> from modelshield.supply_chain.signing import sign_model, verify_model
+    >>> sign_model(Path("model/"), private_key, Path("model.sig"))  # doctest: +SKIP
+    >>> verify_model(Path("model/"), Path("model.sig"), public_key).ok  # doctest: +SKIP
+    True
+
+What is signed is a manifest: the SHA-256 of every file (or of every fixed-size shard of every file) under the
+model path, relative POSIX names, sorted. Files are hashed in parallel threads (hashlib releases the GIL), each
+streamed through one reusable buffer, so memory stays flat whatever the model size.
+
+The signature file is a Sigstore bundle (media type ``application/vnd.dev.sigstore.bundle.v0.3+json``) holding a
+DSSE envelope over an in-toto statement whose predicate (``https://model_signing/signature/v1.0``) lists the
+manifest; this is the format of the OpenSSF ``model_signing`` tool, which verifies modelshield's ECDSA P-256
+signatures as its own (``model_signing verify key``). Extensions over the same envelope and manifest:
+
+- ``ed25519``: the one signature is Ed25519 over the DSSE pre-authentication encoding (PAE); its ``keyid`` is
+  ``"ed25519"``. Only modelshield verifies it (OMS's key verifier accepts elliptic-curve ECDSA keys only).
+- ``hybrid``: the first signature is ECDSA P-256 exactly as OMS writes it, the second ML-DSA-65 (FIPS 204) over
+  the same PAE, with ``keyid`` ``"ml-dsa-65:<SHA-256 of its public key>"``. modelshield requires both; the OMS tool,
+  which reads the first, still verifies the classical half.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa
+
+from modelshield._internal.atomic import write_text_atomic
+from modelshield.errors import FileFormatError, InvalidParameterError, VerificationError
+from modelshield.supply_chain.keys import KeyAlgorithm, PrivateKeySet, PublicKeySet
+
+__all__ = [
+    "DEFAULT_IGNORED",
+    "Manifest",
+    "VerificationResult",
+    "hash_model",
+    "read_signature",
+    "sign_model",
+    "verify_model",
+]
+
+BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE = "https://model_signing/signature/v1.0"
+DEFAULT_IGNORED = (".git", ".gitattributes", ".github", ".gitignore")  # what the OMS tool leaves out by default
+_BUFFER = 4 << 20
+_MAX_SIGNATURE_FILE = 64 << 20
+_MLDSA_KEYID = "ml-dsa-65"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a signature covers: a digest per file (``name``) or per shard (``name:start:end``)."""
+
+    model_name: str
+    digests: dict[str, str]  # resource name -> SHA-256 hex
+    serialization: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def root_digest(self) -> str:
+        """SHA-256 over the resource digests in name order (the statement's subject digest)."""
+        h = hashlib.sha256()
+        for name in sorted(self.digests):
+            h.update(bytes.fromhex(self.digests[name]))
+        return h.hexdigest()
+
+    @property
+    def digest_name(self) -> str:
+        """How OMS names the digest of each resource: ``sha256``, or ``sha256-sharded-N`` for shards of N bytes."""
+        if self.serialization.get("method") == "shards":
+            return f"sha256-sharded-{self.serialization.get('shard_size')}"
+        return "sha256"
+
+    def statement(self) -> dict[str, Any]:
+        return {
+            "_type": STATEMENT_TYPE,
+            "subject": [{"name": self.model_name, "digest": {"sha256": self.root_digest}}],
+            "predicateType": PREDICATE_TYPE,
+            "predicate": {
+                "serialization": self.serialization,
+                "resources": [
+                    {"name": name, "algorithm": self.digest_name, "digest": self.digests[name]}
+                    for name in sorted(self.digests)
+                ],
+            },
+        }
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    """The outcome of :func:`verify_model`: ``ok`` only when every signature holds and every file matches."""
+
+    ok: bool
+    algorithm: str
+    changed: tuple[str, ...] = ()
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    problem: str | None = None  # a signature that does not hold, or a signature file that cannot be trusted
+
+    def summary(self) -> str:
+        if self.ok:
+            return f"verified ({self.algorithm}): every file matches the signed manifest"
+        parts = [self.problem] if self.problem else []
+        for label, names in (("changed", self.changed), ("added", self.added), ("removed", self.removed)):
+            if names:
+                shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+                parts.append(f"{label}: {shown}")
+        return "; ".join(p for p in parts if p)
+
+
+# -- hashing ------------------------------------------------------------------------------------------------------
+
+
+def _ignored(relative: PurePosixPath, ignore: Iterable[str]) -> bool:
+    return any(relative == PurePosixPath(i) or PurePosixPath(i) in relative.parents for i in ignore)
+
+
+def _files(root: Path, ignore: Sequence[str]) -> list[tuple[str, Path]]:
+    """(name, path) for every regular file under ``root``; a symbolic link anywhere is refused."""
+    if root.is_symlink():
+        raise FileFormatError(f"{root} is a symbolic link.", remedy="Sign the file or directory it points to.")
+    if root.is_file():
+        return [(".", root)]
+    if not root.is_dir():
+        raise FileFormatError(f"{root} does not exist.", remedy="Check the model path.")
+    found: list[tuple[str, Path]] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        base = Path(dirpath)
+        for entry in [*dirnames, *filenames]:
+            path = base / entry
+            relative = PurePosixPath(path.relative_to(root).as_posix())
+            if _ignored(relative, ignore):
+                if entry in dirnames:
+                    dirnames.remove(entry)
+                continue
+            if path.is_symlink():
+                raise FileFormatError(
+                    f"{path} is a symbolic link: a signature over it could be redirected to another file.",
+                    remedy="Replace the link with the file, or add it to the ignore list.",
+                )
+            if entry in filenames:
+                if not path.is_file():
+                    raise FileFormatError(f"{path} is not a regular file.", remedy="Remove it or ignore it.")
+                found.append((str(relative), path))
+    return sorted(found)
+
+
+def _hash_range(path: Path, start: int, end: int) -> str:
+    h = hashlib.sha256()
+    buffer = bytearray(min(_BUFFER, max(end - start, 1)))
+    view = memoryview(buffer)
+    with path.open("rb", buffering=0) as fh:
+        fh.seek(start)
+        left = end - start
+        while left > 0:
+            n = fh.readinto(view[: min(len(buffer), left)])
+            if not n:
+                raise FileFormatError(f"{path} changed size while it was being hashed.", remedy="Sign it again.")
+            h.update(view[:n])
+            left -= n
+    return h.hexdigest()
+
+
+def hash_model(
+    path: Path,
+    *,
+    ignore: Sequence[str] = DEFAULT_IGNORED,
+    shard_size: int | None = None,
+    workers: int | None = None,
+) -> Manifest:
+    """The manifest of ``path`` (a file or a directory): whole files, or shards of ``shard_size`` bytes."""
+    if shard_size is not None and shard_size < 1:
+        raise InvalidParameterError(f"Shard size must be positive, not {shard_size}.")
+    ignore = tuple(ignore)
+    tasks: list[tuple[str, Path, int, int]] = []
+    for name, file in _files(path, ignore):
+        size = file.stat().st_size
+        if shard_size is None:
+            tasks.append((name, file, 0, size))
+        else:  # as the OMS tool shards: [0, s), [s, 2s), ...; an empty file has no shard
+            tasks += [
+                (f"{name}:{a}:{min(a + shard_size, size)}", file, a, min(a + shard_size, size))
+                for a in range(0, size, shard_size)
+            ]
+    # Largest first, so that one big file does not start last and leave the other workers idle.
+    order = sorted(tasks, key=lambda t: t[3] - t[2], reverse=True)
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        digests = dict(
+            zip((t[0] for t in order), pool.map(lambda t: _hash_range(t[1], t[2], t[3]), order), strict=True)
+        )
+    serialization: dict[str, Any] = {"method": "files" if shard_size is None else "shards", "hash_type": "sha256"}
+    if shard_size is not None:
+        serialization["shard_size"] = shard_size
+    serialization["allow_symlinks"] = False
+    serialization["ignore_paths"] = list(ignore)
+    return Manifest(model_name=path.resolve().name, digests=digests, serialization=serialization)
+
+
+# -- signing ------------------------------------------------------------------------------------------------------
+
+
+def _pae(payload: bytes) -> bytes:
+    """DSSE v1 pre-authentication encoding of an in-toto payload."""
+    return b"DSSEv1 %d %s %d %s" % (len(PAYLOAD_TYPE), PAYLOAD_TYPE.encode(), len(payload), payload)
+
+
+def _pem_hint(key: ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey) -> str:
+    pem = key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(pem).hexdigest()
+
+
+def _mldsa_keyid(key: mldsa.MLDSA65PublicKey) -> str:
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return f"{_MLDSA_KEYID}:{hashlib.sha256(der).hexdigest()}"
+
+
+def sign_manifest(manifest: Manifest, key: PrivateKeySet) -> dict[str, Any]:
+    """The Sigstore bundle (as JSON data) signing ``manifest`` with ``key``."""
+    algorithm = key.algorithm
+    if not algorithm.signs:
+        raise InvalidParameterError(f"A {algorithm.value} key encrypts; it cannot sign.", remedy="Use a signing key.")
+    payload = json.dumps(manifest.statement(), indent=2, sort_keys=True).encode()
+    message = _pae(payload)
+    signatures: list[dict[str, str]] = []
+    first = key.keys[0]
+    if isinstance(first, ec.EllipticCurvePrivateKey):
+        signatures.append(
+            {"sig": base64.b64encode(first.sign(message, ec.ECDSA(hashes.SHA256()))).decode(), "keyid": ""}
+        )
+        hint = _pem_hint(first.public_key())
+    elif isinstance(first, ed25519.Ed25519PrivateKey):
+        signatures.append({"sig": base64.b64encode(first.sign(message)).decode(), "keyid": "ed25519"})
+        hint = _pem_hint(first.public_key())
+    else:  # pragma: no cover - the algorithm check above rules it out
+        raise InvalidParameterError(f"Unexpected signing key {type(first).__name__}.")
+    if algorithm is KeyAlgorithm.HYBRID:
+        pq = key.keys[1]
+        assert isinstance(pq, mldsa.MLDSA65PrivateKey)  # noqa: S101 - guaranteed by the HYBRID layout
+        signatures.append({"sig": base64.b64encode(pq.sign(message)).decode(), "keyid": _mldsa_keyid(pq.public_key())})
+    return {
+        "mediaType": BUNDLE_MEDIA_TYPE,
+        "verificationMaterial": {"publicKey": {"hint": hint}, "tlogEntries": []},
+        "dsseEnvelope": {
+            "payload": base64.b64encode(payload).decode(),
+            "payloadType": PAYLOAD_TYPE,
+            "signatures": signatures,
+        },
+    }
+
+
+def sign_model(
+    path: Path,
+    key: PrivateKeySet,
+    signature: Path,
+    *,
+    ignore: Sequence[str] = DEFAULT_IGNORED,
+    shard_size: int | None = None,
+    overwrite: bool = True,
+) -> Manifest:
+    """Hash ``path``, sign its manifest with ``key`` and write the bundle to ``signature`` (atomically).
+
+    A signature file inside the model directory is left out of the manifest (and named in its ignore list).
+    """
+    if signature.exists() and not overwrite:
+        raise FileFormatError(f"{signature} already exists.", remedy="Pass another --output, or remove it.")
+    ignore = list(ignore)
+    if path.is_dir() and signature.resolve().is_relative_to(path.resolve()):
+        ignore.append(signature.resolve().relative_to(path.resolve()).as_posix())
+    manifest = hash_model(path, ignore=ignore, shard_size=shard_size)
+    write_text_atomic(signature, json.dumps(sign_manifest(manifest, key), indent=2) + "\n")
+    return manifest
+
+
+# -- verification -------------------------------------------------------------------------------------------------
+
+
+def read_signature(path: Path) -> dict[str, Any]:
+    """The bundle in ``path``, checked for shape (not yet for validity)."""
+    try:
+        if path.stat().st_size > _MAX_SIGNATURE_FILE:
+            raise FileFormatError(f"{path} is too large to be a signature.")
+        bundle = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise FileFormatError(f"Signature file {path} does not exist.", remedy="Check the path.") from exc
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise FileFormatError(f"{path} is not a signature bundle (not JSON).", remedy="Pass the .sig file.") from exc
+    envelope = bundle.get("dsseEnvelope") if isinstance(bundle, dict) else None
+    if (
+        not isinstance(envelope, dict)
+        or bundle.get("mediaType") != BUNDLE_MEDIA_TYPE
+        or envelope.get("payloadType") != PAYLOAD_TYPE
+        or not isinstance(envelope.get("payload"), str)
+        or not isinstance(envelope.get("signatures"), list)
+        or not envelope["signatures"]
+        or not all(isinstance(s, dict) and isinstance(s.get("sig"), str) for s in envelope["signatures"])
+    ):
+        raise FileFormatError(
+            f"{path} is not a model signature bundle (media type {BUNDLE_MEDIA_TYPE}, DSSE in-toto envelope).",
+            remedy="Sign the model with `modelshield sign` or `model_signing sign key`.",
+        )
+    return dict(bundle)
+
+
+def _b64(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except binascii.Error as exc:
+        raise VerificationError("The signature bundle holds invalid base64.") from exc
+
+
+def _check_signatures(envelope: dict[str, Any], key: PublicKeySet) -> bytes:
+    """The payload, once every signature the key's algorithm requires holds; else VerificationError."""
+    payload = _b64(envelope["payload"])
+    message = _pae(payload)
+    signatures = envelope["signatures"]
+    first = key.keys[0]
+    try:
+        if isinstance(first, ec.EllipticCurvePublicKey):
+            first.verify(_b64(signatures[0]["sig"]), message, ec.ECDSA(hashes.SHA256()))
+        elif isinstance(first, ed25519.Ed25519PublicKey):
+            first.verify(_b64(signatures[0]["sig"]), message)
+        else:
+            raise VerificationError(
+                f"A {key.algorithm.value} key cannot verify signatures.", remedy="Pass a signing public key."
+            )
+    except InvalidSignature as exc:
+        raise VerificationError(
+            "The signature does not hold for this public key (wrong key, or the bundle was altered)."
+        ) from exc
+    if key.algorithm is KeyAlgorithm.HYBRID:
+        pq = key.keys[1]
+        assert isinstance(pq, mldsa.MLDSA65PublicKey)  # noqa: S101 - guaranteed by the HYBRID layout
+        keyid = _mldsa_keyid(pq)
+        entries = [s for s in signatures[1:] if s.get("keyid") == keyid]
+        if not entries:
+            raise VerificationError(
+                "The bundle has no ML-DSA-65 signature for this key: the post-quantum half is missing."
+            )
+        try:
+            pq.verify(_b64(entries[0]["sig"]), message)
+        except InvalidSignature as exc:
+            raise VerificationError("The ML-DSA-65 signature does not hold (the post-quantum half).") from exc
+    return payload
+
+
+def _signed_manifest(payload: bytes) -> Manifest:
+    try:
+        statement = json.loads(payload)
+        subject = statement["subject"]
+        predicate = statement["predicate"]
+        if statement.get("predicateType") != PREDICATE_TYPE or len(subject) != 1:
+            raise VerificationError(f"The signed statement is not a {PREDICATE_TYPE} statement about one model.")
+        digests = {}
+        for r in predicate["resources"]:
+            if not str(r.get("algorithm")).startswith("sha256") or not isinstance(r.get("name"), str):
+                raise VerificationError("The signed manifest uses an unsupported digest or malformed names.")
+            digests[r["name"]] = str(r["digest"])
+        manifest = Manifest(str(subject[0]["name"]), digests, dict(predicate["serialization"]))
+        expected = subject[0]["digest"]["sha256"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise VerificationError("The signed statement is malformed.") from exc
+    if manifest.root_digest != expected:
+        raise VerificationError("The signed manifest is inconsistent: its resources do not hash to its subject digest.")
+    return manifest
+
+
+def verify_model(path: Path, signature: Path, key: PublicKeySet) -> VerificationResult:
+    """Check ``signature`` with ``key``, then re-hash ``path`` as the signed manifest describes and compare.
+
+    Never raises for a model that fails: the result names the problem or the files changed, added or removed.
+    Raises :class:`FileFormatError` only for unusable input (a missing path, a file that is not a bundle).
+    """
+    algorithm = key.algorithm.value
+    envelope = read_signature(signature)["dsseEnvelope"]
+    try:
+        signed = _signed_manifest(_check_signatures(envelope, key))
+        method = signed.serialization.get("method")
+        shard = signed.serialization.get("shard_size")
+        if method not in {"files", "shards"} or (method == "shards" and not (isinstance(shard, int) and shard > 0)):
+            raise VerificationError(f"The signed manifest uses an unsupported serialization {method!r}.")
+        if signed.serialization.get("hash_type", "sha256") != "sha256" or signed.serialization.get("allow_symlinks"):
+            raise VerificationError("The signed manifest allows symbolic links or uses a digest other than SHA-256.")
+        ignore = [str(p) for p in signed.serialization.get("ignore_paths", [])]
+    except VerificationError as exc:
+        return VerificationResult(ok=False, algorithm=algorithm, problem=exc.message)
+    if path.is_dir() and signature.resolve().is_relative_to(path.resolve()):
+        ignore.append(signature.resolve().relative_to(path.resolve()).as_posix())
+    try:
+        actual = hash_model(path, ignore=ignore, shard_size=shard if method == "shards" else None)
+    except FileFormatError as exc:
+        if not path.exists():
+            raise
+        return VerificationResult(ok=False, algorithm=algorithm, problem=exc.message)
+    return _compare(signed, actual, algorithm)
+
+
+def _file_of(name: str, sharded: bool) -> str:
+    return name.rsplit(":", 2)[0] if sharded else name
+
+
+def _compare(signed: Manifest, actual: Manifest, algorithm: str) -> VerificationResult:
+    sharded = signed.serialization.get("method") == "shards"
+    changed = {
+        _file_of(n, sharded)
+        for n in signed.digests.keys() & actual.digests.keys()
+        if signed.digests[n] != actual.digests[n]
+    }
+    signed_files = {_file_of(n, sharded) for n in signed.digests}
+    actual_files = {_file_of(n, sharded) for n in actual.digests}
+    # A file whose size changed has shards on one side only: it is changed, not added and removed.
+    changed |= (
+        {_file_of(n, sharded) for n in signed.digests.keys() ^ actual.digests.keys()} & signed_files & actual_files
+    )
+    added = actual_files - signed_files
+    removed = signed_files - actual_files
+    ok = not (changed or added or removed)
+    return VerificationResult(
+        ok=ok,
+        algorithm=algorithm,
+        changed=tuple(sorted(changed)),
+        added=tuple(sorted(added)),
+        removed=tuple(sorted(removed)),
+    )
+
+
+def iter_resources(manifest: Manifest) -> Iterator[tuple[str, str]]:
+    """(name, digest) pairs in name order."""
+    for name in sorted(manifest.digests):
+        yield name, manifest.digests[name]
