@@ -45,6 +45,8 @@ class Target:
     model_path: Path | None = None
     model_format: str = "in-memory"
     description: str = ""
+    signature_path: Path | None = None  # default: MODEL.sig beside the model file, when there is one
+    public_key_path: Path | None = None  # the signer's public key, to verify the signature with
 
     def __post_init__(self) -> None:
         for data in (self.test, self.train):

@@ -6,6 +6,7 @@ $ modelshield audit --model model.onnx --data test.csv --label diagnosis --forma
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import os
 import sys
@@ -112,6 +113,10 @@ def audit_command(
         bool,
         typer.Option(help="Load pickle-based model files. This runs code from the file: trusted files only."),
     ] = False,
+    signature: Annotated[
+        Path | None, typer.Option(help="The model's signature (default: MODEL.sig beside the model file).")
+    ] = None,
+    public_key: Annotated[Path | None, typer.Option(help="Public key of the model's signer.")] = None,
     checks: Annotated[str | None, typer.Option(help="Comma-separated checks to run (default: all).")] = None,
     budget: Annotated[BudgetChoice, typer.Option(help="How much work each check may do.")] = BudgetChoice.quick,
     seed: Annotated[int, typer.Option(min=0, help="Random seed; the same seed gives the same report.")] = 0,
@@ -142,6 +147,7 @@ def audit_command(
             from modelshield.zoo import load_target
 
             resolved = load_target(str(target), seed=seed, cache_dir=_cache_dir())
+        resolved = dataclasses.replace(resolved, signature_path=signature, public_key_path=public_key)
     report = _run(auditor, resolved, show_progress)
     if out is not None:
         from modelshield.reporting import write_reports

@@ -200,7 +200,7 @@ class Dataset:
 
     def flat(self) -> NDArray[np.float32]:
         """Inputs as a 2-D ``(n, n_features)`` view."""
-        return self.x.reshape(len(self.x), -1)
+        return self.x.reshape(len(self.x), self.n_features)  # not -1: that cannot be inferred for zero rows
 
     def __repr__(self) -> str:
         return (

@@ -28,9 +28,9 @@ import binascii
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -57,7 +57,9 @@ PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://model_signing/signature/v1.0"
 DEFAULT_IGNORED = (".git", ".gitattributes", ".github", ".gitignore")  # what the OMS tool leaves out by default
-_BUFFER = 4 << 20
+_BUFFER = 1 << 20
+_SMALL = 1 << 20  # files under this size are hashed in batches of _BATCH
+_BATCH = 64
 _MAX_SIGNATURE_FILE = 64 << 20
 _MLDSA_KEYID = "ml-dsa-65"
 
@@ -125,8 +127,12 @@ class VerificationResult:
 # -- hashing ------------------------------------------------------------------------------------------------------
 
 
-def _ignored(relative: PurePosixPath, ignore: Iterable[str]) -> bool:
-    return any(relative == PurePosixPath(i) or PurePosixPath(i) in relative.parents for i in ignore)
+def _ignored(relative: str, ignore: frozenset[str]) -> bool:
+    """Whether ``relative`` (a POSIX path) is an ignored path or lies under one."""
+    if relative in ignore:
+        return True
+    parts = relative.split("/")
+    return any("/".join(parts[:i]) in ignore for i in range(1, len(parts)))
 
 
 def _files(root: Path, ignore: Sequence[str]) -> list[tuple[str, Path]]:
@@ -137,25 +143,27 @@ def _files(root: Path, ignore: Sequence[str]) -> list[tuple[str, Path]]:
         return [(".", root)]
     if not root.is_dir():
         raise FileFormatError(f"{root} does not exist.", remedy="Check the model path.")
+    ignored = frozenset(str(PurePosixPath(i)) for i in ignore)
     found: list[tuple[str, Path]] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        base = Path(dirpath)
-        for entry in [*dirnames, *filenames]:
-            path = base / entry
-            relative = PurePosixPath(path.relative_to(root).as_posix())
-            if _ignored(relative, ignore):
-                if entry in dirnames:
-                    dirnames.remove(entry)
-                continue
-            if path.is_symlink():
-                raise FileFormatError(
-                    f"{path} is a symbolic link: a signature over it could be redirected to another file.",
-                    remedy="Replace the link with the file, or add it to the ignore list.",
-                )
-            if entry in filenames:
-                if not path.is_file():
-                    raise FileFormatError(f"{path} is not a regular file.", remedy="Remove it or ignore it.")
-                found.append((str(relative), path))
+    pending = [("", str(root))]
+    while pending:
+        prefix, directory = pending.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                relative = prefix + entry.name
+                if _ignored(relative, ignored):
+                    continue
+                if entry.is_symlink():
+                    raise FileFormatError(
+                        f"{entry.path} is a symbolic link: a signature over it could be redirected to another file.",
+                        remedy="Replace the link with the file, or add it to the ignore list.",
+                    )
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append((relative + "/", entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    found.append((relative, Path(entry.path)))
+                else:
+                    raise FileFormatError(f"{entry.path} is not a regular file.", remedy="Remove it or ignore it.")
     return sorted(found)
 
 
@@ -196,12 +204,26 @@ def hash_model(
                 (f"{name}:{a}:{min(a + shard_size, size)}", file, a, min(a + shard_size, size))
                 for a in range(0, size, shard_size)
             ]
-    # Largest first, so that one big file does not start last and leave the other workers idle.
+    # Largest first, so that one big file does not start last and leave the other workers idle; small files go in
+    # batches, so that thread hand-offs do not cost more than the hashing.
     order = sorted(tasks, key=lambda t: t[3] - t[2], reverse=True)
+    batches: list[list[tuple[str, Path, int, int]]] = []
+    for task in order:
+        if (
+            batches
+            and task[3] - task[2] < _SMALL
+            and len(batches[-1]) < _BATCH
+            and batches[-1][0][3] - batches[-1][0][2] < _SMALL
+        ):
+            batches[-1].append(task)
+        else:
+            batches.append([task])
+
+    def run(batch: list[tuple[str, Path, int, int]]) -> list[tuple[str, str]]:
+        return [(name, _hash_range(file, start, end)) for name, file, start, end in batch]
+
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        digests = dict(
-            zip((t[0] for t in order), pool.map(lambda t: _hash_range(t[1], t[2], t[3]), order), strict=True)
-        )
+        digests = dict(pair for done in pool.map(run, batches) for pair in done)
     serialization: dict[str, Any] = {"method": "files" if shard_size is None else "shards", "hash_type": "sha256"}
     if shard_size is not None:
         serialization["shard_size"] = shard_size
@@ -405,7 +427,16 @@ def verify_model(path: Path, signature: Path, key: PublicKeySet) -> Verification
         if not path.exists():
             raise
         return VerificationResult(ok=False, algorithm=algorithm, problem=exc.message)
-    return _compare(signed, actual, algorithm)
+    result = _compare(signed, actual, algorithm)
+    if path.is_file():  # a single file's resource is named "." (as OMS names it): show its name instead
+        name = path.name
+        result = replace(
+            result,
+            changed=tuple(name if n == "." else n for n in result.changed),
+            added=tuple(name if n == "." else n for n in result.added),
+            removed=tuple(name if n == "." else n for n in result.removed),
+        )
+    return result
 
 
 def _file_of(name: str, sharded: bool) -> str:

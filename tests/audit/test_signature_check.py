@@ -1,0 +1,61 @@
+"""The ``signature`` audit check: unsigned, unverified, verified, tampered, wrong key."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import pytest
+
+from modelshield.audit import AuditOptions, Auditor
+from modelshield.findings import Severity
+from modelshield.supply_chain.keys import generate_keypair, write_keypair
+from modelshield.supply_chain.signing import sign_model
+from modelshield.target import Target
+from modelshield.zoo import load_target
+
+
+@pytest.fixture
+def target(zoo_cache: Path, tmp_path: Path) -> Target:
+    loaded = load_target("zoo:cancer-gbm", cache_dir=zoo_cache)
+    assert loaded.model_path is not None
+    model = tmp_path / loaded.model_path.name
+    shutil.copy(loaded.model_path, model)
+    return dataclasses.replace(loaded, model_path=model)
+
+
+def _signature_findings(target: Target) -> list[tuple[str, Severity]]:
+    report = Auditor(AuditOptions(checks=("signature",))).run(target)
+    return [(f.id, f.severity) for f in report.findings]
+
+
+def test_unsigned_then_unverified_then_verified(target: Target, tmp_path: Path) -> None:
+    assert target.model_path is not None
+    assert _signature_findings(target) == [("signature.unsigned", Severity.MEDIUM)]
+    keys = generate_keypair("hybrid")
+    _, public = write_keypair(keys, tmp_path / "keys")
+    sign_model(target.model_path, keys, target.model_path.with_name(target.model_path.name + ".sig"))
+    assert _signature_findings(target) == [("signature.unverified", Severity.MEDIUM)]
+    verified = dataclasses.replace(target, public_key_path=public)
+    assert _signature_findings(verified) == [("signature.verified", Severity.INFO)]
+
+
+def test_a_changed_model_or_another_key_is_critical(target: Target, tmp_path: Path) -> None:
+    assert target.model_path is not None
+    keys = generate_keypair("ecdsa-p256")
+    _, public = write_keypair(keys, tmp_path / "keys")
+    signature = tmp_path / "elsewhere.sig"
+    sign_model(target.model_path, keys, signature)
+    signed = dataclasses.replace(target, signature_path=signature, public_key_path=public)
+    _, other = write_keypair(generate_keypair("ecdsa-p256"), tmp_path / "other")
+    assert _signature_findings(dataclasses.replace(signed, public_key_path=other)) == [
+        ("signature.invalid", Severity.CRITICAL)
+    ]
+    with target.model_path.open("ab") as fh:
+        fh.write(b"\0")
+    report = Auditor(AuditOptions(checks=("signature",))).run(signed)
+    (finding,) = report.findings
+    assert (finding.id, finding.severity) == ("signature.invalid", Severity.CRITICAL)
+    assert finding.evidence["changed"] == [target.model_path.name]
+    assert finding.owasp is not None and "AML.T0010" in finding.atlas
