@@ -84,9 +84,10 @@ def _root(
 
 
 def _register_commands() -> None:
-    from modelshield.cli import audit, data, scan, signing, targets
+    from modelshield.cli import audit, bom, data, scan, signing, targets
 
     audit.register(app)
+    bom.register(app)
     data.register(app)
     scan.register(app)
     signing.register(app)
