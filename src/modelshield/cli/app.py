@@ -84,11 +84,12 @@ def _root(
 
 
 def _register_commands() -> None:
-    from modelshield.cli import audit, bom, data, scan, signing, targets
+    from modelshield.cli import audit, bom, data, registry, scan, signing, targets
 
     audit.register(app)
     bom.register(app)
     data.register(app)
+    registry.register(app)
     scan.register(app)
     signing.register(app)
     targets.register(app)
