@@ -84,10 +84,11 @@ def _root(
 
 
 def _register_commands() -> None:
-    from modelshield.cli import audit, bom, data, registry, scan, signing, targets
+    from modelshield.cli import audit, bom, crypt, data, registry, scan, signing, targets
 
     audit.register(app)
     bom.register(app)
+    crypt.register(app)
     data.register(app)
     registry.register(app)
     scan.register(app)
