@@ -59,8 +59,9 @@ class CheckRegistry:
 def default_registry() -> CheckRegistry:
     """A registry holding every built-in check."""
     from modelshield.audit.checks.baseline import BASELINE
+    from modelshield.audit.checks.evasion import EVASION
     from modelshield.audit.checks.integrity import INTEGRITY
     from modelshield.audit.checks.signature import SIGNATURE
     from modelshield.audit.checks.supply import SUPPLY
 
-    return CheckRegistry([INTEGRITY, SUPPLY, SIGNATURE, BASELINE])
+    return CheckRegistry([INTEGRITY, SUPPLY, SIGNATURE, BASELINE, EVASION])

@@ -1,0 +1,1 @@
+"""Evasion: adversarial examples against a trained model (white-box and black-box), and robustness evaluation."""
