@@ -13,7 +13,8 @@ reliability checks follow Athalye et al. 2018 and Carlini et al. 2019 ("On evalu
   gradients do not lead anywhere (masking, or a broken attack).
 - ``fgsm-beats-pgd``: one step cannot beat forty; if it does, the loss surface is not being followed.
 - ``more-effort-helps``: PGD with four times the steps and five restarts must not lower accuracy much further.
-- ``blackbox-beats-whitebox``: a gradient-free attack must not do better than gradient attacks.
+- ``blackbox-beats-whitebox``: the gradient-free Square attack must not do better than the gradient attacks at
+  the largest ε.
 - ``not-monotone``: robust accuracy must not rise with ε.
 
 Each check compares robust accuracies with a tolerance of ``max(0.02, 2 standard errors)``, so sampling noise on
@@ -148,6 +149,17 @@ def evaluate_robustness(
         hard = pgd(classifier, x, y, eps=eps[-1], norm=norm, steps=4 * steps, restarts=5, seed=seed + 1,  # type: ignore[arg-type]
                    constraints=constraints)  # fmt: skip
         reliability = _reliability(robust, worst, eps, len(y), unbounded, hard.robust_accuracy)
+        if norm is Norm.LINF:
+            from modelshield.attacks.evasion.blackbox import square_attack
+
+            square = square_attack(classifier, x, y, eps=eps[-1], max_queries=blackbox_queries, seed=seed,
+                                   constraints=constraints).robust_accuracy  # fmt: skip
+            if square < worst[-1] - _tolerance(worst[-1], len(y)):
+                reliability.append(Reliability(
+                    "blackbox-beats-whitebox",
+                    f"At ε={eps[-1]:g} the gradient-free Square attack leaves {square:.1%} accuracy, below the "
+                    f"{worst[-1]:.1%} of the gradient attacks: the gradients mislead them.",
+                ))  # fmt: skip
     return RobustnessEvaluation(
         norm=norm,
         eps=eps,
@@ -190,7 +202,7 @@ def _attacks(
             results.append(apgd(clf, x, y, eps=eps, norm=norm, loss="dlr", steps=max(steps, 50), seed=seed,  # type: ignore[arg-type]
                                 constraints=constraints))  # fmt: skip
         return results
-    from modelshield.attacks.evasion import blackbox  # type: ignore[attr-defined,unused-ignore]
+    from modelshield.attacks.evasion import blackbox
 
     if norm is not Norm.LINF:
         raise InvalidParameterError("Black-box evaluation supports the L-infinity norm.", remedy="Use norm='linf'.")

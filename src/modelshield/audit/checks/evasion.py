@@ -98,11 +98,13 @@ def evasion_findings(context: CheckContext) -> Sequence[Finding]:
         and np.ptp(np.asarray(bounds.high)) == 0
     )
     steps = max(10, round(40 * context.budget.scale))
+    queries = max(200, round(1000 * context.budget.scale))
     if image:
         assert bounds is not None  # noqa: S101 - part of the image test above
         width = float(np.max(bounds.high)) - float(np.min(bounds.low))
         grid, reference, unit = tuple(e * width for e in IMAGE_EPS), 0.05 * width, "of the input range"
-        evaluation = evaluate_robustness(classifier, x, y, eps=grid, steps=steps, seed=context.seed)
+        evaluation = evaluate_robustness(classifier, x, y, eps=grid, steps=steps, seed=context.seed,
+                                         blackbox_queries=queries)  # fmt: skip
         labels = tuple(f"{e:g}" for e in IMAGE_EPS)
     else:
         flat = x.reshape(len(x), -1)
@@ -121,7 +123,7 @@ def evasion_findings(context: CheckContext) -> Sequence[Finding]:
         grid, reference, unit = TABULAR_EPS, 0.25, "standard deviations"
         u = (x / scale).astype(np.float32)
         evaluation = evaluate_robustness(scaled, u, y, eps=grid, steps=steps, seed=context.seed,
-                                         constraints=constraints)  # fmt: skip
+                                         constraints=constraints, blackbox_queries=queries)  # fmt: skip
         labels = tuple(f"{e:g}" for e in TABULAR_EPS)
     return _findings(evaluation, grid, reference, unit, labels, classifier.n_classes)
 
