@@ -84,12 +84,13 @@ def _root(
 
 
 def _register_commands() -> None:
-    from modelshield.cli import audit, bom, crypt, data, registry, scan, signing, targets
+    from modelshield.cli import audit, bom, crypt, data, harden, registry, scan, signing, targets
 
     audit.register(app)
     bom.register(app)
     crypt.register(app)
     data.register(app)
+    harden.register(app)
     registry.register(app)
     scan.register(app)
     signing.register(app)
