@@ -97,8 +97,10 @@ class EvasionResult:
         queries: int,
         seconds: float,
         clean_predicted: IntArray | None = None,
+        adv_predicted: IntArray | None = None,
     ) -> EvasionResult:
-        """Build a result by asking the model again about ``x_adv`` (and ``x`` unless its predictions are given)."""
+        """Build a result from the model's answers on ``x_adv`` and ``x``: asked here unless the caller already
+        asked the model about exactly these arrays (white-box attacks do, in the same pass that returns them)."""
         clean = classifier.predict(x) if clean_predicted is None else clean_predicted
         return cls(
             attack=attack,
@@ -106,7 +108,7 @@ class EvasionResult:
             eps=eps,
             x_adv=x_adv,
             y=y,
-            predicted=classifier.predict(x_adv),
+            predicted=classifier.predict(x_adv) if adv_predicted is None else adv_predicted,
             clean_correct=np.asarray(clean == y),
             distances=perturbation_norms(x_adv, x, norm),
             queries=queries,

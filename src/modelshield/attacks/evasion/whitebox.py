@@ -92,10 +92,21 @@ class _Setup:
         yt = torch.from_numpy(self.y[start:end]).to(self.device)
         return xt, yt
 
-    def result(self, attack: str, x_adv: FloatArray, norm: Norm, eps: float | None, t0: float) -> EvasionResult:
+    def result(
+        self,
+        attack: str,
+        x_adv: FloatArray,
+        norm: Norm,
+        eps: float | None,
+        t0: float,
+        predicted: tuple[IntArray, IntArray] | None = None,
+    ) -> EvasionResult:
+        """The result, with the model's answers on the returned arrays: ``predicted`` (clean, adversarial) when the
+        attack measured them on exactly these arrays, else asked here."""
         final = x_adv
         if not self.constraints.trivial:
             final = self.constraints.project(x_adv, self.x, norm, eps)
+            predicted = None  # the projection changed the examples: ask again
         self.classifier._count(self.queries)
         self.classifier.gradient_queries += self.queries
         return EvasionResult.measure(
@@ -108,7 +119,16 @@ class _Setup:
             eps=eps,
             queries=self.queries,
             seconds=time.perf_counter() - t0,
+            clean_predicted=predicted[0] if predicted else None,
+            adv_predicted=predicted[1] if predicted else None,
         )
+
+    def predict(self, xt: torch.Tensor) -> IntArray:
+        """The model's answers on a batch tensor (counted as queries)."""
+        import torch
+
+        with torch.inference_mode():
+            return np.asarray(self.logits(xt).argmax(dim=1).cpu().numpy(), dtype=np.int64)
 
 
 def _check(eps: float, steps: int | None = None, restarts: int | None = None) -> None:
@@ -237,7 +257,7 @@ def pgd(
                 early_stop=early_stop)  # fmt: skip
 
 
-def _pgd(
+def _pgd(  # noqa: PLR0915 - one loop with early stopping and restarts, kept together for speed
     classifier: TorchClassifier,
     x: FloatArray,
     y: IntArray,
@@ -259,18 +279,27 @@ def _pgd(
     setup = _Setup(classifier, x, y, constraints)
     generator = _generator(setup.device, seed)
     out = setup.x.copy()
+    linf = norm is Norm.LINF
+    shape = (-1, *([1] * len(setup.x.shape[1:])))
+    clean_pred = np.empty(len(setup.x), np.int64)
+    adv_pred = np.empty(len(setup.x), np.int64)
     for start in setup.batches():
         xb, yb = setup.tensors(start)
+        clean_pred[start : start + len(xb)] = setup.predict(xb)
         best = xb.clone()
         alive = torch.arange(len(xb), device=setup.device)  # samples not fooled yet
-        for _ in range(restarts):
+        for restart in range(restarts):
             if len(alive) == 0:
                 break
+            last = restart == restarts - 1
             x0, y0 = xb[alive], yb[alive]
+            # For L-inf the ball and the box intersect in a box: one clamp per step projects onto both.
+            lo, hi = (torch.maximum(x0 - eps, setup.low), torch.minimum(x0 + eps, setup.high)) if linf else (x0, x0)
             x_adv = _random_start(x0, eps, norm, generator) if random_start else x0.clone()
-            x_adv = _project(x_adv, x0, eps, norm, setup.low, setup.high)
+            x_adv = torch.clamp(x_adv, lo, hi) if linf else _project(x_adv, x0, eps, norm, setup.low, setup.high)
             idx = alive.clone()
             done = torch.zeros(len(idx), dtype=torch.bool, device=setup.device)  # fooled (early_stop=False only)
+            x_best = x0  # first fooling point per sample (early_stop=False only)
             for _ in range(steps):
                 x_adv.requires_grad_(True)
                 with torch.enable_grad():
@@ -278,34 +307,36 @@ def _pgd(
                     loss = torch.nn.functional.cross_entropy(logits, y0, reduction="sum")
                     (grad,) = torch.autograd.grad(loss, x_adv)
                 with torch.no_grad():
-                    fooled = (logits.argmax(dim=1) != y0) & ~done
-                    if fooled.any():  # the point just evaluated fools the model: keep it (and stop there)
-                        best[idx[fooled]] = x_adv[fooled].detach()
-                        if early_stop:
-                            keep = ~fooled
-                            x_adv, x0, y0, idx, grad, done = (
-                                x_adv[keep],
-                                x0[keep],
-                                y0[keep],
-                                idx[keep],
-                                grad[keep],
-                                done[keep],
-                            )
+                    x_adv = x_adv.detach()
+                    newly = (logits.argmax(dim=1) != y0) & ~done
+                    if early_stop:
+                        if newly.any():  # the point just evaluated fools the model: keep it, stop there
+                            best[idx[newly]] = x_adv[newly]
+                            keep = ~newly
+                            x_adv, x0, y0, idx, grad = x_adv[keep], x0[keep], y0[keep], idx[keep], grad[keep]
+                            done, lo, hi = done[keep], lo[keep], hi[keep]
                             if len(idx) == 0:
                                 break
-                        else:
-                            done |= fooled
-                    step = x_adv.detach() + step_size * _ascent(_mask(grad, setup.mutable), norm)
-                    x_adv = _project(step, x0, eps, norm, setup.low, setup.high)
+                    else:  # no host sync: remember the first fooling point on the device
+                        x_best = torch.where(newly.view(shape), x_adv, x_best)
+                        done |= newly
+                    step = x_adv + step_size * _ascent(_mask(grad, setup.mutable), norm)
+                    x_adv = torch.clamp(step, lo, hi) if linf else _project(step, x0, eps, norm, setup.low, setup.high)
             with torch.no_grad():
-                if len(idx):  # the last step's point has not been evaluated: check it once
-                    logits = setup.logits(x_adv)
-                    fooled = (logits.argmax(dim=1) != y0) & ~done
-                    best[idx] = torch.where(fooled.view(-1, *([1] * (x_adv.ndim - 1))), x_adv, best[idx])
-                    idx = idx[~(fooled | done)]
+                if last:  # return the final point of the rest; the re-check below tells whether it fools
+                    best[idx] = torch.where(done.view(shape), x_best, x_adv) if not early_stop else x_adv
+                    idx = idx[:0]
+                else:
+                    if not early_stop:
+                        best[idx] = torch.where(done.view(shape), x_best, best[idx])
+                    if len(idx):  # the last step's point has not been evaluated: check it before restarting
+                        fooled = (setup.logits(x_adv).argmax(dim=1) != y0) & ~done
+                        best[idx] = torch.where(fooled.view(shape), x_adv, best[idx])
+                        idx = idx[~(fooled | done)]
             alive = idx
         out[start : start + len(xb)] = best.detach().cpu().numpy()
-    return setup.result(name, out, norm, eps, t0)
+        adv_pred[start : start + len(xb)] = setup.predict(best)
+    return setup.result(name, out, norm, eps, t0, (clean_pred, adv_pred))
 
 
 # -- APGD ------------------------------------------------------------------------------------------------------------
