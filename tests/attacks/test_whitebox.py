@@ -194,3 +194,9 @@ def test_the_audit_check_reports_a_curve_and_severity(digits: Target, tmp_path: 
     assert finding.owasp is not None and finding.owasp.value == "ML01" and "AML.T0015" in finding.atlas
     assert finding.charts and finding.charts[0].kind == "line"
     assert 0 <= float(finding.metrics["robust_accuracy_at_reference"]) <= float(finding.metrics["clean_accuracy"])  # type: ignore[arg-type]
+    examples = finding.evidence["examples"]
+    assert examples and len(examples[0]["clean"]) == 8  # type: ignore[index,arg-type]
+    from modelshield.reporting import render_html
+
+    page = render_html(report)
+    assert "<h4>Examples</h4>" in page and page.count("<rect") > 64

@@ -138,3 +138,15 @@ def test_any_chart_renders_to_finite_well_formed_svg(chart: Chart) -> None:
     parse(svg)
     assert all(math.isfinite(v) for v in numbers(svg)), svg
     assert all(v >= 0 for v in numbers(svg) if v)  # sizes and coordinates stay in the viewBox quadrant
+
+
+def test_examples_render_images_as_pixel_grids_and_records_as_tables() -> None:
+    from modelshield.reporting.svg import render_examples
+
+    image = render_examples(
+        [{"label": "3 -> 8", "clean": [[0.0, 1.0], [0.5, 0.2]], "adversarial": [[0.1, 0.9], [0.5, 0.3]]}]
+    )
+    assert image.count("<rect") == 2 * (4 + 1) and "3 -&gt; 8" in image and "rgb(255,255,255)" in image
+    table = render_examples([{"label": "#1 <b>", "changes": [["age", "40", "41"]]}])
+    assert "<table>" in table and "&lt;b&gt;" in table and "<td>41</td>" in table
+    assert render_examples([{"label": "nothing"}]) == ""

@@ -21,7 +21,7 @@ from markupsafe import Markup
 
 from modelshield.findings import ATLAS_TECHNIQUES, CheckStatus, Report, Severity
 from modelshield.reporting.interface import SEVERITY_COLOURS, printable
-from modelshield.reporting.svg import render_bars, render_chart
+from modelshield.reporting.svg import render_bars, render_chart, render_examples
 
 __all__ = ["SEVERITY_COLOURS", "STATUS_COLOURS", "render_html"]
 
@@ -71,6 +71,7 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["chart"] = render_chart
+    env.filters["examples"] = render_examples
     env.filters["pretty"] = _pretty
     env.filters["number"] = _number
     return env

@@ -14,7 +14,7 @@ outside ``y_range`` are drawn at its edge.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from markupsafe import Markup, escape
@@ -266,4 +266,68 @@ def render_bars(title: str, labels: Sequence[str], values: Sequence[int], colour
     return Markup(  # noqa: S704 - labels and colours are escaped, values are ints
         f'<svg class="bars" viewBox="0 0 540 {height}" role="img" xmlns="http://www.w3.org/2000/svg">'
         f"<title>{_text(title)}</title>{''.join(rows)}</svg>"
+    )
+
+
+def _grey(value: object) -> str:
+    level = round(255 * _clamp(float(value) if isinstance(value, int | float) else 0.0))
+    return f"rgb({level},{level},{level})"
+
+
+def _image(pixels: Sequence[Sequence[object]], x0: float, y0: float, size: float) -> list[str]:
+    rows = len(pixels)
+    cols = max((len(r) for r in pixels), default=0)
+    cell = size / max(rows, cols, 1)
+    out = [f'<rect x="{x0:.1f}" y="{y0:.1f}" width="{size:.1f}" height="{size:.1f}" fill="none" stroke="#888"/>']
+    for i, row in enumerate(pixels):
+        for j, value in enumerate(row):
+            out.append(
+                f'<rect x="{x0 + j * cell:.2f}" y="{y0 + i * cell:.2f}" width="{cell + 0.05:.2f}" '
+                f'height="{cell + 0.05:.2f}" fill="{_grey(value)}"/>'
+            )
+    return out
+
+
+def render_examples(examples: Sequence[Mapping[str, object]]) -> Markup:
+    """Adversarial examples beside their clean inputs: image pairs (``clean``/``adversarial`` as 2-D grey levels in
+    [0, 1]) drawn as pixel grids, or, for records, a table of the features the attack changed (``changes``)."""
+    images = [
+        e
+        for e in examples
+        if isinstance(e.get("clean"), list | tuple) and isinstance(e.get("adversarial"), list | tuple)
+    ]
+    if images:
+        size, gap, per_row = 72.0, 14.0, 4
+        parts: list[str] = []
+        for k, example in enumerate(images):
+            col, row = k % per_row, k // per_row
+            x0, y0 = col * (2 * size + 3 * gap), row * (size + 40)
+            parts += _image(example["clean"], x0, y0 + 4, size)  # type: ignore[arg-type]
+            parts += _image(example["adversarial"], x0 + size + gap / 2, y0 + 4, size)  # type: ignore[arg-type]
+            parts.append(f'<text x="{x0:.1f}" y="{y0 + size + 20:.1f}">{_text(example.get("label", ""), 30)}</text>')
+        width = min(len(images), per_row) * (2 * size + 3 * gap)
+        height = ((len(images) - 1) // per_row + 1) * (size + 40)
+        return Markup(  # noqa: S704 - numbers are formatted, text goes through _text()
+            f'<svg class="examples" viewBox="0 0 {width:.0f} {height:.0f}" role="img" '
+            f'xmlns="http://www.w3.org/2000/svg"><title>Clean inputs (left) and adversarial examples (right)</title>'
+            f"{''.join(parts)}</svg>"
+        )
+    rows = []
+    for example in examples:
+        changes = example.get("changes")
+        if not isinstance(changes, list | tuple):
+            continue
+        label = _text(example.get("label", ""), 60)
+        for change in changes:
+            if isinstance(change, list | tuple) and len(change) == 3:
+                feature, before, after = change
+                rows.append(f"<tr><td>{label}</td><td>{_text(feature, 40)}</td><td>{_text(before, 20)}</td>"
+                            f"<td>{_text(after, 20)}</td></tr>")  # fmt: skip
+                label = ""
+    if not rows:
+        return Markup("")
+    return Markup(  # noqa: S704 - every cell went through _text()
+        '<div class="scroll"><table><tr><th>example</th><th>feature</th><th>clean</th><th>adversarial</th></tr>'
+        + "".join(rows)
+        + "</table></div>"
     )

@@ -106,30 +106,84 @@ def evasion_findings(context: CheckContext) -> Sequence[Finding]:
         evaluation = evaluate_robustness(classifier, x, y, eps=grid, steps=steps, seed=context.seed,
                                          blackbox_queries=queries)  # fmt: skip
         labels = tuple(f"{e:g}" for e in IMAGE_EPS)
+        examples = _image_examples(evaluation, reference, x, target.test.label_names)
     else:
         flat = x.reshape(len(x), -1)
         scale = flat.std(axis=0).reshape(classifier.input_shape).astype(np.float32)
         scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
         offset = np.zeros_like(scale)
         scaled = _scaled(classifier, scale, offset)
-        constraints = Constraints.from_schema(target.test.schema, scaled.clip_values) if target.test else None
-        if constraints is not None:  # ranges into standard-deviation units; integer features held fixed
-            constraints = Constraints(
-                low=np.nan_to_num(constraints.low / scale, nan=-np.inf).astype(np.float32),
-                high=np.nan_to_num(constraints.high / scale, nan=np.inf).astype(np.float32),
-                mutable=constraints.mutable & ~constraints.integer,
-                integer=np.zeros_like(constraints.integer),
-            )
+        # Ranges in the data's units (schema and model), then divided into standard-deviation units; integer
+        # and categorical features are held fixed.
+        raw = Constraints.from_schema(target.test.schema, classifier.clip_values)
+        constraints = Constraints(
+            low=(raw.low / scale).astype(np.float32),
+            high=(raw.high / scale).astype(np.float32),
+            mutable=raw.mutable & ~raw.integer,
+            integer=np.zeros_like(raw.integer),
+        )
         grid, reference, unit = TABULAR_EPS, 0.25, "standard deviations"
         u = (x / scale).astype(np.float32)
         evaluation = evaluate_robustness(scaled, u, y, eps=grid, steps=steps, seed=context.seed,
                                          constraints=constraints, blackbox_queries=queries)  # fmt: skip
         labels = tuple(f"{e:g}" for e in TABULAR_EPS)
-    return _findings(evaluation, grid, reference, unit, labels, classifier.n_classes)
+        examples = _record_examples(evaluation, reference, x, scale, target.test.schema.names, target.test.label_names)
+    return _findings(evaluation, grid, reference, unit, labels, classifier.n_classes, examples)
+
+
+_EXAMPLES = 8
+
+
+def _fooled(evaluation: object, reference: float) -> tuple[object, np.ndarray]:
+    from modelshield.attacks.evasion.evaluation import RobustnessEvaluation
+
+    assert isinstance(evaluation, RobustnessEvaluation)  # noqa: S101 - the caller passes one
+    eps = min(evaluation.examples, key=lambda e: abs(e - reference))
+    result = evaluation.examples[eps]
+    chosen = np.flatnonzero(result.success & result.clean_correct)[:_EXAMPLES]
+    return result, chosen
+
+
+def _image_examples(evaluation: object, reference: float, x: np.ndarray, names: Sequence[str]) -> list[object]:
+    """A few clean images beside the adversarial ones that fooled the model (first channel, grey levels)."""
+    result, chosen = _fooled(evaluation, reference)
+    low, high = float(x.min()), float(x.max())
+    span = (high - low) or 1.0
+    out: list[object] = []
+    for i in chosen:
+        clean = (x[i].reshape(-1, *x.shape[-2:])[0] - low) / span
+        adv = (result.x_adv[i].reshape(-1, *x.shape[-2:])[0] - low) / span  # type: ignore[attr-defined]
+        out.append({
+            "label": f"{names[int(result.y[i])]} -> {names[int(result.predicted[i])]}",  # type: ignore[attr-defined]
+            "clean": np.round(clean, 3).tolist(),
+            "adversarial": np.round(adv, 3).tolist(),
+        })  # fmt: skip
+    return out
+
+
+def _record_examples(
+    evaluation: object,
+    reference: float,
+    x: np.ndarray,
+    scale: np.ndarray,
+    features: Sequence[str],
+    names: Sequence[str],
+) -> list[object]:
+    """For a few fooled records, the features the attack moved most, in the data's own units."""
+    result, chosen = _fooled(evaluation, reference)
+    out: list[object] = []
+    for i in chosen:
+        before = x[i].reshape(-1)
+        after = (result.x_adv[i] * scale).reshape(-1)  # type: ignore[attr-defined]
+        moved = np.argsort(-np.abs(after - before))[:5]
+        changes = [[features[k], f"{before[k]:.4g}", f"{after[k]:.4g}"] for k in moved if after[k] != before[k]]
+        label = f"#{i}: {names[int(result.y[i])]} -> {names[int(result.predicted[i])]}"  # type: ignore[attr-defined]
+        out.append({"label": label, "changes": changes})
+    return out
 
 
 def _findings(evaluation: object, grid: tuple[float, ...], reference: float, unit: str, labels: tuple[str, ...],
-              n_classes: int) -> list[Finding]:  # fmt: skip
+              n_classes: int, examples: list[object]) -> list[Finding]:  # fmt: skip
     from modelshield.attacks.evasion.evaluation import RobustnessEvaluation
 
     assert isinstance(evaluation, RobustnessEvaluation)  # noqa: S101 - the caller passes one
@@ -182,6 +236,7 @@ def _findings(evaluation: object, grid: tuple[float, ...], reference: float, uni
             owasp=OwaspMl.ML01,
             atlas=_ATLAS,
             metrics=metrics,  # type: ignore[arg-type]
+            evidence={"examples": examples},  # type: ignore[dict-item]
             charts=(curve, per_class),
         )
     ]
