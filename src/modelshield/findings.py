@@ -200,10 +200,15 @@ class Chart(_PicklableMappings):
     x_label: str = ""
     y_label: str = ""
     y_range: tuple[float, float] | None = None
+    scale: str = "linear"  # "linear", or "log" for a line chart on log-log axes (a privacy attack's ROC)
 
     def __post_init__(self) -> None:
         if self.kind not in {"bar", "line"}:
             raise InvalidParameterError(f"Chart kind must be 'bar' or 'line', not {self.kind!r}.")
+        if self.scale not in {"linear", "log"} or (self.scale == "log" and self.kind != "line"):
+            raise InvalidParameterError(
+                f"Chart scale must be 'linear', or 'log' for a line chart; got {self.scale!r} for {self.kind!r}."
+            )
         # None is a missing value (JSON has no NaN; to_dict writes NaN as null), read back as NaN.
         series = {
             name: tuple(math.nan if v is None else float(v) for v in values) for name, values in self.series.items()
@@ -225,6 +230,7 @@ class Chart(_PicklableMappings):
             "x_label": self.x_label,
             "y_label": self.y_label,
             "y_range": _to_json(self.y_range),
+            "scale": self.scale,
         }
 
     @classmethod
@@ -238,6 +244,7 @@ class Chart(_PicklableMappings):
             x_label=data.get("x_label", ""),
             y_label=data.get("y_label", ""),
             y_range=(float(y_range[0]), float(y_range[1])) if y_range else None,
+            scale=data.get("scale", "linear"),
         )
 
 

@@ -14,11 +14,15 @@ import hashlib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelshield.data.interface import Dataset
 from modelshield.errors import InvalidInputError
 from modelshield.findings import TargetInfo
 from modelshield.models.interface import Classifier
+
+if TYPE_CHECKING:
+    from modelshield.models.retrain import Trainer
 
 __all__ = ["Target", "sha256_file"]
 
@@ -47,6 +51,7 @@ class Target:
     description: str = ""
     signature_path: Path | None = None  # default: MODEL.sig beside the model file, when there is one
     public_key_path: Path | None = None  # the signer's public key, to verify the signature with
+    trainer: Trainer | None = None  # how to train more models like this one (reference models for privacy checks)
 
     def __post_init__(self) -> None:
         for data in (self.test, self.train):

@@ -36,7 +36,16 @@ def cancer_target() -> Target:
 def test_default_audit_of_a_zoo_target(zoo_cache: Path) -> None:
     target = load_target("zoo:cancer-gbm", cache_dir=zoo_cache)
     report = Auditor(AuditOptions(seed=3)).run(target)
-    assert [c.name for c in report.checks] == ["integrity", "supply", "signature", "baseline", "evasion"]
+    assert [c.name for c in report.checks] == [
+        "integrity",
+        "supply",
+        "signature",
+        "baseline",
+        "evasion",
+        "membership",
+        "inversion",
+        "extraction",
+    ]
     assert all(c.status in (CheckStatus.PASSED, CheckStatus.FINDINGS) for c in report.checks)
     model_file = next(f for f in report.findings if f.id == "integrity.model-file")
     assert target.model_path is not None

@@ -67,7 +67,16 @@ def test_audit_json_validates_against_the_shipped_schema(capsys: pytest.CaptureF
     report = json.loads(capsys.readouterr().out)
     jsonschema.Draft202012Validator(load_report_schema()).validate(report)
     assert report["target"]["name"] == "zoo:digits-cnn"
-    assert {c["name"] for c in report["checks"]} == {"integrity", "supply", "signature", "baseline", "evasion"}
+    assert {c["name"] for c in report["checks"]} == {
+        "integrity",
+        "supply",
+        "signature",
+        "baseline",
+        "evasion",
+        "membership",
+        "inversion",
+        "extraction",
+    }
 
 
 def test_audit_writes_the_three_reports(tmp_path: Path) -> None:

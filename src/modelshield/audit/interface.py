@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -69,6 +70,7 @@ class CheckContext:
     budget: Budget
     seed: int
     rng: np.random.Generator
+    cache_dir: Path | None = None  # where checks may keep reusable work (reference models); None: no cache
 
     def sample_test(self, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """A stratification-free random subset of the test set of at most ``limit`` (default: budget) inputs."""
@@ -108,6 +110,7 @@ class AuditOptions:
     checks: tuple[str, ...] | None = None
     budget: Budget | str = Budget.QUICK
     seed: int = 0
+    cache_dir: Path | None = None  # passed to checks, for work worth keeping between audits
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "budget", Budget.parse(self.budget))

@@ -60,8 +60,11 @@ def default_registry() -> CheckRegistry:
     """A registry holding every built-in check."""
     from modelshield.audit.checks.baseline import BASELINE
     from modelshield.audit.checks.evasion import EVASION
+    from modelshield.audit.checks.extraction import EXTRACTION
     from modelshield.audit.checks.integrity import INTEGRITY
+    from modelshield.audit.checks.inversion import INVERSION
+    from modelshield.audit.checks.membership import MEMBERSHIP
     from modelshield.audit.checks.signature import SIGNATURE
     from modelshield.audit.checks.supply import SUPPLY
 
-    return CheckRegistry([INTEGRITY, SUPPLY, SIGNATURE, BASELINE, EVASION])
+    return CheckRegistry([INTEGRITY, SUPPLY, SIGNATURE, BASELINE, EVASION, MEMBERSHIP, INVERSION, EXTRACTION])

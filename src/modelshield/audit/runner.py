@@ -79,6 +79,7 @@ class Auditor:
                 budget=budget,
                 seed=self.options.seed,
                 rng=np.random.default_rng([self.options.seed, zlib.crc32(check.name.encode())]),
+                cache_dir=self.options.cache_dir,
             )
             t = time.perf_counter()
             try:

@@ -135,7 +135,11 @@ def audit_command(
             remedy="Try: modelshield audit --target zoo:digits-cnn",
         )
     names = tuple(n.strip() for n in checks.split(",") if n.strip()) if checks else None
-    auditor = Auditor(AuditOptions(checks=names, budget=budget.value, seed=seed))  # unknown checks fail now
+    from modelshield.zoo import default_cache_dir
+
+    reference_cache = (_cache_dir() or default_cache_dir()) / "_reference"  # beside the zoo's entries
+    # unknown checks fail now, before any work
+    auditor = Auditor(AuditOptions(checks=names, budget=budget.value, seed=seed, cache_dir=reference_cache))
     show_progress = not quiet and output_format is OutputFormat.text and stderr.is_terminal
     status: AbstractContextManager[object] = (
         stderr.status("Preparing the target...") if show_progress else nullcontext()

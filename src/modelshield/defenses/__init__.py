@@ -1,5 +1,6 @@
-"""Defenses: training-time hardening (adversarial training, TRADES, distillation, ensembles) and inference-time
-detection of adversarial inputs.
+"""Defenses: training-time hardening (adversarial training, TRADES, distillation, ensembles, DP-SGD), and at
+inference time, detection of adversarial inputs and output hardening (top-k, rounding, labels only, noise,
+reverse sigmoid).
 
     >>> from modelshield.defenses import FeatureSqueezingDetector, harden  # doctest: +SKIP
 
@@ -14,20 +15,40 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 __all__ = [
+    "AttackDetection",
+    "DPTrainedModel",
+    "DPTrainer",
     "Defense",
     "DetectorMeasurement",
     "EnsembleModule",
+    "ExtractionMonitor",
     "FeatureSqueezingDetector",
     "HardeningResult",
+    "LabelOnly",
     "ModelScores",
+    "MonitorDecision",
+    "MonitorMeasurement",
+    "MonitorNotFittedError",
+    "NoisyOutput",
     "NotFittedError",
+    "OutputComparison",
+    "OutputDefenseRow",
+    "OutputHardening",
+    "ReverseSigmoid",
+    "Rounding",
+    "TopK",
     "TrainedModel",
     "adversarial_training",
+    "compare_output_defenses",
+    "default_output_defenses",
     "defensive_distillation",
+    "dp_sgd_training",
     "ensemble",
     "harden",
+    "harden_dp",
     "load_hardened",
     "measure_detector",
+    "measure_monitor",
     "standard_training",
     "trades",
 ]
@@ -38,7 +59,10 @@ _LAZY = {
             "EnsembleModule",
             "TrainedModel",
             "adversarial_training",
+            "compare_output_defenses",
+            "default_output_defenses",
             "defensive_distillation",
+            "dp_sgd_training",
             "ensemble",
             "standard_training",
             "trades",
@@ -50,7 +74,35 @@ _LAZY = {
         "modelshield.defenses.detectors",
     ),
     **dict.fromkeys(
-        ("Defense", "HardeningResult", "ModelScores", "harden", "load_hardened"), "modelshield.defenses.harden"
+        ("Defense", "HardeningResult", "ModelScores", "harden", "harden_dp", "load_hardened"),
+        "modelshield.defenses.harden",
+    ),
+    **dict.fromkeys(
+        (
+            "AttackDetection",
+            "ExtractionMonitor",
+            "MonitorDecision",
+            "MonitorMeasurement",
+            "MonitorNotFittedError",
+            "measure_monitor",
+        ),
+        "modelshield.defenses.extraction_monitor",
+    ),
+    **dict.fromkeys(("DPTrainedModel", "DPTrainer", "dp_sgd_training"), "modelshield.defenses.dp"),
+    **dict.fromkeys(
+        (
+            "LabelOnly",
+            "NoisyOutput",
+            "OutputComparison",
+            "OutputDefenseRow",
+            "OutputHardening",
+            "ReverseSigmoid",
+            "Rounding",
+            "TopK",
+            "compare_output_defenses",
+            "default_output_defenses",
+        ),
+        "modelshield.defenses.output",
     ),
 }
 
@@ -61,7 +113,28 @@ if TYPE_CHECKING:
         NotFittedError,
         measure_detector,
     )
-    from modelshield.defenses.harden import Defense, HardeningResult, ModelScores, harden, load_hardened
+    from modelshield.defenses.dp import DPTrainedModel, DPTrainer, dp_sgd_training
+    from modelshield.defenses.extraction_monitor import (
+        AttackDetection,
+        ExtractionMonitor,
+        MonitorDecision,
+        MonitorMeasurement,
+        MonitorNotFittedError,
+        measure_monitor,
+    )
+    from modelshield.defenses.harden import Defense, HardeningResult, ModelScores, harden, harden_dp, load_hardened
+    from modelshield.defenses.output import (
+        LabelOnly,
+        NoisyOutput,
+        OutputComparison,
+        OutputDefenseRow,
+        OutputHardening,
+        ReverseSigmoid,
+        Rounding,
+        TopK,
+        compare_output_defenses,
+        default_output_defenses,
+    )
     from modelshield.defenses.training import (
         EnsembleModule,
         TrainedModel,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,10 +36,12 @@ from modelshield.models.interface import Classifier
 from modelshield.target import Target, sha256_file
 
 if TYPE_CHECKING:
+    from modelshield.attacks.metrics import RocSummary
     from modelshield.defenses.training import TrainedModel
+    from modelshield.models.retrain import Trainer
     from modelshield.models.torch_classifier import TorchClassifier
 
-__all__ = ["Defense", "HardeningResult", "ModelScores", "harden", "load_hardened"]
+__all__ = ["Defense", "HardeningResult", "ModelScores", "harden", "harden_dp", "load_hardened"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ class Defense(enum.StrEnum):
     TRADES = "trades"
     DISTILLATION = "distillation"
     ENSEMBLE = "ensemble"
+    DP_SGD = "dp-sgd"
 
     @classmethod
     def parse(cls, value: str | Defense) -> Defense:
@@ -73,6 +76,7 @@ class ModelScores:
     clean_accuracy: float
     robust_accuracy: tuple[float, ...]  # at each of HardeningResult.eval_eps
     reliability: tuple[Reliability, ...] = ()
+    membership: Mapping[str, Any] | None = None  # membership-attack figures (the dp-sgd defense)
 
     @property
     def reliable(self) -> bool:
@@ -84,6 +88,7 @@ class ModelScores:
             "robust_accuracy": list(self.robust_accuracy),
             "reliable": self.reliable,
             "reliability": [{"id": r.id, "message": r.message} for r in self.reliability],
+            **({"membership": dict(self.membership)} if self.membership is not None else {}),
         }
 
 
@@ -104,6 +109,7 @@ class HardeningResult:
     training_seconds: float
     members: int | None  # ensemble size, for rebuilding the module
     classifier: TorchClassifier = field(repr=False)
+    privacy: Mapping[str, Any] | None = None  # DP-SGD: ε spent, δ, noise multiplier, accountant
 
     def to_dict(self) -> dict[str, Any]:
         """The comparison as JSON-ready data (everything but the weights)."""
@@ -121,6 +127,7 @@ class HardeningResult:
             "training_seconds": self.training_seconds,
             "before": self.before.to_dict(),
             "after": self.after.to_dict(),
+            **({"privacy": dict(self.privacy)} if self.privacy is not None else {}),
         }
 
     def save(self, path: Path) -> Path:
@@ -159,6 +166,132 @@ def _scores(classifier: Classifier, x: Any, y: Any, eps: Sequence[float], steps:
     return ModelScores(ev.clean_accuracy, ev.worst, ev.reliability)
 
 
+def _membership(
+    classifier: Classifier,
+    target: Target,
+    trainer: Trainer | None,
+    n_reference: int,
+    seed: int,
+    cache_dir: Path | None,
+) -> dict[str, Any]:
+    """The membership figures of ``classifier`` (trained on ``target.train``): the best attack on the model
+    itself, and RMIA pooled over reference models trained the same way (which supports the 0.1% figure)."""
+    from modelshield.attacks.membership import assess_membership, recipe_leakage
+
+    assert target.train is not None  # noqa: S101 - checked by the caller
+    attacks = ("loss", "lira-online", "rmia") if trainer is not None else ("loss", "population")
+    assessment = assess_membership(
+        classifier,
+        target.train,
+        target.test,
+        trainer=trainer,
+        n_reference=n_reference,
+        attacks=attacks,
+        seed=seed,
+        cache_dir=cache_dir,
+    )
+    best = assessment.best
+    out: dict[str, Any] = {"best_attack": best.attack, **_roc_figures(best.summary)}
+    if assessment.reference is not None:
+        y = np.concatenate([target.train.y, target.test.y])
+        pooled = recipe_leakage(assessment.reference, y, attack="rmia", seed=seed)
+        out["recipe"] = {"attack": pooled.attack, **_roc_figures(pooled.summary)}
+    return out
+
+
+def _roc_figures(summary: RocSummary) -> dict[str, Any]:
+    return {
+        "auc": round(summary.auc, 4),
+        "tpr_at_fpr": [p.to_dict() for p in summary.at_fpr],
+        "members": summary.n_members,
+        "non_members": summary.n_non_members,
+    }
+
+
+def harden_dp(
+    target: Target,
+    *,
+    epsilon: float,
+    delta: float | None = None,
+    seed: int = 0,
+    epochs: int = 30,
+    batch_size: int = 64,
+    lr: float = 5e-3,
+    max_grad_norm: float = 1.0,
+    n_reference: int = 8,
+    cache_dir: Path | None = None,
+    device: str | None = "cpu",
+) -> HardeningResult:
+    """Retrain zoo target ``target`` with DP-SGD to (``epsilon``, ``delta``) and compare membership leakage.
+
+    ``delta`` defaults to ``1 / (10 n)``. Both models are attacked with the loss attack, LiRA and RMIA; the
+    reference models of the private model are themselves trained with DP-SGD (the attacker knows the algorithm),
+    those of the original with its own recipe. Robustness is not evaluated (``eval_eps`` is empty).
+    """
+    from modelshield.defenses.dp import DPTrainer, dp_sgd_training
+    from modelshield.zoo import architecture
+
+    name = _zoo_name(target)
+    if target.train is None:
+        raise InvalidParameterError(f"Target {target.name!r} has no training data to retrain on.")
+    n = len(target.train)
+    delta = 1.0 / (10 * n) if delta is None else delta
+    classifier = target.classifier
+    factory = architecture(name, classifier.input_shape, classifier.n_classes)
+    log.info("Training %s with DP-SGD (epsilon=%g, delta=%g)", target.name, epsilon, delta)
+    trained = dp_sgd_training(
+        factory,
+        target.train,
+        epsilon=epsilon,
+        delta=delta,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        max_grad_norm=max_grad_norm,
+        seed=seed,
+        device=device,
+    )
+    # reference subsets are as large as the training set, so the same delta stays below 1 / size
+    dp_trainer = DPTrainer(
+        factory,
+        target.train,
+        epsilon=epsilon,
+        delta=delta,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        max_grad_norm=max_grad_norm,
+    )
+    test = target.test
+    log.info("Attacking both models' membership with %d reference models each", n_reference)
+    before = ModelScores(
+        classifier.accuracy(test.x, test.y),
+        (),
+        membership=_membership(classifier, target, target.trainer, n_reference, seed, cache_dir),
+    )
+    after = ModelScores(
+        trained.classifier.accuracy(test.x, test.y),
+        (),
+        membership=_membership(trained.classifier, target, dp_trainer, n_reference, seed, cache_dir),
+    )
+    return HardeningResult(
+        target=target.name,
+        defense=Defense.DP_SGD,
+        training=trained.defense,
+        eps=None,
+        seed=seed,
+        epochs=epochs,
+        eval_eps=(),
+        n_eval=len(test),
+        before=before,
+        after=after,
+        training_seconds=trained.seconds,
+        members=None,
+        classifier=trained.classifier,
+        privacy=trained.to_dict(),
+    )
+
+
 def harden(
     target: Target,
     defense: Defense | str,
@@ -185,6 +318,10 @@ def harden(
     from modelshield.zoo import ZOO, architecture
 
     kind = Defense.parse(defense)
+    if kind is Defense.DP_SGD:
+        raise InvalidParameterError(
+            "DP-SGD has its own parameters (epsilon, delta).", remedy="Call harden_dp(target, epsilon=..., delta=...)."
+        )
     name = _zoo_name(target)
     if target.train is None:
         raise InvalidParameterError(f"Target {target.name!r} has no training data to retrain on.")

@@ -134,13 +134,23 @@ def _legend(names: Sequence[str], top: float) -> tuple[list[str], float]:
     return parts, y + _LEGEND_ROW + 4
 
 
-def _axes(chart: Chart, frame: _Frame) -> list[str]:
+def _log_ticks(low: float, high: float) -> list[float]:
+    """Whole powers of ten between ``low`` and ``high`` (given as base-10 logarithms)."""
+    ticks = [float(k) for k in range(math.ceil(low - 1e-9), math.floor(high + 1e-9) + 1)]
+    return ticks if len(ticks) >= 2 else _ticks(low, high)
+
+
+def _tick_label(tick: float, log: bool) -> str:
+    return _fmt(10.0**tick) if log else _fmt(tick)
+
+
+def _axes(chart: Chart, frame: _Frame, *, log: bool = False) -> list[str]:
     """Grid lines, y ticks, both axes and their labels."""
     parts = []
-    for tick in _ticks(frame.low, frame.high):
+    for tick in _log_ticks(frame.low, frame.high) if log else _ticks(frame.low, frame.high):
         y = frame.y(tick)
         parts.append(f'<line x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
-        parts.append(f'<text x="{_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{_text(_fmt(tick))}</text>')
+        parts.append(f'<text x="{_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{_text(_tick_label(tick, log))}</text>')
     parts.append(
         f'<line x1="{_LEFT}" x2="{_LEFT}" y1="{frame.top:.1f}" y2="{frame.bottom:.1f}" class="axis"/>'
         f'<line x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{frame.bottom:.1f}" y2="{frame.bottom:.1f}" class="axis"/>'
@@ -195,7 +205,7 @@ def _numeric_x(values: Sequence[float | str]) -> list[float] | None:
     return [float(v) for v in values]
 
 
-def _lines(chart: Chart, frame: _Frame) -> list[str]:
+def _lines(chart: Chart, frame: _Frame, *, log: bool = False) -> list[str]:
     parts: list[str] = []
     numeric = _numeric_x(chart.x)
     if numeric is not None and any(math.isfinite(v) for v in numeric):
@@ -206,11 +216,10 @@ def _lines(chart: Chart, frame: _Frame) -> list[str]:
             x_low, x_high = x_low - pad, x_high + pad
         span = x_high - x_low
         xs = [_LEFT + frame.width * (_clamp(v) - x_low) / span if math.isfinite(v) else math.nan for v in numeric]
-        for tick in _ticks(x_low, x_high):
+        for tick in _log_ticks(x_low, x_high) if log else _ticks(x_low, x_high):
             x = _LEFT + frame.width * (tick - x_low) / span
-            parts.append(
-                f'<text x="{x:.1f}" y="{frame.bottom + 16:.1f}" text-anchor="middle">{_text(_fmt(tick))}</text>'
-            )
+            label = _text(_tick_label(tick, log))
+            parts.append(f'<text x="{x:.1f}" y="{frame.bottom + 16:.1f}" text-anchor="middle">{label}</text>')
     else:  # categories, evenly spaced
         slot = frame.width / max(len(chart.x), 1)
         xs = [_LEFT + (i + 0.5) * slot for i in range(len(chart.x))]
@@ -233,16 +242,37 @@ def _lines(chart: Chart, frame: _Frame) -> list[str]:
     return parts
 
 
+def _log10(value: float | str) -> float:
+    return math.log10(value) if isinstance(value, float | int) and value > 0 else math.nan
+
+
+def _to_log(chart: Chart) -> Chart:
+    """The chart with every x, y value and the y range replaced by its base-10 logarithm (non-positive: missing)."""
+    y_range = chart.y_range
+    return Chart(
+        title=chart.title,
+        kind=chart.kind,
+        x=tuple(_log10(v) for v in chart.x),
+        series={name: tuple(_log10(v) for v in values) for name, values in chart.series.items()},
+        x_label=chart.x_label,
+        y_label=chart.y_label,
+        y_range=(_log10(y_range[0]), _log10(y_range[1])) if y_range is not None else None,
+    )
+
+
 def render_chart(chart: Chart) -> Markup:
     """The chart as an inline ``<svg>`` element: a grouped bar chart, or a line chart with a numeric x axis
-    (evenly spaced categories when ``x`` holds strings)."""
+    (evenly spaced categories when ``x`` holds strings; log-log axes when ``chart.scale`` is ``"log"``)."""
+    log = chart.scale == "log"
+    if log:
+        chart = _to_log(chart)
     parts = [f'<text x="{_W / 2}" y="20" text-anchor="middle" class="chart-title">{_text(chart.title, 90)}</text>']
     legend, top = _legend(list(chart.series), 34.0)
     parts += legend
     low, high = _y_range(chart, include_zero=chart.kind == "bar")
     frame = _Frame(top=top + 6, height=_PLOT_H, low=low, high=high)
-    parts += _axes(chart, frame)
-    parts += _bars(chart, frame) if chart.kind == "bar" else _lines(chart, frame)
+    parts += _axes(chart, frame, log=log)
+    parts += _bars(chart, frame) if chart.kind == "bar" else _lines(chart, frame, log=log)
     height = frame.bottom + (50 if chart.x_label else 28)
     return Markup(  # noqa: S704 - every text above went through _text()
         f'<svg class="chart" viewBox="0 0 {_W} {height:.0f}" role="img" xmlns="http://www.w3.org/2000/svg">'

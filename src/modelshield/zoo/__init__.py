@@ -15,6 +15,7 @@ from modelshield.zoo.catalog import (
     default_cache_dir,
     load_target,
     status,
+    trainer,
 )
 
-__all__ = ["ZOO", "ZooEntry", "ZooStatus", "architecture", "default_cache_dir", "load_target", "status"]
+__all__ = ["ZOO", "ZooEntry", "ZooStatus", "architecture", "default_cache_dir", "load_target", "status", "trainer"]

@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -31,7 +31,10 @@ from modelshield.errors import UnknownTargetError
 from modelshield.models.interface import Bounds, Classifier
 from modelshield.target import Target, sha256_file
 
-__all__ = ["ZOO", "ZooEntry", "ZooStatus", "architecture", "default_cache_dir", "load_target", "status"]
+if TYPE_CHECKING:
+    from modelshield.models.retrain import Trainer
+
+__all__ = ["ZOO", "ZooEntry", "ZooStatus", "architecture", "default_cache_dir", "load_target", "status", "trainer"]
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +113,10 @@ ZOO: Mapping[str, ZooEntry] = {
             "torch",
             {
                 "arch": "mlp",
-                "params": {"hidden": [256, 256], "standardize": True},
-                "epochs": 300,
+                "params": {"hidden": [128, 128], "standardize": True},
+                "epochs": 100,
                 "lr": 2e-3,
-                "batch": 16,
+                "batch": 32,
                 "weight_decay": 0.0,
             },
             test_size=0.5,
@@ -212,6 +215,7 @@ def load_target(name: str, *, seed: int = 0, cache_dir: Path | None = None, devi
     model_path = directory / meta["model_file"]
     classifier = _load_classifier(entry, meta, model_path, split, device)
     return Target(
+        trainer=_trainer(entry, split.train.schema.input_shape, split.train.n_classes),
         name=f"zoo:{entry.name}",
         classifier=classifier,
         train=split.train,
@@ -319,6 +323,30 @@ def _arch_params(entry: ZooEntry, input_shape: tuple[int, ...], n_classes: int) 
     return params
 
 
+def trainer(name: str) -> Trainer:
+    """The recipe that trained reference target ``name``, to train more models like it (reference models)."""
+    entry = _entry(name)
+    data = load_bundled(entry.dataset)
+    return _trainer(entry, data.schema.input_shape, data.n_classes)
+
+
+def _trainer(entry: ZooEntry, input_shape: tuple[int, ...], n_classes: int) -> Trainer:
+    from modelshield.models.retrain import SklearnTrainer, TorchTrainer
+
+    recipe = entry.recipe
+    if entry.family == "torch":
+        factory = architecture(entry.name, input_shape, n_classes)
+        return TorchTrainer(
+            factory,
+            epochs=int(recipe["epochs"]),
+            batch_size=int(recipe["batch"]),
+            lr=float(recipe["lr"]),
+            weight_decay=float(recipe.get("weight_decay", 0.0)),
+            name=f"zoo:{entry.name}",
+        )
+    return SklearnTrainer(_estimator(entry, seed=0))
+
+
 def architecture(name: str, input_shape: tuple[int, ...], n_classes: int) -> Callable[[], Any]:
     """A factory of the untrained network of torch reference target ``name``, for loading weights into."""
     entry = _entry(name)
@@ -380,16 +408,21 @@ def _train_torch(entry: ZooEntry, split: DatasetSplit, seed: int, out: Path) -> 
     }
 
 
-def _train_sklearn(entry: ZooEntry, split: DatasetSplit, seed: int, out: Path) -> dict[str, Any]:
+def _estimator(entry: ZooEntry, seed: int) -> Any:
     from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier
-    from sklearn.metrics import log_loss
-    from skops.io import dump, get_untrusted_types
 
     estimators: dict[str, Callable[..., Any]] = {
         "GradientBoostingClassifier": GradientBoostingClassifier,
         "HistGradientBoostingClassifier": HistGradientBoostingClassifier,
     }
-    model = estimators[entry.recipe["estimator"]](random_state=seed, **entry.recipe["params"])
+    return estimators[entry.recipe["estimator"]](random_state=seed, **entry.recipe["params"])
+
+
+def _train_sklearn(entry: ZooEntry, split: DatasetSplit, seed: int, out: Path) -> dict[str, Any]:
+    from sklearn.metrics import log_loss
+    from skops.io import dump, get_untrusted_types
+
+    model = _estimator(entry, seed)
     model.fit(split.train.flat(), split.train.y)
     path = out / "model.skops"
     dump(model, path)  # skops names arrays by object id: the bytes differ between builds, the model does not

@@ -1,0 +1,482 @@
+"""Per-client detection of model-extraction query streams: PRADA plus an out-of-distribution sequential test.
+
+    >>> from modelshield.defenses.extraction_monitor import ExtractionMonitor
+    >>> monitor = ExtractionMonitor().fit(reference_x, reference_predicted)  # doctest: +SKIP
+    >>> decision = monitor.observe("client-7", x_batch, predicted_batch)  # doctest: +SKIP
+    >>> decision.alarm, decision.signals  # doctest: +SKIP
+
+Two signals, each per client:
+
+``prada`` (Juuti et al. 2019). For every query the monitor records its minimum L2 distance to the client's earlier
+queries that the model assigned the same class (a "growing set" per class; a query joins it when that distance
+exceeds the mean minus one standard deviation of the class's distances so far). Benign queries give a roughly
+normal distance distribution; synthetic queries (random inputs, Jacobian augmentation, small steps around seeds)
+do not. After ``min_queries`` distances, the Shapiro–Wilk statistic W of the client's latest ``window`` distances is
+compared with δ; W < δ raises the alarm. δ is *calibrated* in :meth:`ExtractionMonitor.fit`: the reference data
+are replayed as ``calibration_streams`` benign streams of ``calibration_length`` queries, and δ is the
+``target_fpr`` quantile of each stream's lowest W (``delta=`` overrides it). W is computed once per observed batch
+(calibration replays batches of 16).
+
+``ood``. PRADA misses attackers who query with natural data (KnockoffNets, Orekondy et al. 2019): their distances
+look benign. Such data almost never comes from the owner's own distribution, so the second signal scores each query
+by its distance to its nearest neighbour in the reference data, turns it into an empirical p-value against
+reference points held out from the index (so benign clients' p-values are uniform), and runs a one-sided CUSUM on
+"p < ``ood_alpha``" events, testing rate ``ood_alpha`` (benign) against ``ood_alt`` (shifted). The alarm threshold
+``ood_h`` = 9.2 (≈ log 10⁴) makes a benign false alarm rare over long streams, while a stream whose queries are all
+off-distribution alarms after about six queries. We chose the k-NN test over class coverage or query volume because
+it needs no profile of benign clients, which an owner rarely has, and because it catches all three synthetic and
+natural-data attacks with one mechanism. Its limit is stated plainly: an attacker who holds data from the owner's
+own distribution is indistinguishable from a benign client query by query; only ``max_queries`` (a volume cap per
+client, off by default) acts on such a stream.
+
+Inputs are compared in standardised units for tabular data (per-feature standard deviation of the reference data)
+and in raw units for images. Memory per client is bounded: at most ``max_stored`` stored queries across the
+growing sets (older ones are dropped first) and ``window`` distances, plus a few scalars; at most ``max_clients``
+clients are tracked (the least recently seen is forgotten). All methods are thread-safe.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from modelshield.errors import InvalidInputError, InvalidParameterError, ModelShieldError
+
+__all__ = [
+    "AttackDetection",
+    "ExtractionMonitor",
+    "MonitorDecision",
+    "MonitorMeasurement",
+    "MonitorNotFittedError",
+    "measure_monitor",
+]
+
+
+_CALIBRATION_BATCH = 16  # calibration streams are replayed in batches of this size, as a gateway would see them
+
+
+class MonitorNotFittedError(ModelShieldError, AttributeError):
+    """The monitor was used before :meth:`ExtractionMonitor.fit`."""
+
+    default_remedy = "Call fit(reference_x, reference_predicted) first."
+
+
+@dataclass(frozen=True)
+class MonitorDecision:
+    """The monitor's verdict on a client after one batch of queries."""
+
+    client_id: str
+    alarm: bool  # any signal fired (now or earlier: alarms latch until forget())
+    signals: tuple[str, ...]  # the signals that fired: "prada", "ood", "volume"
+    queries: int  # queries seen from this client
+    prada_w: float | None  # latest Shapiro–Wilk W (None until min_queries distances)
+    prada_delta: float
+    ood_cusum: float  # CUSUM statistic of the OOD test
+    ood_rate: float  # share of the client's queries flagged as off-distribution
+    first_alarm_at: int | None  # the query count at which the first alarm fired
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "client_id": self.client_id,
+            "alarm": self.alarm,
+            "signals": list(self.signals),
+            "queries": self.queries,
+            "prada_w": self.prada_w,
+            "prada_delta": self.prada_delta,
+            "ood_cusum": self.ood_cusum,
+            "ood_rate": self.ood_rate,
+            "first_alarm_at": self.first_alarm_at,
+        }
+
+
+@dataclass
+class _Client:
+    groups: dict[int, deque[NDArray[np.float64]]] = field(default_factory=dict)
+    order: deque[int] = field(default_factory=deque)  # class of each stored query, oldest first
+    distances: deque[float] = field(default_factory=deque)
+    class_stats: dict[int, list[float]] = field(default_factory=dict)  # n, sum, sum of squares
+    queries: int = 0
+    flagged: int = 0
+    cusum: float = 0.0
+    w: float | None = None
+    signals: set[str] = field(default_factory=set)
+    first_alarm_at: int | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class ExtractionMonitor:
+    """Watches each client's query stream for model extraction (see the module docstring).
+
+    Learned attributes (after :meth:`fit`): ``delta_`` (PRADA threshold), ``center_``, ``scale_``, ``index_``
+    (reference points for the OOD test), ``null_distances_`` (sorted held-out nearest-neighbour distances),
+    ``calibration_w_`` (each calibration stream's lowest W).
+    """
+
+    def __init__(
+        self,
+        *,
+        delta: float | None = None,
+        target_fpr: float = 0.01,
+        min_queries: int = 50,
+        window: int = 1000,
+        max_stored: int = 2000,
+        max_clients: int = 10_000,
+        ood: bool = True,
+        ood_alpha: float = 0.05,
+        ood_alt: float = 0.3,
+        ood_h: float = 9.2,
+        max_index: int = 5000,
+        max_queries: int | None = None,
+        calibration_streams: int = 50,
+        calibration_length: int = 300,
+        seed: int = 0,
+    ) -> None:
+        if delta is not None and not 0.0 < delta < 1.0:
+            raise InvalidParameterError(f"delta must lie in (0, 1), not {delta}.", remedy="Leave it None to calibrate.")
+        if not 0.0 < target_fpr < 1.0:
+            raise InvalidParameterError(f"target_fpr must lie in (0, 1), not {target_fpr}.")
+        if not 3 <= min_queries <= window <= 5000:
+            raise InvalidParameterError(
+                f"Need 3 <= min_queries <= window <= 5000, got min_queries={min_queries}, window={window}.",
+                remedy="Shapiro–Wilk needs at least 3 values and is accurate up to 5000.",
+            )
+        if max_stored < 1 or max_clients < 1:
+            raise InvalidParameterError(
+                f"max_stored and max_clients must be positive, not {max_stored}, {max_clients}."
+            )
+        if not 0.0 < ood_alpha < ood_alt < 1.0:
+            raise InvalidParameterError(f"Need 0 < ood_alpha < ood_alt < 1, got {ood_alpha} and {ood_alt}.")
+        if not ood_h > 0 or max_index < 2:
+            raise InvalidParameterError(f"ood_h must be positive and max_index at least 2, got {ood_h}, {max_index}.")
+        if max_queries is not None and max_queries < 1:
+            raise InvalidParameterError(f"max_queries must be positive or None, not {max_queries}.")
+        if calibration_streams < 1 or calibration_length < min_queries:
+            raise InvalidParameterError(
+                f"Need calibration_streams >= 1 and calibration_length >= min_queries, got {calibration_streams} "
+                f"and {calibration_length}."
+            )
+        self.delta = delta
+        self.target_fpr = target_fpr
+        self.min_queries = min_queries
+        self.window = window
+        self.max_stored = max_stored
+        self.max_clients = max_clients
+        self.ood = ood
+        self.ood_alpha = ood_alpha
+        self.ood_alt = ood_alt
+        self.ood_h = ood_h
+        self.max_index = max_index
+        self.max_queries = max_queries
+        self.calibration_streams = calibration_streams
+        self.calibration_length = calibration_length
+        self.seed = seed
+        self._lock = threading.Lock()
+        self._clients: OrderedDict[str, _Client] = OrderedDict()
+
+    # -- fitting ---------------------------------------------------------------------------------------------------
+    def fit(self, reference_x: ArrayLike, reference_predicted: ArrayLike) -> ExtractionMonitor:
+        """Learn the reference distribution and calibrate δ on benign streams replayed from it; returns ``self``.
+
+        ``reference_x``: the owner's data (training or held-out records); ``reference_predicted``: the model's
+        predicted class for each (true labels serve nearly as well).
+        """
+        x = np.asarray(reference_x)
+        if x.dtype == object or not np.issubdtype(x.dtype, np.number) or x.ndim < 2:
+            raise InvalidInputError(f"reference_x must be a numeric batch (n, ...), got shape {x.shape}.")
+        flat = x.reshape(len(x), -1).astype(np.float64)
+        labels = self._labels(reference_predicted, len(flat))
+        if len(flat) < 20 or not np.all(np.isfinite(flat)):
+            raise InvalidInputError(
+                f"fit needs at least 20 finite reference records, got {len(flat)}.",
+                remedy="Pass the owner's training or held-out data.",
+            )
+        self.input_shape_ = tuple(x.shape[1:])
+        if x.ndim > 2:  # images: raw pixel units, as PRADA measures them
+            self.center_, self.scale_ = np.zeros(flat.shape[1]), np.ones(flat.shape[1])
+        else:
+            std = flat.std(axis=0)
+            floor = max(float(np.median(std[std > 0])) if np.any(std > 0) else 1.0, 1e-12) * 1e-3
+            self.center_, self.scale_ = flat.mean(axis=0), np.maximum(std, floor)
+        z = (flat - self.center_) / self.scale_
+        rng = np.random.default_rng(self.seed)
+        order = rng.permutation(len(z))
+        half = len(z) // 2
+        index, held = order[half:][: self.max_index], order[:half]
+        self.index_ = z[index]
+        self.index_sq_ = (self.index_**2).sum(axis=1)
+        self.null_distances_ = np.sort(self._nn_distance(z[held]))
+        if self.delta is not None:
+            self.delta_ = float(self.delta)
+            self.calibration_w_ = np.empty(0)
+        else:
+            lowest = []
+            for _ in range(self.calibration_streams):
+                pick = rng.choice(len(z), size=min(self.calibration_length, len(z)), replace=False)
+                state = _Client()
+                ws = [w for w in self._prada_stream(state, z[pick], labels[pick], _CALIBRATION_BATCH) if w is not None]
+                if ws:
+                    lowest.append(min(ws))
+            if not lowest:
+                raise InvalidInputError(
+                    f"Calibration streams produced no PRADA statistic: {len(z)} reference records are too few for "
+                    f"min_queries={self.min_queries}.",
+                    remedy="Pass more reference data, or lower min_queries.",
+                )
+            self.calibration_w_ = np.sort(np.asarray(lowest))
+            self.delta_ = float(np.quantile(self.calibration_w_, self.target_fpr, method="lower"))
+        with self._lock:
+            self._clients.clear()
+        return self
+
+    @staticmethod
+    def _labels(predicted: ArrayLike, n: int) -> NDArray[np.int64]:
+        labels = np.asarray(predicted)
+        if labels.shape != (n,) or not (np.issubdtype(labels.dtype, np.integer) or n == 0):
+            raise InvalidInputError(f"Expected {n} integer predicted classes, got an array of shape {labels.shape}.")
+        return labels.astype(np.int64)
+
+    def _fitted(self) -> None:
+        if not hasattr(self, "delta_"):
+            raise MonitorNotFittedError("This ExtractionMonitor is not fitted yet.")
+
+    def _nn_distance(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
+        out = np.empty(len(z))
+        for i in range(0, len(z), 512):
+            block = z[i : i + 512]
+            sq = (block**2).sum(axis=1)[:, None] + self.index_sq_[None, :] - 2.0 * block @ self.index_.T
+            out[i : i + 512] = np.sqrt(np.maximum(sq.min(axis=1), 0.0))
+        return out
+
+    # -- PRADA -----------------------------------------------------------------------------------------------------
+    def _prada_stream(
+        self, state: _Client, z: NDArray[np.float64], labels: NDArray[np.int64], every: int
+    ) -> list[float | None]:
+        """Feed queries one by one; return the latest W after each (None before ``min_queries`` distances). W is
+        recomputed after every ``every`` queries and at the end (once per observed batch)."""
+        from scipy.stats import shapiro
+
+        out: list[float | None] = []
+        for i, (q, c) in enumerate(zip(z, labels.tolist(), strict=True)):
+            group = state.groups.setdefault(c, deque())
+            if group:
+                dmin = float(np.sqrt(((np.asarray(group) - q) ** 2).sum(axis=1).min()))
+                state.distances.append(dmin)
+                if len(state.distances) > self.window:
+                    state.distances.popleft()
+                stats = state.class_stats.setdefault(c, [0.0, 0.0, 0.0])
+                stats[0] += 1
+                stats[1] += dmin
+                stats[2] += dmin * dmin
+                mean = stats[1] / stats[0]
+                std = math.sqrt(max(stats[2] / stats[0] - mean * mean, 0.0))
+                join = dmin > mean - std
+            else:
+                join = True
+            if join:
+                group.append(q)
+                state.order.append(c)
+                if len(state.order) > self.max_stored:  # drop the oldest stored query
+                    old = state.order.popleft()
+                    state.groups[old].popleft()
+            due = (i + 1) % every == 0 or i == len(z) - 1
+            if due and len(state.distances) >= self.min_queries:
+                d = np.asarray(state.distances)
+                state.w = float(shapiro(d).statistic) if np.ptp(d) > 0 else None
+            out.append(state.w)
+        return out
+
+    # -- observing -------------------------------------------------------------------------------------------------
+    def observe(self, client_id: str, x_batch: ArrayLike, predicted: ArrayLike) -> MonitorDecision:
+        """Record a batch of one client's queries (with the model's predicted classes) and decide on the client."""
+        self._fitted()
+        x = np.asarray(x_batch)
+        if x.shape == self.input_shape_:
+            x = x[np.newaxis]
+        if x.ndim != len(self.input_shape_) + 1 or tuple(x.shape[1:]) != self.input_shape_:
+            raise InvalidInputError(
+                f"Queries of shape {x.shape} do not match the reference inputs {self.input_shape_}."
+            )
+        if x.dtype == object or not np.issubdtype(x.dtype, np.number):
+            raise InvalidInputError(f"Queries must be numeric, got dtype {x.dtype}.")
+        flat = x.reshape(len(x), -1).astype(np.float64)
+        if not np.all(np.isfinite(flat)):
+            raise InvalidInputError("Queries contain NaN or infinite values.")
+        labels = self._labels(predicted, len(flat))
+        z = (flat - self.center_) / self.scale_
+        state = self._client(str(client_id))
+        with state.lock:
+            start = state.queries
+            for i, w in enumerate(self._prada_stream(state, z, labels, max(len(z), 1))):
+                if w is not None and w < self.delta_:
+                    self._fire(state, "prada", start + i + 1)
+            if self.ood and len(z):
+                # empirical p-value: share of held-out reference distances at least as large
+                dist = self._nn_distance(z)
+                n_null = len(self.null_distances_)
+                p = (n_null - np.searchsorted(self.null_distances_, dist, side="left") + 1) / (n_null + 1)
+                hit = p < self.ood_alpha
+                up = math.log(self.ood_alt / self.ood_alpha)
+                down = math.log((1 - self.ood_alt) / (1 - self.ood_alpha))
+                for i, h in enumerate(hit.tolist()):
+                    state.cusum = max(0.0, state.cusum + (up if h else down))
+                    if state.cusum > self.ood_h:
+                        self._fire(state, "ood", start + i + 1)
+                state.flagged += int(hit.sum())
+            state.queries += len(z)
+            if self.max_queries is not None and state.queries > self.max_queries:
+                self._fire(state, "volume", self.max_queries + 1)
+            return MonitorDecision(
+                client_id=str(client_id),
+                alarm=bool(state.signals),
+                signals=tuple(sorted(state.signals)),
+                queries=state.queries,
+                prada_w=state.w,
+                prada_delta=self.delta_,
+                ood_cusum=state.cusum,
+                ood_rate=state.flagged / state.queries if state.queries else 0.0,
+                first_alarm_at=state.first_alarm_at,
+            )
+
+    @staticmethod
+    def _fire(state: _Client, signal: str, at: int) -> None:
+        state.signals.add(signal)
+        if state.first_alarm_at is None or at < state.first_alarm_at:
+            state.first_alarm_at = at
+
+    def _client(self, client_id: str) -> _Client:
+        with self._lock:
+            state = self._clients.get(client_id)
+            if state is None:
+                state = self._clients[client_id] = _Client()
+                while len(self._clients) > self.max_clients:
+                    self._clients.popitem(last=False)
+            else:
+                self._clients.move_to_end(client_id)
+            return state
+
+    def forget(self, client_id: str) -> None:
+        """Drop everything stored about a client (e.g. after acting on an alarm)."""
+        with self._lock:
+            self._clients.pop(str(client_id), None)
+
+    @property
+    def n_clients(self) -> int:
+        with self._lock:
+            return len(self._clients)
+
+
+# -- measurement -------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttackDetection:
+    """How one kind of stream fared: share detected, and after how many queries."""
+
+    name: str
+    streams: int
+    detected: int
+    queries_to_detection: tuple[int, ...]  # per detected stream
+    by_signal: Mapping[str, int]  # streams on which each signal fired
+
+    @property
+    def detection_rate(self) -> float:
+        return self.detected / self.streams if self.streams else float("nan")
+
+    @property
+    def median_queries_to_detection(self) -> float | None:
+        return float(np.median(self.queries_to_detection)) if self.queries_to_detection else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "streams": self.streams,
+            "detected": self.detected,
+            "detection_rate": self.detection_rate,
+            "median_queries_to_detection": self.median_queries_to_detection,
+            "queries_to_detection": list(self.queries_to_detection),
+            "by_signal": dict(self.by_signal),
+        }
+
+
+@dataclass(frozen=True)
+class MonitorMeasurement:
+    """Detection of attack streams and false alarms on benign streams, by one fitted monitor."""
+
+    benign: AttackDetection  # "detected" benign streams are false alarms
+    attacks: tuple[AttackDetection, ...]
+    delta: float
+    batch_size: int
+
+    @property
+    def false_alarm_rate(self) -> float:
+        return self.benign.detection_rate
+
+    def attack(self, name: str) -> AttackDetection:
+        for a in self.attacks:
+            if a.name == name:
+                return a
+        raise KeyError(f"No attack stream named {name!r}; measured: {[a.name for a in self.attacks]}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "false_alarm_rate": self.false_alarm_rate,
+            "benign": self.benign.to_dict(),
+            "attacks": [a.to_dict() for a in self.attacks],
+            "delta": self.delta,
+            "batch_size": self.batch_size,
+        }
+
+
+Stream = tuple[ArrayLike, ArrayLike]  # queries in order, the model's predicted class for each
+
+
+def _replay(monitor: ExtractionMonitor, name: str, streams: Iterable[Stream], batch_size: int) -> AttackDetection:
+    detected, streams_n, at = 0, 0, []
+    by_signal: dict[str, int] = {}
+    for i, (xs, ps) in enumerate(streams):
+        x, p = np.asarray(xs), np.asarray(ps)
+        client = f"{name}#{i}"
+        decision = None
+        for start in range(0, len(x), batch_size):
+            decision = monitor.observe(client, x[start : start + batch_size], p[start : start + batch_size])
+        monitor.forget(client)
+        streams_n += 1
+        if decision is not None and decision.alarm:
+            detected += 1
+            at.append(int(decision.first_alarm_at or decision.queries))
+            for s in decision.signals:
+                by_signal[s] = by_signal.get(s, 0) + 1
+    return AttackDetection(name, streams_n, detected, tuple(at), by_signal)
+
+
+def measure_monitor(
+    monitor: ExtractionMonitor,
+    benign: Sequence[Stream],
+    attacks: Mapping[str, Sequence[Stream]],
+    *,
+    batch_size: int = 16,
+) -> MonitorMeasurement:
+    """Replay each stream as its own client, ``batch_size`` queries per call, and count alarms.
+
+    ``benign``: streams of ordinary clients (e.g. random draws from held-out test data, never the data the
+    monitor was fitted on); ``attacks``: named lists of attack streams (e.g. the ``query_x`` of
+    :func:`modelshield.attacks.extraction.extract_model` with the victim's predictions).
+    """
+    monitor._fitted()
+    if batch_size < 1:
+        raise InvalidParameterError(f"batch_size must be positive, not {batch_size}.")
+    if not benign:
+        raise InvalidParameterError("measure_monitor needs benign streams, to measure false alarms.")
+    return MonitorMeasurement(
+        benign=_replay(monitor, "benign", benign, batch_size),
+        attacks=tuple(_replay(monitor, name, streams, batch_size) for name, streams in attacks.items()),
+        delta=monitor.delta_,
+        batch_size=batch_size,
+    )
