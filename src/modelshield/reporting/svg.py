@@ -320,7 +320,8 @@ def _image(pixels: Sequence[Sequence[object]], x0: float, y0: float, size: float
 
 def render_examples(examples: Sequence[Mapping[str, object]]) -> Markup:
     """Adversarial examples beside their clean inputs: image pairs (``clean``/``adversarial`` as 2-D grey levels in
-    [0, 1]) drawn as pixel grids, or, for records, a table of the features the attack changed (``changes``)."""
+    [0, 1]) drawn as pixel grids, or, for records, a table of the features the attack changed (``changes``).
+    Image pairs may carry a ``caption`` saying what the two sides are (default: clean and adversarial)."""
     images = [
         e
         for e in examples
@@ -337,9 +338,10 @@ def render_examples(examples: Sequence[Mapping[str, object]]) -> Markup:
             parts.append(f'<text x="{x0:.1f}" y="{y0 + size + 20:.1f}">{_text(example.get("label", ""), 30)}</text>')
         width = min(len(images), per_row) * (2 * size + 3 * gap)
         height = ((len(images) - 1) // per_row + 1) * (size + 40)
+        caption = _text(images[0].get("caption") or "Clean inputs (left) and adversarial examples (right)", 120)
         return Markup(  # noqa: S704 - numbers are formatted, text goes through _text()
             f'<svg class="examples" viewBox="0 0 {width:.0f} {height:.0f}" role="img" '
-            f'xmlns="http://www.w3.org/2000/svg"><title>Clean inputs (left) and adversarial examples (right)</title>'
+            f'xmlns="http://www.w3.org/2000/svg"><title>{caption}</title>'
             f"{''.join(parts)}</svg>"
         )
     rows = []

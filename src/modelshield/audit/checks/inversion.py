@@ -123,6 +123,7 @@ def _reconstruction_finding(context: CheckContext) -> Finding:
             "label": f"{names[int(c)]}: training mean | reconstruction",
             "clean": _grey(result.class_means[i], low, span),
             "adversarial": _grey(rec.x[row], low, span),
+            "caption": "Training class means (left) and reconstructions from the model (right)",
         })  # fmt: skip
     class_labels = tuple(names[int(c)] for c in result.classes)
     similarity = Chart(
