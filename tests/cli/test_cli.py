@@ -107,8 +107,11 @@ def test_audit_of_a_model_file_with_its_data(
             "json",
         ]
     )
-    assert code == 0
     report = json.loads(capsys.readouterr().out)
+    # A logistic regression is log-linear: its confidence scores give every weight away (equation solving).
+    high = {f["id"] for f in report["findings"] if f["severity"] in ("high", "critical")}
+    assert "extraction.equation-solving" in high
+    assert code == 1
     assert report["target"]["model_format"] == "skops"
     perf = next(f for f in report["findings"] if f["id"] == "baseline.performance")
     assert perf["metrics"]["test_accuracy"] > 0.9

@@ -31,11 +31,18 @@ Severity (documented thresholds):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from modelshield.audit.interface import Budget, Check, CheckContext
 from modelshield.findings import Chart, Finding, OwaspMl, Severity
+
+
+def _untimed(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` without wall-clock times: a finding must be the same on every run with the same seed."""
+    return {k: _untimed(v) if isinstance(v, dict) else v for k, v in data.items() if k != "seconds"}
+
 
 __all__ = ["ATTRIBUTE_THRESHOLDS", "INVERSION", "RECONSTRUCTION_THRESHOLDS"]
 
@@ -159,7 +166,6 @@ def _reconstruction_finding(context: CheckContext) -> Finding:
         "model_confidence": round(float(rec.confidence.mean()), 4),
         "reconstructions": len(rec.x),
         "queries": rec.queries,
-        "seconds": round(rec.seconds, 3),
         "attack": rec.attack,
     }
     return Finding(
@@ -185,7 +191,7 @@ def _reconstruction_finding(context: CheckContext) -> Finding:
         owasp=OwaspMl.ML03,
         atlas=_ATLAS,
         metrics=metrics,  # type: ignore[arg-type]
-        evidence={"examples": examples, "result": result.to_dict()},  # type: ignore[dict-item]
+        evidence={"examples": examples, "result": _untimed(result.to_dict())},  # type: ignore[dict-item]
         charts=(similarity, recognised),
     )
 
@@ -264,7 +270,6 @@ def _attribute_finding(result: object, reason: str) -> Finding:
         "chance": round(result.chance, 4),
         "records": group.n,
         "queries": result.queries,
-        "seconds": round(result.seconds, 3),
     }
     verdict = (
         f"beats the best baseline ({group.baseline}, {group.accuracy[group.baseline]:.0%}) by {group.leakage:.0%}"
@@ -294,7 +299,7 @@ def _attribute_finding(result: object, reason: str) -> Finding:
         owasp=OwaspMl.ML03,
         atlas=_ATLAS,
         metrics=metrics,  # type: ignore[arg-type]
-        evidence={"result": result.to_dict()},  # type: ignore[dict-item]
+        evidence={"result": _untimed(result.to_dict())},
         charts=(chart,),
     )
 

@@ -113,8 +113,6 @@ def membership_findings(ctx: CheckContext) -> Sequence[Finding]:
     }
     if pooled is not None:
         metrics["recipe"] = {"attack": pooled.attack, **_point_metrics(pooled.summary)}
-    if assessment.reference is not None and assessment.reference.seconds:
-        metrics["reference_training_seconds"] = round(assessment.reference.seconds, 2)
     roc = Chart(
         title="Membership inference ROC (log-log)",
         kind="line",
