@@ -224,6 +224,8 @@ def test_effect_on_membership_inference_against_the_overfit_target(zoo_cache: Pa
             f"conf AUC {row.confidence_auc:.3f}  acc {row.accuracy:.3f} cost {row.accuracy_cost:.3f}"
         )
         assert row.accuracy_cost == 0.0
-    none = table.row("none")
-    assert none.loss_auc > 0.5  # the overfit target leaks
-    assert table.row("label-only").loss_auc < none.loss_auc  # fewer bits per answer, less membership signal
+    # With labels only, the loss attack can tell right from wrong answers and nothing more: its AUC is exactly
+    # (1 + train accuracy - test accuracy) / 2, the generalisation gap (which no output defense can hide).
+    clf = target.classifier
+    gap = clf.accuracy(target.train.x, target.train.y) - clf.accuracy(target.test.x, target.test.y)
+    assert table.row("label-only").loss_auc == pytest.approx((1 + gap) / 2, abs=1e-9)
