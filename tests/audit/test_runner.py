@@ -42,6 +42,7 @@ def test_default_audit_of_a_zoo_target(zoo_cache: Path) -> None:
         "signature",
         "baseline",
         "evasion",
+        "poisoning",
         "membership",
         "inversion",
         "extraction",

@@ -73,6 +73,7 @@ def test_audit_json_validates_against_the_shipped_schema(capsys: pytest.CaptureF
         "signature",
         "baseline",
         "evasion",
+        "poisoning",
         "membership",
         "inversion",
         "extraction",
@@ -81,7 +82,8 @@ def test_audit_json_validates_against_the_shipped_schema(capsys: pytest.CaptureF
 
 def test_audit_writes_the_three_reports(tmp_path: Path) -> None:
     out = tmp_path / "report"
-    assert main(["audit", "--target", "zoo:digits-cnn", "--out", str(out), "--quiet"]) == 0
+    checks = "integrity,baseline,evasion"
+    assert main(["audit", "--target", "zoo:digits-cnn", "--checks", checks, "--out", str(out), "--quiet"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json", "report.sarif"]
     sarif = json.loads((out / "report.sarif").read_text())
     assert sarif["version"] == "2.1.0"

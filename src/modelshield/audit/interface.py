@@ -60,6 +60,7 @@ class Requirement(enum.StrEnum):
     WHITE_BOX = "white-box"  # gradients (a GradientClassifier)
     MODEL_FILE = "model-file"  # the model's file on disk
     TRAIN_DATA = "train-data"  # the training set (members), e.g. for privacy checks
+    TRAINER = "trainer"  # the model's training recipe (Target.trainer), to train more models like it
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,8 @@ class Check:
             reasons.append("needs the model file, and the target has none on disk")
         if Requirement.TRAIN_DATA in self.requires and target.train is None:
             reasons.append("needs the training data (members), and none was given")
+        if Requirement.TRAINER in self.requires and target.trainer is None:
+            reasons.append("needs the model's training recipe to retrain it, and the target has none")
         return reasons
 
 

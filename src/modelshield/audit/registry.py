@@ -64,7 +64,9 @@ def default_registry() -> CheckRegistry:
     from modelshield.audit.checks.integrity import INTEGRITY
     from modelshield.audit.checks.inversion import INVERSION
     from modelshield.audit.checks.membership import MEMBERSHIP
+    from modelshield.audit.checks.poisoning import POISONING
     from modelshield.audit.checks.signature import SIGNATURE
     from modelshield.audit.checks.supply import SUPPLY
 
-    return CheckRegistry([INTEGRITY, SUPPLY, SIGNATURE, BASELINE, EVASION, MEMBERSHIP, INVERSION, EXTRACTION])
+    checks = [INTEGRITY, SUPPLY, SIGNATURE, BASELINE, EVASION, POISONING, MEMBERSHIP, INVERSION, EXTRACTION]
+    return CheckRegistry(checks)

@@ -30,7 +30,7 @@ from modelshield.errors import FileFormatError, InvalidInputError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["load_csv", "load_npz", "load_parquet", "load_table"]
+__all__ = ["load_csv", "load_npz", "load_parquet", "load_table", "write_dataset"]
 
 _PARQUET_MAGIC = b"PAR1"
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's first entry, or an empty zip's end record
@@ -174,7 +174,9 @@ def load_parquet(path: str | Path, *, label: str = "label", name: str | None = N
     return _from_frame(frame, path=path, label=label, name=name, kind="Parquet")
 
 
-def _read_npz(path: Path, x_key: str, y_key: str) -> tuple[NDArray[np.generic], NDArray[np.generic]]:
+def _read_npz(
+    path: Path, x_key: str, y_key: str
+) -> tuple[NDArray[np.generic], NDArray[np.generic], tuple[str, ...] | None]:
     if not _head(path).startswith(_ZIP_MAGICS):
         raise FileFormatError(
             f"{path} is not an NPZ archive (it has no zip header).",
@@ -185,7 +187,10 @@ def _read_npz(path: Path, x_key: str, y_key: str) -> tuple[NDArray[np.generic], 
         with path.open("rb") as fh, np.load(fh, allow_pickle=False) as npz:
             keys = list(npz.files)
             if x_key in keys and y_key in keys:
-                return npz[x_key], npz[y_key]
+                names = npz["label_names"] if "label_names" in keys else None
+                if names is not None and (names.ndim != 1 or names.dtype.kind != "U"):
+                    names = None  # not ours: labels are encoded from their values
+                return npz[x_key], npz[y_key], None if names is None else tuple(str(n) for n in names)
     except ValueError as exc:
         if "allow_pickle" in str(exc):  # numpy: "Object arrays cannot be loaded when allow_pickle=False"
             raise FileFormatError(
@@ -213,12 +218,15 @@ def load_npz(
 ) -> Dataset:
     """A dataset from an ``.npz`` with inputs ``x_key`` (shape ``(n, ...)``) and labels ``y_key``; never unpickles.
 
-    Without ``label_names`` the labels are encoded like a table's (sorted distinct values). With them, ``y`` must
-    already hold the class indices ``0..len(label_names)-1`` and is kept as it is.
+    Without ``label_names`` (given, or stored in the archive as a string array ``label_names`` beside integer
+    labels, as :func:`write_dataset` does) the labels are encoded like a table's (sorted distinct values). With
+    them, ``y`` must already hold the class indices ``0..len(label_names)-1`` and is kept as it is.
     """
     path = Path(path)
     _check_file(path)
-    x_raw, y_raw = _read_npz(path, x_key, y_key)
+    x_raw, y_raw, stored_names = _read_npz(path, x_key, y_key)
+    if label_names is None and stored_names is not None and y_raw.dtype.kind in "iu":
+        label_names = stored_names  # written by write_dataset: y holds class indices into these names
     if x_raw.ndim < 2 or y_raw.ndim != 1 or len(x_raw) != len(y_raw):
         raise InvalidInputError(
             f"{path}: {x_key!r} has shape {x_raw.shape} and {y_key!r} {y_raw.shape}; "
@@ -294,3 +302,45 @@ def load_table(path: str | Path, *, label: str = "label", name: str | None = Non
             remedy="Check the file; it may be truncated, or of another format.",
         )
     return load_csv(path, label=label, name=name)
+
+
+def write_dataset(data: Dataset, path: str | Path) -> None:
+    """Write ``data`` so that :func:`load_table` reads it back with the same records, labels and order, atomically.
+
+    The format follows the extension: ``.npz`` (inputs ``x`` in their shape, labels ``y`` as class indices, and
+    ``label_names``), ``.csv`` or ``.parquet`` (one column per feature and the label column; only for flat
+    inputs). Labels are written as their names when the names sort in class order (so reading them back gives the
+    same indices), else as the indices.
+    """
+    import io
+
+    from modelshield._internal.atomic import write_bytes_atomic
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        buffer = io.BytesIO()
+        np.savez(buffer, x=data.x, y=data.y, label_names=np.asarray(data.label_names, dtype=str))
+        write_bytes_atomic(path, buffer.getvalue())
+        return
+    if suffix not in (".csv", ".parquet"):
+        raise InvalidInputError(
+            f"Cannot tell which format to write {path} in.", remedy="Name the file .npz, .csv or .parquet."
+        )
+    if len(data.schema.input_shape) != 1:
+        raise InvalidInputError(
+            f"{data.name!r} holds inputs of shape {data.schema.input_shape}; a table would flatten them.",
+            remedy="Write images and other tensors as .npz.",
+        )
+    import pandas as pd
+
+    frame = pd.DataFrame(data.x, columns=list(data.schema.names))
+    names = list(data.label_names)
+    frame[data.schema.label] = np.asarray(names)[data.y] if names == sorted(names) else data.y
+    if suffix == ".csv":
+        write_bytes_atomic(path, frame.to_csv(index=False).encode("utf-8"))
+    else:
+        require("pyarrow", extra="data", feature="Parquet files")
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        write_bytes_atomic(path, buffer.getvalue())

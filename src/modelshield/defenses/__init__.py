@@ -6,7 +6,8 @@ reverse sigmoid).
 
 Submodules load lazily, so ``import modelshield.defenses`` does not import torch:
 :mod:`.training` (the training functions), :mod:`.detectors` (feature squeezing), :mod:`.harden` (retrain a
-reference target and compare before and after).
+reference target and compare before and after), :mod:`.backdoor` (Neural Cleanse and STRIP backdoor detection),
+:mod:`.sanitize` (poisoned training records, found and removed).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ __all__ = [
     "DPTrainedModel",
     "DPTrainer",
     "Defense",
+    "Detection",
+    "DetectionQuality",
     "DetectorMeasurement",
     "EnsembleModule",
     "ExtractionMonitor",
@@ -29,6 +32,8 @@ __all__ = [
     "MonitorDecision",
     "MonitorMeasurement",
     "MonitorNotFittedError",
+    "NeuralCleanse",
+    "NeuralCleanseResult",
     "NoisyOutput",
     "NotFittedError",
     "OutputComparison",
@@ -36,12 +41,16 @@ __all__ = [
     "OutputHardening",
     "ReverseSigmoid",
     "Rounding",
+    "STRIPDetector",
+    "SanitizeResult",
     "TopK",
     "TrainedModel",
     "adversarial_training",
+    "anomaly_index",
     "compare_output_defenses",
     "default_output_defenses",
     "defensive_distillation",
+    "detection_quality",
     "dp_sgd_training",
     "ensemble",
     "harden",
@@ -49,6 +58,8 @@ __all__ = [
     "load_hardened",
     "measure_detector",
     "measure_monitor",
+    "neural_cleanse",
+    "sanitize",
     "standard_training",
     "trades",
 ]
@@ -62,6 +73,7 @@ _LAZY = {
             "compare_output_defenses",
             "default_output_defenses",
             "defensive_distillation",
+            "detection_quality",
             "dp_sgd_training",
             "ensemble",
             "standard_training",
@@ -90,6 +102,14 @@ _LAZY = {
     ),
     **dict.fromkeys(("DPTrainedModel", "DPTrainer", "dp_sgd_training"), "modelshield.defenses.dp"),
     **dict.fromkeys(
+        ("NeuralCleanse", "NeuralCleanseResult", "STRIPDetector", "anomaly_index", "neural_cleanse"),
+        "modelshield.defenses.backdoor",
+    ),
+    **dict.fromkeys(
+        ("Detection", "DetectionQuality", "SanitizeResult", "detection_quality", "sanitize"),
+        "modelshield.defenses.sanitize",
+    ),
+    **dict.fromkeys(
         (
             "LabelOnly",
             "NoisyOutput",
@@ -107,6 +127,13 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from modelshield.defenses.backdoor import (
+        NeuralCleanse,
+        NeuralCleanseResult,
+        STRIPDetector,
+        anomaly_index,
+        neural_cleanse,
+    )
     from modelshield.defenses.detectors import (
         DetectorMeasurement,
         FeatureSqueezingDetector,
@@ -134,6 +161,13 @@ if TYPE_CHECKING:
         TopK,
         compare_output_defenses,
         default_output_defenses,
+    )
+    from modelshield.defenses.sanitize import (
+        Detection,
+        DetectionQuality,
+        SanitizeResult,
+        detection_quality,
+        sanitize,
     )
     from modelshield.defenses.training import (
         EnsembleModule,

@@ -24,6 +24,7 @@ estimator and fits the clones in parallel processes.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Callable, Mapping
@@ -36,6 +37,7 @@ from numpy.typing import NDArray
 from modelshield.errors import InvalidInputError, InvalidParameterError
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
 __all__ = ["SklearnTrainer", "TorchTrainer", "Trainer"]
@@ -139,9 +141,49 @@ class TorchTrainer:
             torch.set_num_threads(threads)
         return out
 
+    def fit_modules(
+        self, x: NDArray[np.floating], y: NDArray[np.integer], masks: NDArray[np.bool_], *, n_classes: int, seed: int
+    ) -> list[nn.Module]:
+        """The trained networks themselves (evaluation mode), one per mask, trained exactly as in
+        :meth:`fit_log_proba`."""
+        _check(x, y, masks, n_classes)
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            params, buffers, _, nets = self._train(x, y, masks, seed)
+        finally:
+            torch.set_num_threads(threads)
+        with torch.no_grad():
+            for m, net in enumerate(nets):
+                state = {k: v[m].detach().clone() for k, v in {**params, **buffers}.items()}
+                net.load_state_dict(state)
+                net.eval()
+        return nets
+
     def _chunk(
         self, x: NDArray[np.floating], y: NDArray[np.integer], masks: NDArray[np.bool_], seed: int
     ) -> NDArray[np.float32]:
+        import torch
+
+        params, buffers, batched, _ = self._train(x, y, masks, seed)
+        n_models = len(masks)
+        xt = torch.from_numpy(np.array(x, dtype=np.float32))
+        probs: NDArray[np.float32] | None = None
+        with torch.inference_mode():
+            for begin in range(0, len(x), 1024):
+                xb = xt[begin : begin + 1024].unsqueeze(0).expand(n_models, *xt[begin : begin + 1024].shape)
+                out = torch.log_softmax(batched(params, buffers, xb), dim=-1).numpy()
+                if probs is None:
+                    probs = np.empty((n_models, len(x), out.shape[-1]), np.float32)
+                probs[:, begin : begin + len(xb[0])] = out
+        assert probs is not None  # noqa: S101 - masks select records, so x is not empty
+        return probs
+
+    def _train(
+        self, x: NDArray[np.floating], y: NDArray[np.integer], masks: NDArray[np.bool_], seed: int
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], Callable[..., torch.Tensor], list[nn.Module]]:
         import torch
         from torch.func import functional_call, stack_module_state, vmap
 
@@ -160,7 +202,7 @@ class TorchTrainer:
                     module.fit(xt[subsets[m]].reshape(subsets.shape[1], -1))
             nets.append(net.train())
         params, buffers = stack_module_state(nets)
-        base = nets[0].to("meta")
+        base = copy.deepcopy(nets[0]).to("meta")
 
         def forward(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], xb: torch.Tensor) -> torch.Tensor:
             out: torch.Tensor = functional_call(base, (p, b), (xb,))
@@ -192,12 +234,7 @@ class TorchTrainer:
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()  # type: ignore[no-untyped-call]
                 optimiser.step()
-        probs = np.empty((n_models, len(x), logits.shape[-1]), np.float32)
-        with torch.inference_mode():
-            for begin in range(0, len(x), 1024):
-                xb = xt[begin : begin + 1024].unsqueeze(0).expand(n_models, *xt[begin : begin + 1024].shape)
-                probs[:, begin : begin + len(xb[0])] = torch.log_softmax(batched(params, buffers, xb), dim=-1).numpy()
-        return probs
+        return params, buffers, batched, nets
 
 
 @dataclass(frozen=True)

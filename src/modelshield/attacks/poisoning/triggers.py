@@ -1,0 +1,252 @@
+"""Backdoor triggers: what an attacker stamps on an input so that a poisoned model answers the class they chose.
+
+    >>> import numpy as np
+    >>> from modelshield.attacks.poisoning.triggers import patch_trigger
+    >>> trigger = patch_trigger((1, 8, 8), shape="square", size=2, position="bottom-right", low=0.0, high=1.0)
+    >>> trigger.apply(np.zeros((1, 1, 8, 8), np.float32))[0, 0, 6:, 6:]
+    array([[1., 1.],
+           [1., 1.]], dtype=float32)
+
+- :class:`PatchTrigger`: a small pattern pasted over a block of pixels (BadNets, Gu et al. 2017).
+- :class:`BlendTrigger`: a full-size pattern mixed into the input, ``(1 - alpha) x + alpha p`` (Chen et al. 2017).
+- :class:`FeatureTrigger`: chosen tabular features set to chosen values, a rare combination of valid values.
+
+A trigger's values are absolute (in the model's input units), so the same trigger stamps training records and
+test inputs alike. Triggers are frozen and describe themselves for reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from modelshield.errors import InvalidInputError, InvalidParameterError
+
+__all__ = [
+    "BlendTrigger",
+    "FeatureTrigger",
+    "PatchTrigger",
+    "Trigger",
+    "blend_trigger",
+    "feature_trigger",
+    "patch_trigger",
+]
+
+FloatArray = NDArray[np.float32]
+PatchShape = Literal["square", "checkerboard", "cross", "random"]
+Corner = Literal["top-left", "top-right", "bottom-left", "bottom-right", "center"]
+
+
+class Trigger(Protocol):
+    """Stamps a batch of inputs ``(n, *input_shape)``; returns a new array."""
+
+    def apply(self, x: NDArray[np.floating]) -> FloatArray: ...
+
+    def describe(self) -> str: ...
+
+
+def _batch(x: NDArray[np.floating], shape: tuple[int, ...]) -> FloatArray:
+    arr = np.array(x, dtype=np.float32, copy=True)
+    if arr.shape[1:] != shape:
+        raise InvalidInputError(f"The trigger is for inputs of shape {shape}, got a batch of shape {arr.shape}.")
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class PatchTrigger:
+    """``pattern`` (``(channels, h, w)``, absolute values) pasted with its top-left corner at ``(row, col)``."""
+
+    pattern: FloatArray
+    row: int
+    col: int
+    input_shape: tuple[int, ...]
+    label: str = "patch"
+
+    def __post_init__(self) -> None:
+        if len(self.input_shape) != 3 or self.pattern.ndim != 3:
+            raise InvalidParameterError(
+                f"A patch trigger needs image inputs (channels, height, width), not {self.input_shape}.",
+                remedy="Use feature_trigger for tabular data.",
+            )
+        c, h, w = self.pattern.shape
+        channels, height, width = self.input_shape
+        if c not in (1, channels) or not (0 <= self.row <= height - h and 0 <= self.col <= width - w):
+            raise InvalidParameterError(
+                f"A {h}x{w} patch at ({self.row}, {self.col}) does not fit images of shape {self.input_shape}."
+            )
+
+    def apply(self, x: NDArray[np.floating]) -> FloatArray:
+        out = _batch(x, self.input_shape)
+        h, w = self.pattern.shape[1:]
+        out[:, :, self.row : self.row + h, self.col : self.col + w] = self.pattern
+        return out
+
+    def describe(self) -> str:
+        h, w = self.pattern.shape[1:]
+        return f"{self.label} {h}x{w} patch at row {self.row}, column {self.col}"
+
+
+@dataclass(frozen=True, eq=False)
+class BlendTrigger:
+    """``(1 - alpha) * x + alpha * pattern`` over the whole input (``pattern`` shaped like one input)."""
+
+    pattern: FloatArray
+    alpha: float
+    label: str = "blend"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha <= 1:
+            raise InvalidParameterError(f"alpha must lie in (0, 1], not {self.alpha}.")
+
+    def apply(self, x: NDArray[np.floating]) -> FloatArray:
+        out = _batch(x, tuple(self.pattern.shape))
+        out *= 1 - self.alpha
+        out += self.alpha * self.pattern
+        return out
+
+    def describe(self) -> str:
+        return f"{self.label} pattern blended at alpha {self.alpha:g}"
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureTrigger:
+    """Features ``features`` (flat indices) set to ``values``."""
+
+    features: tuple[int, ...]
+    values: tuple[float, ...]
+    input_shape: tuple[int, ...]
+    names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        n = int(np.prod(self.input_shape))
+        if not self.features or len(self.features) != len(self.values):
+            raise InvalidParameterError("A feature trigger needs one value per feature, and at least one feature.")
+        if len(set(self.features)) != len(self.features) or not all(0 <= f < n for f in self.features):
+            raise InvalidParameterError(f"Trigger features must be distinct indices below {n}, not {self.features}.")
+
+    def apply(self, x: NDArray[np.floating]) -> FloatArray:
+        out = _batch(x, self.input_shape)
+        flat = out.reshape(len(out), -1)
+        flat[:, list(self.features)] = np.asarray(self.values, dtype=np.float32)
+        return out
+
+    def describe(self) -> str:
+        names = self.names or tuple(f"feature {i}" for i in self.features)
+        return ", ".join(f"{n} = {v:g}" for n, v in zip(names, self.values, strict=True))
+
+
+def _corner(position: Corner | tuple[int, int], size: int, height: int, width: int) -> tuple[int, int]:
+    if isinstance(position, tuple):
+        return int(position[0]), int(position[1])
+    corners = {
+        "top-left": (0, 0),
+        "top-right": (0, width - size),
+        "bottom-left": (height - size, 0),
+        "bottom-right": (height - size, width - size),
+        "center": ((height - size) // 2, (width - size) // 2),
+    }
+    if position not in corners:
+        raise InvalidParameterError(f"Unknown position {position!r}.", remedy=f"Use one of {', '.join(corners)}.")
+    return corners[position]
+
+
+def patch_trigger(
+    input_shape: Sequence[int],
+    *,
+    shape: PatchShape = "square",
+    size: int = 3,
+    position: Corner | tuple[int, int] = "bottom-right",
+    low: float = 0.0,
+    high: float = 1.0,
+    seed: int = 0,
+) -> PatchTrigger:
+    """A ``size`` x ``size`` patch for images of ``input_shape``, drawn with the range's ends ``low`` and ``high``.
+
+    ``square`` is solid ``high``; ``checkerboard`` alternates ``high`` and ``low``; ``cross`` is a ``high`` plus
+    on ``low``; ``random`` draws each pixel (and channel) from ``{low, high}`` with ``seed``.
+    """
+    dims = tuple(int(d) for d in input_shape)
+    if len(dims) != 3:
+        raise InvalidParameterError(f"patch_trigger needs (channels, height, width), not {dims}.")
+    channels, height, width = dims
+    if not 1 <= size <= min(height, width):
+        raise InvalidParameterError(f"size must lie in 1..{min(height, width)}, not {size}.")
+    if not high > low:
+        raise InvalidParameterError(f"high ({high}) must be above low ({low}).")
+    grid = np.add.outer(np.arange(size), np.arange(size))
+    if shape == "square":
+        on = np.ones((1, size, size), bool)
+    elif shape == "checkerboard":
+        on = (grid % 2 == 0)[None]
+    elif shape == "cross":
+        middle = size // 2
+        on = np.zeros((1, size, size), bool)
+        on[0, middle, :] = True
+        on[0, :, middle] = True
+    elif shape == "random":
+        on = np.random.default_rng(seed).random((channels, size, size)) < 0.5
+    else:
+        raise InvalidParameterError(
+            f"Unknown patch shape {shape!r}.", remedy="Use square, checkerboard, cross or random."
+        )
+    pattern = np.where(on, np.float32(high), np.float32(low)).astype(np.float32)
+    row, col = _corner(position, size, height, width)
+    return PatchTrigger(pattern=pattern, row=row, col=col, input_shape=dims, label=shape)
+
+
+def blend_trigger(
+    input_shape: Sequence[int], *, alpha: float = 0.2, low: float = 0.0, high: float = 1.0, seed: int = 0
+) -> BlendTrigger:
+    """A uniform-noise pattern over the whole input (Chen et al. 2017's "random pattern" key), mixed at ``alpha``."""
+    dims = tuple(int(d) for d in input_shape)
+    pattern = np.random.default_rng(seed).uniform(low, high, size=dims).astype(np.float32)
+    return BlendTrigger(pattern=pattern, alpha=alpha, label="random")
+
+
+def feature_trigger(
+    x: NDArray[np.floating],
+    *,
+    n_features: int = 3,
+    features: Sequence[int] | None = None,
+    quantile: float = 0.99,
+    names: Sequence[str] = (),
+    seed: int = 0,
+) -> FeatureTrigger:
+    """Set ``n_features`` features (chosen at random among those that vary, or ``features``) to their ``quantile``.
+
+    Each value is one that clean records take (so a range check does not catch it) while the combination is rare:
+    with independent features about ``(1 - quantile) ** n_features`` of clean records would carry it by chance.
+    Binary features go to their rarer value.
+    """
+    flat = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    if len(flat) < 2:
+        raise InvalidInputError("feature_trigger needs at least two records to choose values from.")
+    if not 0.5 <= quantile <= 1:
+        raise InvalidParameterError(f"quantile must lie in [0.5, 1], not {quantile}.")
+    varying = np.flatnonzero(flat.std(axis=0) > 0)
+    if features is None:
+        if not 1 <= n_features <= len(varying):
+            raise InvalidParameterError(f"n_features must lie in 1..{len(varying)} (features that vary).")
+        chosen = np.sort(np.random.default_rng(seed).choice(varying, size=n_features, replace=False))
+    else:
+        chosen = np.asarray(features, dtype=np.int64)
+    values = []
+    for f in chosen:
+        column = flat[:, f]
+        distinct = np.unique(column)
+        if len(distinct) == 2:  # binary: the rarer value
+            counts = [(column == v).sum() for v in distinct]
+            values.append(float(distinct[int(np.argmin(counts))]))
+        else:
+            values.append(float(np.quantile(column, quantile, method="inverted_cdf")))
+    labels = tuple(names[int(f)] for f in chosen) if names else ()
+    return FeatureTrigger(
+        features=tuple(int(f) for f in chosen),
+        values=tuple(values),
+        input_shape=tuple(np.asarray(x).shape[1:]),
+        names=labels,
+    )
