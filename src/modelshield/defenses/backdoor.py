@@ -39,7 +39,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from modelshield._extras import require
 from modelshield.defenses.detectors import NotFittedError
-from modelshield.errors import InvalidInputError, InvalidParameterError, ModelError
+from modelshield.errors import InvalidInputError, InvalidParameterError
 from modelshield.models.interface import Classifier, FloatArray
 
 if TYPE_CHECKING:
@@ -343,7 +343,7 @@ class NeuralCleanse:
             mask = ((torch.tanh(mask_raw) + 1) / 2).view(mask_view)
             pattern = (low + (torch.tanh(pattern_raw) + 1) / 2 * width).unsqueeze(1)
             stamped = (1 - mask) * xb.unsqueeze(0) + mask * pattern  # (k, b, *shape)
-            logits = _logits(classifier, stamped.reshape(k * b, *shape))
+            logits = classifier._scores(stamped.reshape(k * b, *shape))  # as the classifier reads its module
             ce = torch.nn.functional.cross_entropy(logits, labels, reduction="none").view(k, b).mean(dim=1)
             norms = mask.reshape(k, -1).sum(dim=1)
             loss = (ce + torch.from_numpy(state.cost).to(device, torch.float32) * norms).sum()
@@ -418,23 +418,6 @@ class NeuralCleanse:
             f"target_success={self.target_success}, threshold={self.threshold}, mad_floor={self.mad_floor}, "
             f"seed={self.seed})"
         )
-
-
-def _logits(classifier: TorchClassifier, xt: torch.Tensor) -> torch.Tensor:
-    """The module's class scores as :class:`TorchClassifier` reads them (log-probabilities if it outputs those)."""
-    import torch
-
-    out = classifier.module(xt)
-    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[1] != classifier.n_classes:
-        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ModelError(
-            f"The torch module returned {got}; expected a tensor of shape (batch, {classifier.n_classes}).",
-            remedy="Check n_classes and input_shape, and that the module returns one tensor of class scores.",
-        )
-    out = out.float()
-    if classifier.output == "probabilities":
-        out = torch.log(out.clamp_min(1e-12))
-    return out
 
 
 def neural_cleanse(

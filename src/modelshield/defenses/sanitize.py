@@ -201,9 +201,12 @@ def activation_clustering(
     index (within-cluster over total sum of squares) is compared with :data:`_NULL_DRAWS` splits of Gaussian data
     with the class's own variances: the class is poisoned when the split is significant (one-sided, normal
     approximation, ``alpha`` Bonferroni-corrected over the classes) *and* large: its cluster index is under
-    :data:`_EFFECT_RULE` of the null's. Real sub-styles of a class pass the first test but not the second (on the
-    digits, clean classes measured 0.87-1.03 of the null, backdoored ones 0.01-0.22). The smaller cluster of a
-    poisoned class is flagged: the poison is assumed to be a minority of its class.
+    :data:`_EFFECT_RULE` of the null's. Real sub-styles of a class pass the first test but not the second (on
+    zoo:digits-cnn, clean classes measured 0.87-1.03 of the null). It flags a backdoor whose poison the network
+    maps far from the class (a trigger far outside the data's range: 0.01-0.22), but not, on that small CNN, one
+    with an in-range patch (0.91: the poison is not a separate cluster by this test, though 2-means isolates it);
+    :func:`reversed_trigger` finds those. The smaller cluster of a poisoned class is flagged: the poison is
+    assumed to be a minority of its class.
     """
     from scipy.stats import norm
 
