@@ -48,6 +48,7 @@ from modelshield.defenses.sanitize import (
     detection_quality,
     label_consistency,
     neighbour_disagreement,
+    outlier_scores,
     out_of_fold_proba,
     representations,
     reversed_trigger,
@@ -181,6 +182,20 @@ def test_neighbour_disagreement_flags_flipped_labels_in_separated_blobs() -> Non
     assert detection.details == {"k": 10}
     with pytest.raises(InvalidInputError, match="more than k=10"):
         neighbour_disagreement(x[:10], noisy[:10])
+
+
+def test_outlier_scores_flag_far_records_and_few_of_a_gaussian_class() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 5))
+    labels = np.repeat([0, 1, 2], 200)
+    x[labels == 1] += 10.0
+    far = np.zeros(600, bool)
+    far[[5, 250, 480]] = True
+    x[far] += 8.0  # far from every record of their class
+    detection = outlier_scores(x, labels, k=10)
+    assert detection.flagged[far].all()
+    assert detection.flagged[~far].mean() < 0.02  # a Gaussian's tail, by the 3.5 rule
+    assert detection.scores[far].min() > np.percentile(detection.scores[~far], 99)
 
 
 def test_label_consistency_catches_flipped_labels_given_probabilities() -> None:

@@ -24,6 +24,8 @@ flags by a stated rule (the paper's where it gives one; where it does not, the r
 - ``neighbours``: the share of a record's k nearest neighbours (standardised inputs) with another label, the
   model-free version, for tabular data and when no trainer is given. Flags records that disagree with at least
   ``2k/3`` of their neighbours.
+- ``outliers``: per class, how far a record lies from its nearest neighbours of the same label, as a robust
+  z-score; flags above 3.5 (Iglewicz and Hoaglin). Off by default: unusual records are not poison as such.
 
 :func:`sanitize` runs the detectors the inputs allow, flags the union, and returns the cleaned dataset with, for
 every removed record, the detectors that flagged it. :func:`detection_quality` gives precision and recall against
@@ -55,13 +57,21 @@ __all__ = [
     "detection_quality",
     "label_consistency",
     "neighbour_disagreement",
+    "outlier_scores",
     "representations",
     "reversed_trigger",
     "sanitize",
     "spectral_signatures",
 ]
 
-DETECTORS = ("reversed-trigger", "activation-clustering", "spectral-signatures", "label-consistency", "neighbours")
+DETECTORS = (
+    "reversed-trigger",
+    "activation-clustering",
+    "spectral-signatures",
+    "label-consistency",
+    "neighbours",
+    "outliers",
+)
 _EFFECT_RULE = 0.5  # a poisoned class's split leaves under half the within-cluster variance a Gaussian's does
 _NULL_DRAWS = 20
 _COMPONENTS = 10
@@ -379,6 +389,28 @@ def neighbour_disagreement(x: NDArray[np.floating], labels: NDArray[np.integer],
     return Detection("neighbours", scores, scores >= 2 / 3, {"k": k})
 
 
+def outlier_scores(x: NDArray[np.floating], labels: NDArray[np.integer], *, k: int = 10) -> Detection:
+    """Per-class outliers: each record's mean distance to its ``k`` nearest neighbours of the same label
+    (standardised features), as a robust z-score of its logarithm within the class; flags modified z-scores above
+    3.5 (Iglewicz and Hoaglin's rule). Pass activations instead of inputs to score in a model's representation."""
+    from sklearn.neighbors import NearestNeighbors
+
+    flat = np.asarray(x, np.float64).reshape(len(x), -1)
+    labels = np.asarray(labels, np.int64)
+    std = flat.std(axis=0)
+    scaled = (flat - flat.mean(axis=0)) / np.where(std > 0, std, 1.0)
+    scores = np.zeros(len(flat))
+    for _, rows in _classes(labels):
+        if len(rows) <= k:
+            continue
+        distances, _ = NearestNeighbors(n_neighbors=k + 1).fit(scaled[rows]).kneighbors(scaled[rows])
+        spread = np.log(distances[:, 1:].mean(axis=1) + 1e-12)
+        median = float(np.median(spread))
+        mad = float(np.median(np.abs(spread - median)))
+        scores[rows] = 0.6745 * (spread - median) / mad if mad > 0 else 0.0
+    return Detection("outliers", scores, scores > 3.5, {"k": k})
+
+
 def _folds(n: int, n_folds: int, rng: np.random.Generator) -> NDArray[np.bool_]:
     """Training masks of ``n_folds`` folds with equal training-set sizes (lock-step trainers need them)."""
     order = rng.permutation(n)
@@ -503,6 +535,8 @@ def sanitize(
         detections.append(label_consistency(proba, y))
     if "neighbours" in chosen:
         detections.append(neighbour_disagreement(x, y))
+    if "outliers" in chosen:
+        detections.append(outlier_scores(x, y))
     removed = np.zeros(len(data), bool)
     for d in detections:
         removed |= d.flagged
