@@ -42,14 +42,13 @@ class SanitizeFormat(enum.StrEnum):
 
 
 def _recipe(spec: str, data: Dataset) -> Trainer:
-    from modelshield.zoo.catalog import ZOO, _trainer
+    from modelshield.zoo.catalog import ZOO, trainer
 
-    name = spec.removeprefix("zoo:")
-    if name not in ZOO:
+    if spec.removeprefix("zoo:") not in ZOO:
         raise InvalidParameterError(
             f"Unknown recipe {spec!r}.", remedy=f"Use one of: {', '.join('zoo:' + n for n in ZOO)}."
         )
-    return _trainer(ZOO[name], data.schema.input_shape, data.n_classes)
+    return trainer(spec, input_shape=data.schema.input_shape, n_classes=data.n_classes)
 
 
 def _model(path: Path, arch: str | None, data: Dataset) -> Classifier:

@@ -78,6 +78,7 @@ from numpy.typing import NDArray
 
 from modelshield._extras import require
 from modelshield._internal.atomic import write_text_atomic
+from modelshield._internal.fields import json_field
 from modelshield.data.files import _PARQUET_MAGIC, _ZIP_MAGICS, _check_file, _head, _one_line
 from modelshield.errors import FileFormatError, InputError, InvalidInputError, InvalidParameterError
 
@@ -340,14 +341,7 @@ _COLUMN_KEYS = {
 
 
 def _get(data: Mapping[str, object], key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    if key not in data:
-        raise _bad(where, f"field {key!r} is missing")
-    value = data[key]
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-        names = " or ".join("null" if t is type(None) else t.__name__ for t in kinds)
-        raise _bad(where, f"field {key!r} must be {names}, got {type(value).__name__}")
-    return value
+    return json_field(data, key, kind, lambda problem: _bad(where, problem))
 
 
 def _parse_column(raw: object, where: str) -> ColumnSchema:

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from modelshield._internal.atomic import write_text_atomic
+from modelshield._internal.fields import json_field
 from modelshield.data.interface import Dataset, Feature, FeatureKind, Schema
 from modelshield.errors import (
     FileFormatError,
@@ -250,11 +251,7 @@ def _bad(where: str, problem: str) -> FileFormatError:
 
 
 def _get(data: Mapping[str, object], key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    value = data[key]
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
-        names = " or ".join(t.__name__ for t in (kind if isinstance(kind, tuple) else (kind,)))
-        raise _bad(where, f"field {key!r} must be {names}, got {type(value).__name__}")
-    return value
+    return json_field(data, key, kind, lambda problem: _bad(where, problem))
 
 
 def _parse_schema(raw: object, where: str) -> Schema:

@@ -323,11 +323,14 @@ def _arch_params(entry: ZooEntry, input_shape: tuple[int, ...], n_classes: int) 
     return params
 
 
-def trainer(name: str) -> Trainer:
-    """The recipe that trained reference target ``name``, to train more models like it (reference models)."""
+def trainer(name: str, *, input_shape: tuple[int, ...] | None = None, n_classes: int | None = None) -> Trainer:
+    """The recipe that trained reference target ``name``, to train more models like it (reference models); for
+    other data, give its ``input_shape`` and ``n_classes`` (default: those of the target's own dataset)."""
     entry = _entry(name)
-    data = load_bundled(entry.dataset)
-    return _trainer(entry, data.schema.input_shape, data.n_classes)
+    if input_shape is None or n_classes is None:
+        data = load_bundled(entry.dataset)
+        input_shape, n_classes = data.schema.input_shape, data.n_classes
+    return _trainer(entry, input_shape, n_classes)
 
 
 def _trainer(entry: ZooEntry, input_shape: tuple[int, ...], n_classes: int) -> Trainer:
