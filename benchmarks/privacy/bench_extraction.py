@@ -25,8 +25,8 @@ import torch
 from modelshield.attacks.extraction import extract_model, majority_agreement, resample_images
 from modelshield.data import load_bundled
 from modelshield.models import TorchClassifier
+from modelshield.models.nets import build_network
 from modelshield.zoo import load_target
-from modelshield.zoo.nets import build_network
 
 BUDGETS = (100, 250, 500, 1000, 2000)
 EPOCHS, MIN_STEPS, MAX_STEPS, BATCH, LR = 30, 300, 1500, 64, 2e-3

@@ -122,7 +122,7 @@ def art_rows(
     )
     from art.estimators.classification import BlackBoxClassifier, PyTorchClassifier
 
-    from modelshield.zoo.nets import Standardize
+    from modelshield.models.nets import Standardize
 
     row_of = {r.tobytes(): i for i, r in enumerate(x)}
 

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from modelshield._version import __version__
 from modelshield.errors import ModelShieldError
 from modelshield.findings import Finding, Report, Severity
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Finding",

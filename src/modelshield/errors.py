@@ -20,7 +20,11 @@ The tree::
     ├── UnsafeModelError                               loading a model file would run code; no Unsafe opt-in
     ├── ModelError                                     a model failed to predict or returned something malformed
     │   └── RemoteModelError                           a remote inference server failed or answered out of protocol
+    ├── NotFittedError             (also AttributeError) a detector, guard or monitor used before fit()
     ├── RegistrationError                              a plug-in name registered twice, or a broken plug-in
+    ├── RegistryError                                  the model registry cannot do what was asked
+    │   └── PromotionRefusedError                      a promotion was refused by policy (reasons listed)
+    ├── FindingsAboveThresholdError                    a report has findings at or above a severity (on request)
     └── VerificationError                              a signature or digest did not verify (verification fails closed)
 
 Findings are data, not exceptions: a scan that finds malware *returns* its report. These errors mean that work
@@ -29,15 +33,25 @@ could not be done.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from modelshield.findings import Finding, Severity
+
 __all__ = [
     "FileFormatError",
+    "FindingsAboveThresholdError",
     "InputError",
     "InvalidInputError",
     "InvalidParameterError",
     "MissingExtraError",
     "ModelError",
     "ModelShieldError",
+    "NotFittedError",
+    "PromotionRefusedError",
     "RegistrationError",
+    "RegistryError",
     "RemoteModelError",
     "UnknownTargetError",
     "UnsafeModelError",
@@ -116,11 +130,69 @@ class RemoteModelError(ModelError):
     default_remedy = "Check that the server is up, that the URL and model name are right, and its logs."
 
 
+class NotFittedError(ModelShieldError, AttributeError):
+    """A stateful component (detector, inference guard, monitor) was used before ``fit``."""
+
+    default_remedy = "Call fit(...) with reference data first."
+
+
 class RegistrationError(ModelShieldError):
     """A plug-in was registered twice under one name, or breaks the contract of its kind."""
 
 
+class RegistryError(ModelShieldError):
+    """The model registry cannot do what was asked: an unknown model or version, or an unusable index."""
+
+
+class PromotionRefusedError(RegistryError):
+    """A promotion was refused by policy; :attr:`reasons` lists every reason."""
+
+    def __init__(self, name: str, version: int, reasons: Sequence[str], *, stage: str = "production") -> None:
+        self.name = name
+        self.version = version
+        self.reasons = tuple(reasons)
+        listed = " ".join(f"({i}) {r}" for i, r in enumerate(self.reasons, 1))
+        super().__init__(
+            f"Refused to promote {name} v{version} to {stage}: {listed}",
+            remedy="Fix each reason (sign the model, fix or re-audit it), add it as a new version, and promote that.",
+        )
+
+
+class FindingsAboveThresholdError(ModelShieldError):
+    """Raised on request (:meth:`Report.raise_for_severity`): findings at or above a severity."""
+
+    def __init__(self, findings: Sequence[Finding], threshold: Severity) -> None:
+        worst = max(f.severity for f in findings)
+        super().__init__(
+            f"{len(findings)} finding(s) at or above {threshold.value} (worst: {worst.value}).",
+            remedy="Read the report's remediation for each finding.",
+        )
+        self.findings = tuple(findings)
+        self.threshold = threshold
+
+
 class VerificationError(ModelShieldError):
-    """A signature, digest or provenance record did not verify. Verification fails closed."""
+    """A signature, digest or provenance record did not verify. Verification fails closed.
+
+    The fields say what failed, for callers that act on it: ``subject`` (what was verified), and for file sets the
+    files whose digests ``changed``, the files ``added`` that the signature does not cover, and the files
+    ``removed`` that it covers but that are missing.
+    """
 
     default_remedy = "Do not use the artifact; obtain it again from a trusted source."
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        remedy: str | None = None,
+        subject: str | None = None,
+        changed: Sequence[str] = (),
+        added: Sequence[str] = (),
+        removed: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message, remedy=remedy)
+        self.subject = subject
+        self.changed = tuple(changed)
+        self.added = tuple(added)
+        self.removed = tuple(removed)

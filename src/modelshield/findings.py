@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeAlias
 
-from modelshield.errors import InvalidParameterError, ModelShieldError
+from modelshield.errors import FindingsAboveThresholdError, InvalidParameterError
 
 __all__ = [
     "ATLAS_TECHNIQUES",
@@ -403,19 +403,6 @@ class CheckRun:
             duration_s=float(data["duration_s"]),
             reason=data.get("reason", ""),
         )
-
-
-class FindingsAboveThresholdError(ModelShieldError):
-    """Raised by :meth:`Report.raise_for_severity` when findings reach the threshold."""
-
-    def __init__(self, findings: Sequence[Finding], threshold: Severity) -> None:
-        worst = max(f.severity for f in findings)
-        super().__init__(
-            f"{len(findings)} finding(s) at or above {threshold.value} (worst: {worst.value}).",
-            remedy="Read the report's remediation for each finding.",
-        )
-        self.findings = tuple(findings)
-        self.threshold = threshold
 
 
 @dataclass(frozen=True)

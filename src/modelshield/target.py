@@ -10,12 +10,12 @@ build or read one; it depends only on the model and data interfaces.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from modelshield._internal.hashing import sha256_file
 from modelshield.data.interface import Dataset
 from modelshield.errors import InvalidInputError
 from modelshield.findings import TargetInfo
@@ -24,18 +24,7 @@ from modelshield.models.interface import Classifier
 if TYPE_CHECKING:
     from modelshield.models.retrain import Trainer
 
-__all__ = ["Target", "sha256_file"]
-
-_CHUNK = 1 << 20
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 (hex) of a file, streamed in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+__all__ = ["Target"]
 
 
 @dataclass(frozen=True, eq=False)

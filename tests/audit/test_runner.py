@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from modelshield._internal.hashing import sha256_file
 from modelshield.audit import (
     AuditOptions,
     Auditor,
@@ -22,7 +23,7 @@ from modelshield.data import Dataset, load_breast_cancer, train_test_split
 from modelshield.errors import RegistrationError, UnknownTargetError
 from modelshield.findings import CheckStatus, Finding, Severity
 from modelshield.models import SklearnClassifier
-from modelshield.target import Target, sha256_file
+from modelshield.target import Target
 from modelshield.zoo import load_target
 
 

@@ -17,7 +17,6 @@ from modelshield.attacks.evasion.evaluation import evaluate_robustness
 from modelshield.attacks.evasion.whitebox import pgd
 from modelshield.cli import harden as harden_cli
 from modelshield.defenses.detectors import FeatureSqueezingDetector, NotFittedError, measure_detector
-from modelshield.defenses.harden import Defense, harden, load_hardened
 from modelshield.defenses.training import (
     EnsembleModule,
     adversarial_training,
@@ -27,7 +26,8 @@ from modelshield.defenses.training import (
     trades,
 )
 from modelshield.errors import InvalidParameterError
-from modelshield.models.loading import load_torch_weights
+from modelshield.harden import Defense, harden, load_hardened
+from modelshield.models.serialization import load_torch_weights
 from modelshield.models.torch_classifier import TorchClassifier
 from modelshield.target import Target
 from modelshield.zoo import architecture, load_target

@@ -16,8 +16,8 @@ from modelshield.data.interface import Dataset
 from modelshield.defenses.dp import DPTrainedModel, dp_sgd_training
 from modelshield.defenses.training import standard_training
 from modelshield.errors import InvalidParameterError, MissingExtraError
+from modelshield.models.nets import Standardize
 from modelshield.zoo import architecture, load_target
-from modelshield.zoo.nets import Standardize
 
 
 @pytest.fixture(autouse=True, scope="module")

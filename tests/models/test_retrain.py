@@ -11,8 +11,8 @@ from modelshield.models.retrain import SklearnTrainer, Trainer
 
 torch = pytest.importorskip("torch")
 
+from modelshield.models.nets import build_network  # noqa: E402
 from modelshield.models.retrain import TorchTrainer  # noqa: E402
-from modelshield.zoo.nets import build_network  # noqa: E402
 
 
 def _data(n: int = 120, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

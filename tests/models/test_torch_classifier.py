@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from modelshield.errors import FileFormatError, InvalidInputError, InvalidParameterError, ModelError, UnsafeModelError
-from modelshield.models import Bounds, TorchClassifier, load_model
-from modelshield.models.loading import load_torch_weights
+from modelshield.loading import load_model
+from modelshield.models import Bounds, TorchClassifier
+from modelshield.models.serialization import load_torch_weights
 from modelshield.testing import check_classifier
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from modelshield._internal.hashing import sha256_file
 from modelshield.errors import UnknownTargetError
 from modelshield.models import GradientClassifier
-from modelshield.target import sha256_file
 from modelshield.testing import check_classifier
 from modelshield.zoo import ZOO, load_target, status
 

@@ -19,7 +19,7 @@ class (``labels="hard"``). Three query strategies:
   of the victim's answer ``c``; the victim stays black-box. λ flips sign every ``tau`` rounds.
 
 The surrogate is a small CNN for square images (side divisible by 4) and a standardising MLP otherwise
-(:func:`modelshield.zoo.nets.build_network`). At each query budget a fresh surrogate is trained on the first
+(:func:`modelshield.models.nets.build_network`). At each query budget a fresh surrogate is trained on the first
 ``budget`` answers and measured on held-out data: *fidelity* (agreement with the victim's predictions), its
 accuracy, and the victim's. Fidelity must be read against the baseline in the result: the agreement a constant
 guess of the victim's most frequent answer would reach. Queries come from the victim's own query counter.
@@ -310,7 +310,7 @@ def _is_image(shape: tuple[int, ...]) -> bool:
 def _build_surrogate(input_shape: tuple[int, ...], n_classes: int, x_fit: FloatArray, seed: int) -> torch.nn.Module:
     import torch
 
-    from modelshield.zoo.nets import Standardize, build_network
+    from modelshield.models.nets import Standardize, build_network
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

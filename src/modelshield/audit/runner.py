@@ -22,7 +22,7 @@ from importlib import metadata
 
 import numpy as np
 
-from modelshield import __version__
+from modelshield._version import __version__
 from modelshield.audit.interface import AuditOptions, Budget, Check, CheckContext
 from modelshield.audit.registry import CheckRegistry, default_registry
 from modelshield.findings import CheckRun, CheckStatus, Finding, Report, Severity

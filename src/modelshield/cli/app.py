@@ -3,7 +3,7 @@
     >>> from modelshield.cli.app import main
     >>> main(["targets", "--help"])  # doctest: +SKIP
 
-This is the only place (with its sibling command modules) that reads ``MODELSHIELD_*`` environment variables.
+Command modules import their shared state from :mod:`modelshield.cli._console`, never from here.
 """
 
 from __future__ import annotations
@@ -11,43 +11,17 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
-from dataclasses import dataclass
-from typing import Annotated, TextIO
+from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from modelshield import __version__
+from modelshield._version import __version__
+from modelshield.cli._console import LOG_HANDLER, state, stderr
 from modelshield.cli.options import EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE
 from modelshield.errors import ModelShieldError
 
-__all__ = ["EXIT_CLEAN", "EXIT_FINDINGS", "EXIT_USAGE", "app", "main", "stderr"]
+__all__ = ["EXIT_CLEAN", "EXIT_FINDINGS", "EXIT_USAGE", "app", "main"]
 
-
-stderr = Console(stderr=True)
-
-
-class _StderrHandler(logging.StreamHandler[TextIO]):
-    """Writes to whatever ``sys.stderr`` is at the time of each record (tests swap it)."""
-
-    def __init__(self) -> None:
-        super().__init__(sys.stderr)
-        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.stream = sys.stderr
-        super().emit(record)
-
-
-_LOG_HANDLER = _StderrHandler()
-
-
-@dataclass
-class _State:
-    verbose: int = 0
-
-
-state = _State()
 
 app = typer.Typer(
     name="modelshield",
@@ -76,11 +50,11 @@ def _root(
 ) -> None:
     """modelshield: a multi-layered security framework for machine-learning systems."""
     state.verbose = verbose
-    _LOG_HANDLER.setLevel(logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG)
+    LOG_HANDLER.setLevel(logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG)
     package = logging.getLogger("modelshield")
-    package.setLevel(_LOG_HANDLER.level)
-    if _LOG_HANDLER not in package.handlers:
-        package.addHandler(_LOG_HANDLER)
+    package.setLevel(LOG_HANDLER.level)
+    if LOG_HANDLER not in package.handlers:
+        package.addHandler(LOG_HANDLER)
 
 
 def _register_commands() -> None:

@@ -7,8 +7,6 @@ $ modelshield audit --model model.onnx --data test.csv --label diagnosis --forma
 from __future__ import annotations
 
 import dataclasses
-import enum
-import os
 import sys
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -17,8 +15,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from modelshield._internal.atomic import write_text_atomic
-from modelshield.cli.app import stderr
-from modelshield.cli.options import EXIT_FINDINGS, FailOn, OutputFormat, exit_code
+from modelshield.audit.interface import Budget
+from modelshield.cli._console import cache_dir, reference_cache_dir, stderr
+from modelshield.cli.options import EXIT_FINDINGS, OutputFormat, exit_code, fail_on_option, format_option, parse_fail_on
 from modelshield.errors import InvalidParameterError
 from modelshield.findings import Report
 from modelshield.target import Target
@@ -27,17 +26,6 @@ if TYPE_CHECKING:
     from modelshield.audit import Auditor
 
 __all__ = ["register"]
-
-
-class BudgetChoice(enum.StrEnum):
-    quick = "quick"
-    standard = "standard"
-    thorough = "thorough"
-
-
-def _cache_dir() -> Path | None:
-    value = os.environ.get("MODELSHIELD_CACHE_DIR")
-    return Path(value) if value else None
 
 
 def _file_target(
@@ -50,7 +38,8 @@ def _file_target(
     unsafe_allow_pickle: bool,
 ) -> Target:
     from modelshield.data import load_table
-    from modelshield.models import Bounds, load_model
+    from modelshield.loading import load_model
+    from modelshield.models import Bounds
 
     if data is None:
         raise InvalidParameterError(
@@ -118,12 +107,14 @@ def audit_command(
     ] = None,
     public_key: Annotated[Path | None, typer.Option(help="Public key of the model's signer.")] = None,
     checks: Annotated[str | None, typer.Option(help="Comma-separated checks to run (default: all).")] = None,
-    budget: Annotated[BudgetChoice, typer.Option(help="How much work each check may do.")] = BudgetChoice.quick,
+    budget: Annotated[Budget, typer.Option(help="How much work each check may do.")] = Budget.QUICK,
     seed: Annotated[int, typer.Option(min=0, help="Random seed; the same seed gives the same report.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Directory for report.json, report.html and report.sarif.")] = None,
-    output_format: Annotated[OutputFormat, typer.Option("--format", help="What to print.")] = OutputFormat.text,
+    output_format: Annotated[
+        OutputFormat, format_option(OutputFormat.TEXT, OutputFormat.JSON, OutputFormat.SARIF, OutputFormat.HTML)
+    ] = OutputFormat.TEXT,
     output: Annotated[Path | None, typer.Option(help="Write the --format output to this file.")] = None,
-    fail_on: Annotated[FailOn, typer.Option(help="Exit 1 when a finding reaches this severity.")] = FailOn.high,
+    fail_on: Annotated[str, fail_on_option()] = "high",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary.")] = False,
 ) -> None:
     """Audit a model: run security checks and write the findings as JSON, HTML and SARIF."""
@@ -135,12 +126,11 @@ def audit_command(
             remedy="Try: modelshield audit --target zoo:digits-cnn",
         )
     names = tuple(n.strip() for n in checks.split(",") if n.strip()) if checks else None
-    from modelshield.zoo import default_cache_dir
 
-    reference_cache = (_cache_dir() or default_cache_dir()) / "_reference"  # beside the zoo's entries
+    reference_cache = reference_cache_dir()
     # unknown checks fail now, before any work
-    auditor = Auditor(AuditOptions(checks=names, budget=budget.value, seed=seed, cache_dir=reference_cache))
-    show_progress = not quiet and output_format is OutputFormat.text and stderr.is_terminal
+    auditor = Auditor(AuditOptions(checks=names, budget=budget, seed=seed, cache_dir=reference_cache))
+    show_progress = not quiet and output_format is OutputFormat.TEXT and stderr.is_terminal
     status: AbstractContextManager[object] = (
         stderr.status("Preparing the target...") if show_progress else nullcontext()
     )
@@ -150,23 +140,27 @@ def audit_command(
         else:
             from modelshield.zoo import load_target
 
-            resolved = load_target(str(target), seed=seed, cache_dir=_cache_dir())
+            resolved = load_target(str(target), seed=seed, cache_dir=cache_dir())
         resolved = dataclasses.replace(resolved, signature_path=signature, public_key_path=public_key)
     report = _run(auditor, resolved, show_progress)
     if out is not None:
         from modelshield.reporting import write_reports
 
         written = write_reports(report, out)
-        if not quiet and output_format is OutputFormat.text:
+        if not quiet and output_format is OutputFormat.TEXT:
             stderr.print(f"Reports written: {', '.join(str(p) for p in written.values())}", highlight=False)
-    if output_format is OutputFormat.json:
+    if output_format is OutputFormat.JSON:
         from modelshield.reporting import render_json
 
         _emit(render_json(report), output)
-    elif output_format is OutputFormat.sarif:
+    elif output_format is OutputFormat.SARIF:
         from modelshield.reporting import render_sarif
 
         _emit(render_sarif(report), output)
+    elif output_format is OutputFormat.HTML:
+        from modelshield.reporting import render_html
+
+        _emit(render_html(report), output)
     elif not quiet:
         from modelshield.reporting import render_terminal
 
@@ -188,8 +182,8 @@ def _run(auditor: Auditor, target: Target, show_progress: bool) -> Report:
         return auditor.run(target, progress=progress)
 
 
-def _exit_code(report: Report, fail_on: FailOn) -> int:
-    return EXIT_FINDINGS if not report.complete else exit_code(report.findings, fail_on)
+def _exit_code(report: Report, fail_on: str) -> int:
+    return EXIT_FINDINGS if not report.complete else exit_code(report.findings, parse_fail_on(fail_on))
 
 
 def register(app: typer.Typer) -> None:

@@ -16,7 +16,6 @@ issue rejects rows or fails the batch, 2 on bad input (a missing file, a malform
 from __future__ import annotations
 
 import contextlib
-import enum
 import io
 import json
 import sys
@@ -26,33 +25,20 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from modelshield.cli.options import EXIT_CLEAN, EXIT_FINDINGS
+from modelshield.cli._console import BUNDLED, load_dataset
+from modelshield.cli.options import EXIT_CLEAN, EXIT_FINDINGS, OutputFormat, text_or_json
 from modelshield.errors import FileFormatError, InputError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from modelshield.data.interface import Dataset
     from modelshield.data.validation import TableSchema, ValidationReport
     from modelshield.supply_chain.provenance import DataManifest, ManifestDiff
 
 __all__ = ["register"]
 
-_BUNDLED = "bundled:"
+_BUNDLED = BUNDLED
 _LABEL_HELP = "Label column of a CSV or Parquet file (label array of an NPZ: default 'y')."
-
-
-class DiffFormat(enum.StrEnum):
-    text = "text"
-    json = "json"
-
-
-def _dataset(spec: str, label: str) -> Dataset:
-    from modelshield.data import load_bundled, load_table
-
-    if spec.startswith(_BUNDLED):
-        return load_bundled(spec.removeprefix(_BUNDLED))
-    return load_table(Path(spec), label=label)
 
 
 def _manifest_or_dataset(spec: str, label: str) -> DataManifest:
@@ -70,7 +56,7 @@ def _manifest_or_dataset(spec: str, label: str) -> DataManifest:
             raise FileFormatError(f"{path} cannot be read: {exc}.", remedy="Check the path.") from exc
         if head.startswith(b"{"):  # a JSON object: no CSV, Parquet or NPZ file starts so
             return read_manifest(path)
-    return build_manifest(_dataset(spec, label), source=spec)
+    return build_manifest(load_dataset(spec, label), source=spec)
 
 
 def manifest_command(
@@ -87,7 +73,7 @@ def manifest_command(
     """Record a dataset's schema, per-record digests, Merkle root and lineage in a manifest file."""
     from modelshield.supply_chain.provenance import build_manifest, write_manifest
 
-    data = _dataset(dataset, label)
+    data = load_dataset(dataset, label)
     manifest = build_manifest(data, source=source, parent=parent, transform=transform)
     out = output if output is not None else Path(f"{Path(data.name).name}.manifest.json")
     write_manifest(manifest, out, overwrite=overwrite)
@@ -119,7 +105,7 @@ def _text(a: DataManifest, b: DataManifest, diff: ManifestDiff) -> str:
 def diff_command(
     a: Annotated[str, typer.Argument(help="The old side: a manifest, bundled:NAME, or a CSV/Parquet/NPZ file.")],
     b: Annotated[str, typer.Argument(help="The new side, likewise.")],
-    output_format: Annotated[DiffFormat, typer.Option("--format", help="Output format.")] = DiffFormat.text,
+    output_format: Annotated[OutputFormat, text_or_json(help="Output format.")] = OutputFormat.TEXT,
     label: Annotated[str, typer.Option(help=_LABEL_HELP)] = "label",
     limit: Annotated[int, typer.Option(min=0, help="Row indices to list per kind of difference.")] = 10,
     ignore_order: Annotated[bool, typer.Option(help="Exit 0 when only the order of the records differs.")] = False,
@@ -129,7 +115,7 @@ def diff_command(
 
     left, right = _manifest_or_dataset(a, label), _manifest_or_dataset(b, label)
     diff = diff_manifests(left, right, limit=limit)
-    if output_format is DiffFormat.json:
+    if output_format is OutputFormat.JSON:
         typer.echo(json.dumps({"a": a, "b": b, **diff.to_dict()}, indent=2))
     else:
         typer.echo(_text(left, right, diff))
@@ -137,11 +123,6 @@ def diff_command(
         ignore_order and diff.same_records and not (diff.schema_changed or diff.label_names_changed)
     )
     raise typer.Exit(EXIT_CLEAN if same else EXIT_FINDINGS)
-
-
-class ReportFormat(enum.StrEnum):
-    text = "text"
-    json = "json"
 
 
 def schema_command(
@@ -277,7 +258,7 @@ def _print_report(report: ValidationReport, batch: Path, schema_path: Path, sche
 def validate_command(
     batch: Annotated[Path, typer.Argument(help="The batch to check: a CSV or Parquet file.")],
     schema: Annotated[Path, typer.Option(help="The schema file written by `modelshield data schema`.")],
-    output_format: Annotated[ReportFormat, typer.Option("--format", help="Output format.")] = ReportFormat.text,
+    output_format: Annotated[OutputFormat, text_or_json(help="Output format.")] = OutputFormat.TEXT,
     valid_out: Annotated[
         Path | None, typer.Option(help="Write the rows no issue rejects here (CSV, or Parquet by suffix).")
     ] = None,
@@ -315,7 +296,7 @@ def validate_command(
     if rejected_out is not None:
         pending.append((rejected_out, report.rejected_rows()))
     _write_outputs(pending)
-    if output_format is ReportFormat.json:
+    if output_format is OutputFormat.JSON:
         document = {
             "batch": str(batch),
             "schema": str(schema),

@@ -7,9 +7,7 @@ $ modelshield harden --target zoo:cancer-mlp-overfit --defense dp-sgd --epsilon 
 
 from __future__ import annotations
 
-import enum
 import json
-import os
 from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -18,23 +16,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from modelshield.cli.app import stderr
-from modelshield.defenses.harden import Defense
+from modelshield.cli._console import cache_dir, reference_cache_dir, stderr
+from modelshield.cli.options import OutputFormat, text_or_json
+from modelshield.harden import Defense
 
 if TYPE_CHECKING:
-    from modelshield.defenses.harden import HardeningResult
+    from modelshield.harden import HardeningResult
 
 __all__ = ["register"]
-
-
-class HardenFormat(enum.StrEnum):
-    text = "text"
-    json = "json"
-
-
-def _cache_dir() -> Path | None:
-    value = os.environ.get("MODELSHIELD_CACHE_DIR")
-    return Path(value) if value else None
 
 
 def _pct(value: float) -> str:
@@ -117,23 +106,23 @@ def harden_command(
     reference_models: Annotated[
         int, typer.Option(min=2, help="DP-SGD: reference models for the membership attacks, per model.")
     ] = 8,
-    output_format: Annotated[HardenFormat, typer.Option("--format", help="What to print.")] = HardenFormat.text,
+    output_format: Annotated[OutputFormat, text_or_json(help="What to print.")] = OutputFormat.TEXT,
 ) -> None:
     """Harden a reference target (adversarial training, TRADES, distillation, an ensemble, or DP-SGD) and compare it
     before and after (robust accuracy; for DP-SGD, membership leakage); write the weights and the comparison."""
-    from modelshield.defenses.harden import harden, harden_dp
     from modelshield.errors import InvalidParameterError
-    from modelshield.zoo import default_cache_dir, load_target
+    from modelshield.harden import harden, harden_dp
+    from modelshield.zoo import load_target
 
-    show_progress = output_format is HardenFormat.text and stderr.is_terminal
+    show_progress = output_format is OutputFormat.TEXT and stderr.is_terminal
     if (epsilon is not None or delta is not None) and defense is not Defense.DP_SGD:
         raise InvalidParameterError("--epsilon and --delta belong to --defense dp-sgd.", remedy="Drop them.")
     if defense is Defense.DP_SGD and epsilon is None:
         raise InvalidParameterError("--defense dp-sgd needs --epsilon.", remedy="Try --epsilon 8.")
-    resolved = load_target(target, seed=seed, cache_dir=_cache_dir(), device="cpu")
+    resolved = load_target(target, seed=seed, cache_dir=cache_dir(), device="cpu")
     if defense is Defense.DP_SGD:
         assert epsilon is not None  # noqa: S101 - checked above
-        cache = (_cache_dir() or default_cache_dir()) / "_reference"
+        cache = reference_cache_dir()
         with stderr.status("Training with DP-SGD and attacking both models...") if show_progress else nullcontext():
             result = harden_dp(resolved, epsilon=epsilon, delta=delta, seed=seed, epochs=epochs or 30,
                                n_reference=reference_models, cache_dir=cache)  # fmt: skip
@@ -144,7 +133,7 @@ def harden_command(
     else:
         result = harden(resolved, defense, eps=eps, seed=seed, epochs=epochs, eval_n=eval_n, eval_steps=eval_steps)
     report = result.save(out)
-    if output_format is HardenFormat.json:
+    if output_format is OutputFormat.JSON:
         typer.echo(json.dumps({**result.to_dict(), "weights": str(out), "comparison": str(report)}, indent=2))
         return
     _render(result, out, report)

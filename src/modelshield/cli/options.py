@@ -1,40 +1,76 @@
-"""Option types shared by the commands: output formats and the ``--fail-on`` threshold.
+"""What the commands share: exit codes, the ``--format`` choices and the ``--fail-on`` threshold.
 
->>> from modelshield.cli.options import FailOn, exit_code
->>> exit_code([], FailOn.high)
+One vocabulary: formats are :class:`~modelshield.reporting.OutputFormat`, thresholds are
+:class:`~modelshield.findings.Severity` (or ``never``), budgets are :class:`~modelshield.audit.interface.Budget`;
+a command offers the subset of formats it can write.
+
+>>> from modelshield.cli.options import exit_code, parse_fail_on
+>>> exit_code([], parse_fail_on("high"))
 0
 """
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import typer
 
 from modelshield.findings import Finding, Severity
+from modelshield.reporting.interface import OutputFormat
 
-__all__ = ["EXIT_CLEAN", "EXIT_FINDINGS", "EXIT_USAGE", "FailOn", "OutputFormat", "exit_code"]
+__all__ = [
+    "EXIT_CLEAN",
+    "EXIT_FINDINGS",
+    "EXIT_USAGE",
+    "FAIL_ON_CHOICES",
+    "OutputFormat",
+    "exit_code",
+    "fail_on_option",
+    "format_option",
+    "parse_fail_on",
+    "text_or_json",
+]
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
-
-class OutputFormat(enum.StrEnum):
-    text = "text"
-    json = "json"
-    sarif = "sarif"
+#: ``--fail-on`` values: a severity, or ``never`` (exit 0 whatever is found).
+FAIL_ON_CHOICES = (*(s.value for s in Severity), "never")
 
 
-class FailOn(enum.StrEnum):
-    info = "info"
-    low = "low"
-    medium = "medium"
-    high = "high"
-    critical = "critical"
-    never = "never"
+def _choice(values: Sequence[str]) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value not in values:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(values)}.")
+        return value
+
+    return parse
 
 
-def exit_code(findings: Iterable[Finding], fail_on: FailOn) -> int:
-    """1 when a finding reaches ``fail_on`` (never, for ``FailOn.never``), else 0."""
-    if fail_on is FailOn.never:
+def format_option(*formats: OutputFormat, help: str = "Output format.") -> Any:
+    """A ``--format`` option offering ``formats`` (values of the one :class:`OutputFormat`)."""
+    values = [f.value for f in formats]
+    parse = _choice(values)
+    return typer.Option("--format", parser=lambda v: OutputFormat(parse(v)), metavar="|".join(values), help=help)
+
+
+def text_or_json(help: str = "Output format.") -> Any:
+    """A ``--format`` option offering ``text`` and ``json``."""
+    return format_option(OutputFormat.TEXT, OutputFormat.JSON, help=help)
+
+
+def fail_on_option(help: str = "Exit 1 when a finding reaches this severity (never: always 0).") -> Any:
+    """A ``--fail-on`` option: a severity name or ``never``."""
+    return typer.Option("--fail-on", parser=_choice(FAIL_ON_CHOICES), metavar="|".join(FAIL_ON_CHOICES), help=help)
+
+
+def parse_fail_on(value: str) -> Severity | None:
+    """The threshold named by ``value``: a :class:`Severity`, or None for ``never``."""
+    return None if value == "never" else Severity.parse(value)
+
+
+def exit_code(findings: Iterable[Finding], fail_on: Severity | None) -> int:
+    """1 when a finding reaches ``fail_on`` (never, when it is None), else 0."""
+    if fail_on is None:
         return EXIT_CLEAN
-    threshold = Severity.parse(fail_on.value)
-    return EXIT_FINDINGS if any(f.severity >= threshold for f in findings) else EXIT_CLEAN
+    return EXIT_FINDINGS if any(f.severity >= fail_on for f in findings) else EXIT_CLEAN

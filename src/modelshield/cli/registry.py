@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from modelshield.cli.options import EXIT_CLEAN, EXIT_FINDINGS
-from modelshield.errors import InvalidParameterError
+from modelshield.errors import InvalidParameterError, VerificationError
 
 if TYPE_CHECKING:
     from modelshield.registry import ModelVersion, Registry
@@ -74,6 +74,12 @@ def _describe(v: ModelVersion) -> list[str]:
     ]
     lines += [f"  {key} = {json.dumps(value)}" for key, value in sorted(v.metadata.items())]
     return lines
+
+
+def _failed(exc: VerificationError) -> typer.Exit:
+    """Say on stderr, in one line, what did not verify; the exit (1) to raise."""
+    typer.echo(f"verification failed: {' '.join(exc.message.split())}", err=True)
+    return typer.Exit(EXIT_FINDINGS)
 
 
 def _parse_meta(items: list[str] | None) -> dict[str, str]:
@@ -182,7 +188,13 @@ def history_command(
     """Show every change to a model: add, promote, rollback and refused promotions, hash-chained."""
     with _open(registry, db_url) as reg:
         entries = reg.history(name)
-        check = reg.verify_history(name) if verify else None
+        failure: VerificationError | None = None
+        verified = None
+        if verify:
+            try:
+                verified = reg.verify_history(name)
+            except VerificationError as exc:
+                failure = exc
     if format is ShowFormat.json:
         typer.echo(json.dumps([e.to_dict() for e in entries], indent=2))
     else:
@@ -190,9 +202,11 @@ def history_command(
             version = f"v{e.version}" if e.version is not None else "-"
             detail = json.dumps(dict(e.detail), sort_keys=True)
             typer.echo(f"#{e.seq}\t{e.timestamp}\t{e.action}\t{version}\t{e.actor}\t{e.hash[:16]}\t{detail}")
-    if check is not None:
-        typer.echo(check.summary(), err=not check.ok)
-        raise typer.Exit(EXIT_CLEAN if check.ok else EXIT_FINDINGS)
+    if failure is not None:
+        raise _failed(failure)
+    if verified is not None:
+        typer.echo(verified.summary(), err=format is ShowFormat.json)
+        raise typer.Exit(EXIT_CLEAN)
 
 
 def export_command(
@@ -202,9 +216,12 @@ def export_command(
     registry: RegistryDir = DEFAULT_REGISTRY,
     db_url: DbUrl = None,
 ) -> None:
-    """Write a stored version back out, verified byte for byte, under its original name."""
+    """Write a stored version back out, verified byte for byte, under its original name (exit 1 if tampered)."""
     with _open(registry, db_url) as reg:
-        path = reg.export(name, version, output)
+        try:
+            path = reg.export(name, version, output)
+        except VerificationError as exc:
+            raise _failed(exc) from None
     typer.echo(f"exported {name} {version} -> {path}")
 
 

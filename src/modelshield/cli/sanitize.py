@@ -13,7 +13,6 @@ Exit 0 when nothing was removed, 1 when records were, 2 on bad input; nothing is
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import json
 import sys
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from modelshield.cli.options import EXIT_CLEAN, EXIT_FINDINGS
+from modelshield.cli.options import EXIT_CLEAN, EXIT_FINDINGS, OutputFormat, text_or_json
 from modelshield.errors import InputError, InvalidParameterError
 
 if TYPE_CHECKING:
@@ -36,11 +35,6 @@ __all__ = ["sanitize_command"]
 REMOVED_FORMAT = "modelshield.sanitize-removed"
 
 
-class SanitizeFormat(enum.StrEnum):
-    text = "text"
-    json = "json"
-
-
 def _recipe(spec: str, data: Dataset) -> Trainer:
     from modelshield.zoo.catalog import ZOO, trainer
 
@@ -52,7 +46,8 @@ def _recipe(spec: str, data: Dataset) -> Trainer:
 
 
 def _model(path: Path, arch: str | None, data: Dataset) -> Classifier:
-    from modelshield.models import Bounds, load_model
+    from modelshield.loading import load_model
+    from modelshield.models import Bounds
 
     architecture = None
     if arch is not None:
@@ -146,12 +141,12 @@ def sanitize_command(  # noqa: PLR0915 - checks, runs and writes in order, one c
     ] = None,
     label: Annotated[str, typer.Option(help="Label column of a CSV or Parquet file.")] = "label",
     seed: Annotated[int, typer.Option(min=0, help="Random seed.")] = 0,
-    output_format: Annotated[SanitizeFormat, typer.Option("--format", help="What to print.")] = SanitizeFormat.text,
+    output_format: Annotated[OutputFormat, text_or_json(help="What to print.")] = OutputFormat.TEXT,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace output files that exist.")] = False,
 ) -> None:
     """Find poisoned or mislabelled records, write the cleaned set and a record of what was removed and why."""
     from modelshield._internal.atomic import write_text_atomic
-    from modelshield.cli.data import _dataset
+    from modelshield.cli._console import load_dataset
     from modelshield.data import write_dataset
     from modelshield.defenses.sanitize import DETECTORS, sanitize
     from modelshield.supply_chain.provenance import build_manifest, read_manifest, verify_dataset, write_manifest
@@ -178,7 +173,7 @@ def sanitize_command(  # noqa: PLR0915 - checks, runs and writes in order, one c
             )
     if arch is not None and model is None:
         raise InvalidParameterError("--arch describes --model's architecture, and no --model was given.")
-    data = _dataset(dataset, label)
+    data = load_dataset(dataset, label)
     if parent is not None:
         verify_dataset(read_manifest(parent), data)  # the parent must describe exactly this dataset
     trainer = _recipe(recipe, data) if recipe is not None else None
@@ -213,7 +208,7 @@ def sanitize_command(  # noqa: PLR0915 - checks, runs and writes in order, one c
             if path in fresh:
                 path.unlink(missing_ok=True)
         raise
-    if output_format is SanitizeFormat.json:
+    if output_format is OutputFormat.JSON:
         summary = {k: v for k, v in record.items() if k != "removed"}
         summary["removed_indices"] = [r["index"] for r in record["removed"]]
         sys.stdout.write(json.dumps(summary, indent=1) + "\n")

@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from modelshield._internal.atomic import write_text_atomic
-from modelshield.cli.options import FailOn, OutputFormat, exit_code
+from modelshield.cli.options import OutputFormat, exit_code, fail_on_option, format_option, parse_fail_on
 from modelshield.errors import FileFormatError, InvalidInputError
 from modelshield.reporting.terminal import SEVERITY_STYLE
 
@@ -49,9 +49,11 @@ def _policy(path: Path | None) -> Policy:
 
 def scan_command(
     paths: Annotated[list[Path], typer.Argument(help="Model files or directories (scanned recursively).")],
-    output_format: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.text,
+    output_format: Annotated[
+        OutputFormat, format_option(OutputFormat.TEXT, OutputFormat.JSON, OutputFormat.SARIF)
+    ] = OutputFormat.TEXT,
     output: Annotated[Path | None, typer.Option(help="Write the output to this file.")] = None,
-    fail_on: Annotated[FailOn, typer.Option(help="Exit 1 when a finding reaches this severity.")] = FailOn.high,
+    fail_on: Annotated[str, fail_on_option()] = "high",
     policy: Annotated[
         Path | None, typer.Option(help="JSON or TOML file with 'allow' and 'deny' lists of module.name patterns.")
     ] = None,
@@ -62,9 +64,9 @@ def scan_command(
     from modelshield.supply_chain.scan import ScanOptions, scan_paths
 
     report = scan_paths(paths, exclude=exclude or [], options=ScanOptions(policy=_policy(policy)))
-    if output_format is OutputFormat.json:
+    if output_format is OutputFormat.JSON:
         text = json.dumps(report.to_dict(), indent=2)
-    elif output_format is OutputFormat.sarif:
+    elif output_format is OutputFormat.SARIF:
         text = json.dumps(
             sarif_log(
                 report.findings,
@@ -99,7 +101,7 @@ def scan_command(
             sys.stdout.write(text + "\n")
         else:
             write_text_atomic(output, text + "\n")
-    raise typer.Exit(exit_code(report.findings, fail_on))
+    raise typer.Exit(exit_code(report.findings, parse_fail_on(fail_on)))
 
 
 def register(app: typer.Typer) -> None:

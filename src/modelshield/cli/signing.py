@@ -67,16 +67,24 @@ def verify_command(
     signature: Annotated[Path, typer.Option(help="Signature file.")],
     public_key: Annotated[Path, typer.Option(help="Public key file of the signer.")],
 ) -> None:
-    """Verify a model against its signature: exit 0 only when every signature holds and every file matches."""
-    from modelshield.errors import FileFormatError
+    """Verify a model against its signature: exit 0 only when every signature holds and every file matches.
+
+    Exit 1 when verification fails (the reason, with the files changed, added or removed, on stderr), 2 on unusable
+    input (a missing model or key, a file that is not a signature).
+    """
+    from modelshield.errors import FileFormatError, VerificationError
     from modelshield.supply_chain.keys import load_public_key
     from modelshield.supply_chain.signing import verify_model
 
     if not path.exists():
         raise FileFormatError(f"{path} does not exist.", remedy="Check the model path.")
-    result = verify_model(path, signature, load_public_key(public_key))
-    typer.echo(result.summary(), err=not result.ok)
-    raise typer.Exit(EXIT_CLEAN if result.ok else EXIT_FINDINGS)
+    try:
+        verified = verify_model(path, signature, load_public_key(public_key))
+    except VerificationError as exc:
+        typer.echo(f"verification failed: {' '.join(exc.message.split())}", err=True)
+        raise typer.Exit(EXIT_FINDINGS) from None
+    typer.echo(verified.summary())
+    raise typer.Exit(EXIT_CLEAN)
 
 
 def register(app: typer.Typer) -> None:

@@ -6,24 +6,17 @@ $ modelshield targets --format json --no-build
 
 from __future__ import annotations
 
-import enum
 import json
-import os
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from modelshield.cli.app import stderr
+from modelshield.cli._console import cache_dir, stderr
+from modelshield.cli.options import OutputFormat, text_or_json
 
 __all__ = ["register"]
-
-
-class ListFormat(enum.StrEnum):
-    text = "text"
-    json = "json"
 
 
 def _pct(value: float | None) -> str:
@@ -33,21 +26,20 @@ def _pct(value: float | None) -> str:
 def targets_command(
     build: Annotated[bool, typer.Option(help="Train targets that are not cached yet, to show their accuracy.")] = True,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the split and the training.")] = 0,
-    output_format: Annotated[ListFormat, typer.Option("--format", help="Output format.")] = ListFormat.text,
+    output_format: Annotated[OutputFormat, text_or_json(help="Output format.")] = OutputFormat.TEXT,
 ) -> None:
     """List the reference targets (zoo:NAME) with their clean train and test accuracy."""
     from modelshield.zoo import ZOO, status
 
-    cache = os.environ.get("MODELSHIELD_CACHE_DIR")
-    cache_dir = Path(cache) if cache else None
+    cache = cache_dir()
     rows = []
     for name in ZOO:
-        if build and output_format is ListFormat.text and stderr.is_terminal:
+        if build and output_format is OutputFormat.TEXT and stderr.is_terminal:
             with stderr.status(f"Building zoo:{name}..."):
-                rows.append(status(name, seed=seed, cache_dir=cache_dir, build=build))
+                rows.append(status(name, seed=seed, cache_dir=cache, build=build))
         else:
-            rows.append(status(name, seed=seed, cache_dir=cache_dir, build=build))
-    if output_format is ListFormat.json:
+            rows.append(status(name, seed=seed, cache_dir=cache, build=build))
+    if output_format is OutputFormat.JSON:
         typer.echo(json.dumps([row.__dict__ for row in rows], indent=2))
         return
     console = Console()

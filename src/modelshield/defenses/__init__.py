@@ -2,12 +2,12 @@
 inference time, detection of adversarial inputs and output hardening (top-k, rounding, labels only, noise,
 reverse sigmoid).
 
-    >>> from modelshield.defenses import FeatureSqueezingDetector, harden  # doctest: +SKIP
+    >>> from modelshield.defenses import FeatureSqueezingDetector  # doctest: +SKIP
 
 Submodules load lazily, so ``import modelshield.defenses`` does not import torch:
-:mod:`.training` (the training functions), :mod:`.detectors` (feature squeezing), :mod:`.harden` (retrain a
-reference target and compare before and after), :mod:`.backdoor` (Neural Cleanse and STRIP backdoor detection),
-:mod:`.sanitize` (poisoned training records, found and removed).
+:mod:`.training` (the training functions), :mod:`.detectors` (feature squeezing), :mod:`.backdoor` (Neural
+Cleanse and STRIP backdoor detection), :mod:`.sanitize` (poisoned training records, found and removed). Retraining
+a target with a defense and comparing before and after is composition, in :mod:`modelshield.harden`.
 """
 
 from __future__ import annotations
@@ -19,16 +19,13 @@ __all__ = [
     "AttackDetection",
     "DPTrainedModel",
     "DPTrainer",
-    "Defense",
     "Detection",
     "DetectionQuality",
     "DetectorMeasurement",
     "EnsembleModule",
     "ExtractionMonitor",
     "FeatureSqueezingDetector",
-    "HardeningResult",
     "LabelOnly",
-    "ModelScores",
     "MonitorDecision",
     "MonitorMeasurement",
     "MonitorNotFittedError",
@@ -53,9 +50,6 @@ __all__ = [
     "detection_quality",
     "dp_sgd_training",
     "ensemble",
-    "harden",
-    "harden_dp",
-    "load_hardened",
     "measure_detector",
     "measure_monitor",
     "neural_cleanse",
@@ -70,11 +64,7 @@ _LAZY = {
             "EnsembleModule",
             "TrainedModel",
             "adversarial_training",
-            "compare_output_defenses",
-            "default_output_defenses",
             "defensive_distillation",
-            "detection_quality",
-            "dp_sgd_training",
             "ensemble",
             "standard_training",
             "trades",
@@ -84,10 +74,6 @@ _LAZY = {
     **dict.fromkeys(
         ("DetectorMeasurement", "FeatureSqueezingDetector", "NotFittedError", "measure_detector"),
         "modelshield.defenses.detectors",
-    ),
-    **dict.fromkeys(
-        ("Defense", "HardeningResult", "ModelScores", "harden", "harden_dp", "load_hardened"),
-        "modelshield.defenses.harden",
     ),
     **dict.fromkeys(
         (
@@ -149,7 +135,6 @@ if TYPE_CHECKING:
         MonitorNotFittedError,
         measure_monitor,
     )
-    from modelshield.defenses.harden import Defense, HardeningResult, ModelScores, harden, harden_dp, load_hardened
     from modelshield.defenses.output import (
         LabelOnly,
         NoisyOutput,

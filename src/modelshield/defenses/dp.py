@@ -20,7 +20,7 @@ The guarantee is record-level, add/remove adjacency, for the training records on
 What the guarantee does *not* cover, and what this module does about it:
 
 - **Standardising layers.** The zoo's tabular networks start with a
-  :class:`~modelshield.zoo.nets.Standardize` layer whose mean and standard deviation the non-private trainers fit on
+  :class:`~modelshield.models.nets.Standardize` layer whose mean and standard deviation the non-private trainers fit on
   the training records: that would publish per-feature statistics of the private data outside the DP accounting.
   Here they are never fitted on the private records. ``standardize="bounds"`` (default) centres and scales each
   feature by the *declared* valid range (``clip_values``, else the training schema's bounds) —
@@ -154,7 +154,7 @@ def _check_privacy(epsilon: float, delta: float, n: int, max_grad_norm: float, a
 
 def _standardize(net: nn.Module, standardize: Standardization | Dataset, bounds: Bounds | None, train: Dataset) -> str:
     """Set the statistics of ``net``'s Standardize layers from public information; describe the source."""
-    from modelshield.zoo.nets import Standardize
+    from modelshield.models.nets import Standardize
 
     layers = [m for m in net.modules() if isinstance(m, Standardize)]
     if isinstance(standardize, Dataset):

@@ -115,7 +115,7 @@ def _range(bounds: Bounds | None, device: torch.device) -> tuple[torch.Tensor, t
 
 def _new_network(factory: Factory, train: Dataset, seed: int, device: torch.device) -> nn.Module:
     """A fresh network from ``factory`` under ``seed``; standardising layers fitted to the training inputs."""
-    from modelshield.zoo.nets import Standardize
+    from modelshield.models.nets import Standardize
 
     torch.manual_seed(seed)
     net = factory()

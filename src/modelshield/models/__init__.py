@@ -1,8 +1,9 @@
 """Model adapters behind one :class:`Classifier` interface (see :mod:`modelshield.models.interface`).
 
-    >>> from modelshield.models import Classifier, SklearnClassifier, load_model  # doctest: +SKIP
+    >>> from modelshield.models import Classifier, SklearnClassifier  # doctest: +SKIP
 
-Adapters load lazily, so ``import modelshield.models`` imports neither torch nor onnxruntime.
+Adapters load lazily, so ``import modelshield.models`` imports neither torch nor onnxruntime. Loading a model
+*file* (scan, then read) is :func:`modelshield.loading.load_model`, one floor up: it composes the scanner too.
 """
 
 from __future__ import annotations
@@ -18,12 +19,10 @@ __all__ = [
     "FloatArray",
     "GradientClassifier",
     "IntArray",
-    "LoadedModel",
     "OnnxClassifier",
     "RemoteClassifier",
     "SklearnClassifier",
     "TorchClassifier",
-    "load_model",
 ]
 
 _LAZY = {
@@ -31,12 +30,9 @@ _LAZY = {
     "SklearnClassifier": "modelshield.models.sklearn_classifier",
     "OnnxClassifier": "modelshield.models.onnx_classifier",
     "RemoteClassifier": "modelshield.models.remote_classifier",
-    "LoadedModel": "modelshield.models.loading",
-    "load_model": "modelshield.models.loading",
 }
 
 if TYPE_CHECKING:
-    from modelshield.models.loading import LoadedModel, load_model
     from modelshield.models.onnx_classifier import OnnxClassifier
     from modelshield.models.remote_classifier import RemoteClassifier
     from modelshield.models.sklearn_classifier import SklearnClassifier

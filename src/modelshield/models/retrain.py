@@ -77,7 +77,7 @@ class TorchTrainer:
     """Trains copies of a PyTorch network from ``factory`` with one recipe, all models in one vectorised loop.
 
     ``factory`` must build the same architecture on every call (it is seeded per model). Networks containing a
-    :class:`~modelshield.zoo.nets.Standardize` layer have it fitted to each model's own training records. Every
+    :class:`~modelshield.models.nets.Standardize` layer have it fitted to each model's own training records. Every
     model must train on the same number of records (the masks' row sums), so that the batches line up.
     """
 
@@ -187,7 +187,7 @@ class TorchTrainer:
         import torch
         from torch.func import functional_call, stack_module_state, vmap
 
-        from modelshield.zoo.nets import Standardize
+        from modelshield.models.nets import Standardize
 
         n_models = len(masks)
         xt = torch.from_numpy(np.array(x, dtype=np.float32))  # a writable copy: datasets are read-only

@@ -10,8 +10,9 @@ Needs the ``registry`` extra (SQLAlchemy; psycopg for a PostgreSQL index): ``pip
 
 from __future__ import annotations
 
-from modelshield.registry.index import HistoryCheck, HistoryEntry, Index, ModelSummary, ModelVersion
-from modelshield.registry.registry import PRODUCTION, PromotionRefusedError, Registry, default_actor
+from modelshield.errors import PromotionRefusedError, RegistryError
+from modelshield.registry.index import HistoryEntry, Index, ModelSummary, ModelVersion, VerifiedHistory
+from modelshield.registry.registry import PRODUCTION, Registry, default_actor
 from modelshield.registry.store import Artifact, ArtifactKind, BlobStore, TreeEntry
 
 __all__ = [
@@ -19,13 +20,14 @@ __all__ = [
     "Artifact",
     "ArtifactKind",
     "BlobStore",
-    "HistoryCheck",
     "HistoryEntry",
     "Index",
     "ModelSummary",
     "ModelVersion",
     "PromotionRefusedError",
     "Registry",
+    "RegistryError",
     "TreeEntry",
+    "VerifiedHistory",
     "default_actor",
 ]

@@ -2,8 +2,8 @@
 
     >>> from modelshield.registry.index import Index
     >>> index = Index("sqlite:///registry/index.db")  # doctest: +SKIP
-    >>> index.verify_history().ok  # doctest: +SKIP
-    True
+    >>> index.verify_history().summary()  # doctest: +SKIP
+    'history intact: 12 entries of 2 model(s), every hash and link verified'
 
 Every change to a model happens in one transaction that first locks that model's row in ``ms_models``
 (``SELECT ... FOR UPDATE`` on PostgreSQL; ``BEGIN IMMEDIATE``, which takes SQLite's single write lock, on SQLite).
@@ -14,7 +14,9 @@ serialization failure rolls the whole transaction back and it is retried, a boun
 
 Each history entry's ``hash`` is the SHA-256 of the canonical JSON of the entry (model, seq, version, action,
 actor, timestamp, detail) together with ``prev_hash``, the previous entry's hash (64 zeros for the first);
-:meth:`Index.verify_history` recomputes the chain and names the first broken link.
+:meth:`Index.verify_history` recomputes the chain and fails closed: it returns a :class:`VerifiedHistory` only when
+every link holds, and raises :class:`~modelshield.errors.VerificationError` naming the model and the entry of the
+first broken link otherwise.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from modelshield._extras import require
-from modelshield.errors import InvalidParameterError, RegistrationError
+from modelshield.errors import InvalidParameterError, RegistryError, VerificationError
 from modelshield.findings import JSONValue, Severity
 from modelshield.registry.store import ArtifactKind, canonical_json
 
@@ -60,11 +62,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column  # no
 __all__ = [
     "GENESIS_HASH",
     "SCHEMA_VERSION",
-    "HistoryCheck",
     "HistoryEntry",
     "Index",
     "ModelSummary",
     "ModelVersion",
+    "VerifiedHistory",
 ]
 
 logger = logging.getLogger(__name__)
@@ -294,19 +296,36 @@ class HistoryEntry:
 
 
 @dataclass(frozen=True)
-class HistoryCheck:
-    """The outcome of :meth:`Index.verify_history`: ``ok``, or the first broken link and what is wrong with it."""
+class VerifiedHistory:
+    """A history whose every hash and link verified: of one model, or of every model.
 
-    ok: bool
+    Only :meth:`Index.verify_history` returns one, and only on success; a broken chain raises
+    :class:`~modelshield.errors.VerificationError` instead.
+    """
+
     entries: int
-    model: str | None = None
-    seq: int | None = None
-    problem: str | None = None
+    heads: Mapping[str, str]  # model -> the hash of its last entry, where its verified chain ends
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "heads", MappingProxyType(dict(self.heads)))
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The models whose history verified, by name."""
+        return tuple(sorted(self.heads))
 
     def summary(self) -> str:
-        if self.ok:
-            return f"history intact: {self.entries} entries, every hash and link verified"
-        return f"history broken at {self.model} #{self.seq}: {self.problem}"
+        """One line for people."""
+        return f"history intact: {self.entries} entries of {len(self.heads)} model(s), every hash and link verified"
+
+
+def _broken(model: str, seq: int, problem: str) -> VerificationError:
+    return VerificationError(
+        f"The registry history of model {model!r} is broken at entry #{seq}: {problem}.",
+        remedy="Do not trust the registry's record of this model; restore the index from backup and investigate "
+        "who could write to the database.",
+        subject=model,
+    )
 
 
 # -- the index ----------------------------------------------------------------------------------------------------
@@ -341,6 +360,13 @@ class Index:
         if self.dialect == "sqlite":
             _configure_sqlite(self._engine)
         self._writer = self._engine.execution_options(modelshield_immediate=True)
+        # verify_history reads several tables: on PostgreSQL they must come from one snapshot, or a concurrent add
+        # would look like a broken chain (SQLite in WAL mode holds one snapshot per read transaction anyway).
+        self._snapshot = (
+            self._engine.execution_options(isolation_level="REPEATABLE READ")
+            if self.dialect == "postgresql"
+            else self._engine
+        )
         self._create()
 
     def close(self) -> None:
@@ -356,7 +382,7 @@ class Index:
             if found is None:
                 conn.execute(insert(SchemaRow).values(id=1, version=SCHEMA_VERSION))
             elif found != SCHEMA_VERSION:
-                raise RegistrationError(
+                raise RegistryError(
                     f"The registry index {self.url} has schema version {found}; "
                     f"this modelshield reads {SCHEMA_VERSION}.",
                     remedy="Use the modelshield release that created this registry.",
@@ -368,7 +394,7 @@ class Index:
             yield
         except SQLAlchemyError as exc:
             cause = exc.orig if isinstance(exc, DBAPIError) else exc
-            raise RegistrationError(
+            raise RegistryError(
                 f"Could not {doing} in the registry index {self.url}: {type(cause).__name__}: {cause}.",
                 remedy="Check --db-url (and that the database server is up), then try again.",
             ) from exc
@@ -376,15 +402,16 @@ class Index:
     # -- transactions -----------------------------------------------------------------------------------------------
 
     @contextmanager
-    def read(self) -> Iterator[Session]:
-        """A read-only session (one snapshot on SQLite in WAL mode)."""
-        with self._errors("read"), Session(self._engine, expire_on_commit=False) as session, session.begin():
+    def read(self, *, snapshot: bool = False) -> Iterator[Session]:
+        """A read-only session (one snapshot on SQLite in WAL mode; with ``snapshot``, on PostgreSQL too)."""
+        engine = self._snapshot if snapshot else self._engine
+        with self._errors("read"), Session(engine, expire_on_commit=False) as session, session.begin():
             yield session
 
     def write(self, model: str, work: Callable[[Session, ModelRow], _T], *, create: bool = False) -> _T:
         """Run ``work(session, model_row)`` in one transaction holding ``model``'s lock; commit; retry when busy.
 
-        With ``create``, the model's row is made if it does not exist; else an unknown model is a RegistrationError.
+        With ``create``, the model's row is made if it does not exist; else an unknown model is a RegistryError.
         """
         for attempt in range(_RETRIES):
             try:
@@ -411,7 +438,7 @@ class Index:
             session.execute(upsert(ModelRow).values(**values).on_conflict_do_nothing(index_elements=["name"]))
         row = session.execute(select(ModelRow).where(ModelRow.name == model).with_for_update()).scalar_one_or_none()
         if row is None:
-            raise RegistrationError(f"No model named {model!r} in the registry.", remedy=_LIST_REMEDY)
+            raise RegistryError(f"No model named {model!r} in the registry.", remedy=_LIST_REMEDY)
         return row
 
     @staticmethod
@@ -477,13 +504,13 @@ class Index:
         )
 
     def versions(self, model: str) -> tuple[ModelVersion, ...]:
-        """Every version of ``model``, oldest first; RegistrationError for an unknown model."""
+        """Every version of ``model``, oldest first; RegistryError for an unknown model."""
         with self.read() as session:
             rows = session.scalars(select(VersionRow).where(VersionRow.model == model).order_by(VersionRow.version))
             aliases = self.aliases_of(session, model)
             found = tuple(ModelVersion._from_row(r, aliases.get(r.version, ())) for r in rows)
         if not found:
-            raise RegistrationError(f"No model named {model!r} in the registry.", remedy=_LIST_REMEDY)
+            raise RegistryError(f"No model named {model!r} in the registry.", remedy=_LIST_REMEDY)
         return found
 
     def history(self, model: str | None = None) -> tuple[HistoryEntry, ...]:
@@ -494,13 +521,16 @@ class Index:
         with self.read() as session:
             return tuple(HistoryEntry._from_row(r) for r in session.scalars(query))
 
-    def verify_history(self, model: str | None = None) -> HistoryCheck:
-        """Recompute every hash and link of the history (of ``model``, or of every model); the first broken link.
+    def verify_history(self, model: str | None = None) -> VerifiedHistory:
+        """Recompute every hash and link of the history (of ``model``, or of every model).
 
-        Also checks each chain's end against the model's head, and that each version's digests are those its
-        ``add`` entry recorded.
+        Fails closed: returns a :class:`VerifiedHistory` only when every entry's hash matches its contents, each
+        links to the one before, each chain ends at its model's head, each version's digests are those its ``add``
+        entry recorded, and every version was added by an entry. Otherwise raises :class:`VerificationError`
+        naming the model (``subject``) and the entry of the first broken link. An unknown ``model`` is a
+        :class:`RegistryError`.
         """
-        with self.read() as session:
+        with self.read(snapshot=True) as session:
             models = session.scalars(
                 select(ModelRow).where(ModelRow.name == model) if model else select(ModelRow).order_by(ModelRow.name)
             ).all()
@@ -510,13 +540,18 @@ class Index:
             entries = [HistoryEntry._from_row(r) for r in rows]
             query_versions = select(VersionRow).where(VersionRow.model == model) if model else select(VersionRow)
             versions = {(v.model, v.version): v for v in session.scalars(query_versions)}
+        if model is not None and not heads and not entries and not versions:
+            raise RegistryError(f"No model named {model!r} in the registry.", remedy=_LIST_REMEDY)
         last: dict[str, HistoryEntry] = {}
+        added: set[tuple[str, int | None]] = set()
         for entry in entries:
             before = last.get(entry.model)
             expected_seq = before.seq + 1 if before else 1
             expected_prev = before.hash if before else GENESIS_HASH
             problem = None
-            if entry.seq != expected_seq:
+            if entry.model not in heads:
+                problem = "the model it belongs to is missing from the index"
+            elif entry.seq != expected_seq:
                 problem = f"expected entry #{expected_seq} here: an entry was removed or inserted"
             elif entry.prev_hash != expected_prev:
                 problem = "its prev_hash is not the previous entry's hash: an entry before it was changed or removed"
@@ -524,15 +559,22 @@ class Index:
                 problem = "its hash does not match its contents: the entry was changed"
             elif entry.action == "add":
                 problem = _check_version(entry, versions.get((entry.model, entry.version or 0)))
+                added.add((entry.model, entry.version))
             if problem:
-                return HistoryCheck(False, len(entries), entry.model, entry.seq, problem)
+                raise _broken(entry.model, entry.seq, problem)
             last[entry.model] = entry
         for name, (head_seq, head_hash) in heads.items():
             end = last.get(name)
             if (end.seq if end else 0, end.hash if end else GENESIS_HASH) != (head_seq, head_hash):
-                problem = "the chain does not end at the model's head: entries are missing"
-                return HistoryCheck(False, len(entries), name, head_seq, problem)
-        return HistoryCheck(True, len(entries))
+                raise _broken(name, head_seq, "the chain does not end at the model's head: entries are missing")
+        orphans = sorted(set(versions) - added)
+        if orphans:
+            name, version = orphans[0]
+            problem = (
+                f"version {version} is in the index but no entry added it: it was inserted behind the registry's back"
+            )
+            raise _broken(name, heads.get(name, (0, ""))[0], problem)
+        return VerifiedHistory(len(entries), {name: head_hash for name, (_, head_hash) in heads.items()})
 
 
 _ADD_FIELDS = ("artifact_digest", "signature_digest", "scan_digest", "audit_digest", "data_manifest_digest")

@@ -19,7 +19,7 @@ import getpass
 import json
 import re
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -27,40 +27,35 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from modelshield.errors import FileFormatError, InvalidParameterError, RegistrationError, VerificationError
+from modelshield.errors import (
+    FileFormatError,
+    InvalidParameterError,
+    PromotionRefusedError,
+    RegistryError,
+    VerificationError,
+)
 from modelshield.findings import JSONValue, Report, Severity
 from modelshield.registry.index import (
     AliasRow,
-    HistoryCheck,
     HistoryEntry,
     HistoryRow,
     Index,
     ModelRow,
     ModelSummary,
     ModelVersion,
+    VerifiedHistory,
     VersionRow,
     _now,
 )
 from modelshield.registry.store import ArtifactKind, BlobStore, canonical_json
 from modelshield.supply_chain.keys import PublicKeySet
 
+# PromotionRefusedError lives in modelshield.errors; it is re-exported here, where it used to be defined.
 __all__ = ["PRODUCTION", "PromotionRefusedError", "Registry", "default_actor"]
 
 PRODUCTION = "production"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _MAX_JSON = 256 << 20
-
-
-class PromotionRefusedError(RegistrationError):
-    """A promotion was refused; :attr:`reasons` lists every reason (the refusal is in the history too)."""
-
-    def __init__(self, name: str, version: int, reasons: Sequence[str]) -> None:
-        self.reasons = tuple(reasons)
-        listed = " ".join(f"({i}) {r}" for i, r in enumerate(self.reasons, 1))
-        super().__init__(
-            f"Refused to promote {name} v{version} to {PRODUCTION}: {listed}",
-            remedy="Fix each reason (sign the model, fix or re-audit it), add it as a new version, and promote that.",
-        )
 
 
 def default_actor() -> str:
@@ -231,17 +226,20 @@ class Registry:
             if v.version == version or (isinstance(version, str) and version in v.aliases):
                 return v
         what = f"version {version}" if isinstance(version, int) else f"a {version!r} version"
-        raise RegistrationError(
+        raise RegistryError(
             f"Model {name!r} has no {what}.", remedy=f"Pick one of: {', '.join(str(v.version) for v in found)}."
         )
 
     def history(self, name: str) -> tuple[HistoryEntry, ...]:
         """Every change to ``name``, in order."""
-        self.versions(name)  # unknown model -> RegistrationError
+        self.versions(name)  # unknown model -> RegistryError
         return self.index.history(name)
 
-    def verify_history(self, name: str | None = None) -> HistoryCheck:
-        """Recompute the history's hash chain (of ``name``, or of every model)."""
+    def verify_history(self, name: str | None = None) -> VerifiedHistory:
+        """Recompute the history's hash chain (of ``name``, or of every model); see :meth:`Index.verify_history`.
+
+        Fails closed: raises :class:`VerificationError` naming the model and entry of the first broken link.
+        """
         return self.index.verify_history(name)
 
     def export(self, name: str, version: int | str, dest: Path) -> Path:
@@ -293,7 +291,7 @@ class Registry:
                     s, m, action="refused", version=v.version, actor=actor, detail=refusal
                 ),
             )
-            raise PromotionRefusedError(name, v.version, reasons)
+            raise PromotionRefusedError(name, v.version, reasons, stage=PRODUCTION)
 
         def work(session: Session, model: ModelRow) -> None:
             previous = _set_alias(session, name, v.version)
@@ -318,17 +316,22 @@ class Registry:
                 try:
                     model = self.store.materialize(v.artifact_digest, Path(tmp, "model", v.source_name), kind=v.kind)
                     sig = self.store.materialize(v.signature_digest, Path(tmp, "model.sig"), kind=ArtifactKind.FILE)
-                    result = verify_model(model, sig, key)
-                    if not result.ok:
-                        reasons.append(
-                            f"the signature does not verify with key {key.fingerprint[:16]}: {result.summary()}"
-                        )
                 except (VerificationError, FileFormatError) as exc:
                     reasons.append(f"the stored artifact or signature is damaged: {exc.message}")
-        if not self.store.verify(v.scan_digest):
+                else:
+                    try:
+                        verify_model(model, sig, key)
+                    except VerificationError as exc:
+                        reasons.append(f"the signature does not verify with key {key.fingerprint[:16]}: {exc.message}")
+                    except FileFormatError as exc:
+                        reasons.append(f"the stored signature is unusable: {exc.message}")
+        try:
+            self.store.verify(v.scan_digest)
+        except (VerificationError, FileFormatError):
             reasons.append("the stored scan report is missing or does not match its digest")
-        elif v.scan_max_severity is not None and v.scan_max_severity >= threshold:
-            reasons.append(f"the scan found issues up to {v.scan_max_severity.value} (threshold {threshold.value})")
+        else:
+            if v.scan_max_severity is not None and v.scan_max_severity >= threshold:
+                reasons.append(f"the scan found issues up to {v.scan_max_severity.value} (threshold {threshold.value})")
         if v.audit_digest is None:
             reasons.append("no audit report is attached")
         else:
@@ -357,7 +360,7 @@ class Registry:
             rows = session.scalars(select(HistoryRow).where(HistoryRow.model == name).order_by(HistoryRow.seq))
             stack = _production_stack(rows)
             if len(stack) < 2:
-                raise RegistrationError(
+                raise RegistryError(
                     f"Model {name!r} has no earlier production version to roll back to.",
                     remedy="Promote a version instead (`modelshield registry promote`).",
                 )

@@ -155,16 +155,33 @@ class BlobStore:
         with self.open(digest) as fh:
             data = fh.read()
         if verify and hashlib.sha256(data).hexdigest() != digest:
-            raise VerificationError(f"Blob {digest} does not match its digest: the store was tampered with.")
+            raise VerificationError(
+                f"Blob {digest} does not match its digest: the store was tampered with.", subject=digest
+            )
         return data
 
-    def verify(self, digest: str) -> bool:
-        """Whether the blob is there and its bytes hash to ``digest``."""
+    def verify(self, digest: str) -> None:
+        """Check that the blob is there and that its bytes hash to ``digest``; return nothing.
+
+        Fails closed: raises :class:`VerificationError` when the blob is missing or altered, and
+        :class:`FileFormatError` only when ``digest`` is not a SHA-256 digest.
+        """
+        path = self.path_of(digest)
         try:
-            with self.open(digest) as fh:
-                return _copy(fh, None) == digest
-        except FileFormatError:
-            return False
+            with path.open("rb") as fh:
+                actual = _copy(fh, None)
+        except OSError as exc:
+            raise VerificationError(
+                f"Blob {digest} is missing from {self.root} or unreadable ({exc.strerror or exc}).",
+                remedy="The store was damaged; restore it from backup.",
+                subject=digest,
+            ) from exc
+        if actual != digest:
+            raise VerificationError(
+                f"Blob {digest} does not match its digest (it hashes to {actual}): the store was tampered with.",
+                remedy="Restore the store from backup, and find out who could write to it.",
+                subject=digest,
+            )
 
     # -- models -----------------------------------------------------------------------------------------------------
 
@@ -234,6 +251,7 @@ class BlobStore:
         if verify and actual != digest:
             raise VerificationError(
                 f"Blob {digest} does not match its digest (it hashes to {actual}): the store was tampered with.",
+                subject=digest,
             )
 
 

@@ -24,7 +24,7 @@ from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 from urllib.parse import quote
 
-from modelshield import __version__
+from modelshield._version import __version__
 from modelshield.findings import ATLAS_TECHNIQUES, CheckStatus, Finding, Report, Severity
 from modelshield.reporting.interface import SECURITY_SEVERITY
 

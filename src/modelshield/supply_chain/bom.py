@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from modelshield import __version__
 from modelshield._extras import require
+from modelshield._version import __version__
 from modelshield.errors import FileFormatError, MissingExtraError, ModelShieldError
 from modelshield.supply_chain.formats import FormatInfo, ModelFormat, identify_format
 

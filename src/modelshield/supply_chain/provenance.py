@@ -431,17 +431,24 @@ def verify_parent(manifest: DataManifest, path: str | Path | None = None) -> Dat
     if parent.digest != manifest.parent.digest:
         raise VerificationError(
             f"The parent manifest {parent_path} has digest {parent.digest}, but manifest {manifest.name!r} was "
-            f"derived from one with digest {manifest.parent.digest}: the parent changed, or is another file."
+            f"derived from one with digest {manifest.parent.digest}: the parent changed, or is another file.",
+            remedy="Pass the parent manifest the dataset was derived from, or do not trust the recorded lineage.",
+            subject=str(parent_path),
         )
     return parent
 
 
 def verify_dataset(manifest: DataManifest, dataset: Dataset) -> None:
-    """Check that ``dataset`` holds exactly the records ``manifest`` recorded; raise :class:`VerificationError`."""
+    """Check that ``dataset`` holds exactly the records ``manifest`` recorded, in order, with the same schema.
+
+    Returns nothing; raises :class:`VerificationError` on any difference (see :func:`diff_manifests` for which).
+    """
     diff = diff_manifests(manifest, build_manifest(dataset, source=""))
     if not diff.identical:
         raise VerificationError(
-            f"Dataset {dataset.name!r} does not match manifest {manifest.name!r}: {diff.summary()}."
+            f"Dataset {dataset.name!r} does not match manifest {manifest.name!r}: {diff.summary()}.",
+            remedy="Do not train on it: find what changed with `modelshield data diff`, or obtain the data again.",
+            subject=dataset.name,
         )
 
 

@@ -2,8 +2,13 @@
 
     >>> from modelshield.supply_chain.signing import sign_model, verify_model
     >>> sign_model(Path("model/"), private_key, Path("model.sig"))  # doctest: +SKIP
-    >>> verify_model(Path("model/"), Path("model.sig"), public_key).ok  # doctest: +SKIP
-    True
+    >>> verified = verify_model(Path("model/"), Path("model.sig"), public_key)  # doctest: +SKIP
+    >>> verified.files  # doctest: +SKIP
+    ('config.json', 'weights/w0.bin')
+
+Verification fails closed: :func:`verify_model` returns a :class:`VerifiedModel` only when every signature holds
+and every file matches; on any failure it raises :class:`~modelshield.errors.VerificationError`, whose ``changed``,
+``added`` and ``removed`` fields name the files that differ. There is no flag to forget to check.
 
 What is signed is a manifest: the SHA-256 of every file (or of every fixed-size shard of every file) under the
 model path, relative POSIX names, sorted. Files are hashed in parallel threads (hashlib releases the GIL), each
@@ -30,7 +35,7 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -45,7 +50,7 @@ from modelshield.supply_chain.keys import KeyAlgorithm, PrivateKeySet, PublicKey
 __all__ = [
     "DEFAULT_IGNORED",
     "Manifest",
-    "VerificationResult",
+    "VerifiedModel",
     "hash_model",
     "read_signature",
     "sign_model",
@@ -103,25 +108,41 @@ class Manifest:
 
 
 @dataclass(frozen=True)
-class VerificationResult:
-    """The outcome of :func:`verify_model`: ``ok`` only when every signature holds and every file matches."""
+class VerifiedModel:
+    """A model that verified: every signature held for the key, and every file matches the signed manifest.
 
-    ok: bool
-    algorithm: str
-    changed: tuple[str, ...] = ()
-    added: tuple[str, ...] = ()
-    removed: tuple[str, ...] = ()
-    problem: str | None = None  # a signature that does not hold, or a signature file that cannot be trusted
+    Only :func:`verify_model` returns one, and only on success; a failure raises
+    :class:`~modelshield.errors.VerificationError` instead.
+    """
+
+    path: Path
+    algorithm: KeyAlgorithm
+    key_fingerprint: str  # of the public key the signature verified with (PublicKeySet.fingerprint)
+    manifest: Manifest  # what was signed, and matched: a SHA-256 digest per file (or per shard)
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The files the signature covers, as relative POSIX names (a single file by its own name)."""
+        sharded = self.manifest.serialization.get("method") == "shards"
+        names = {_file_of(n, sharded) for n in self.manifest.digests}
+        return tuple(sorted(self.path.name if n == "." else n for n in names))
 
     def summary(self) -> str:
-        if self.ok:
-            return f"verified ({self.algorithm}): every file matches the signed manifest"
-        parts = [self.problem] if self.problem else []
-        for label, names in (("changed", self.changed), ("added", self.added), ("removed", self.removed)):
-            if names:
-                shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-                parts.append(f"{label}: {shown}")
-        return "; ".join(p for p in parts if p)
+        """One line for people."""
+        return (
+            f"verified ({self.algorithm.value}, key {self.key_fingerprint[:16]}): every one of the "
+            f"{len(self.files)} signed file(s) matches the signed manifest"
+        )
+
+
+def _listed(changed: Sequence[str], added: Sequence[str], removed: Sequence[str]) -> str:
+    """``changed: a, b; added: c; removed: d``, at most ten names per kind."""
+    parts = []
+    for label, names in (("changed", changed), ("added", added), ("removed", removed)):
+        if names:
+            shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+            parts.append(f"{label}: {shown}")
+    return "; ".join(parts)
 
 
 # -- hashing ------------------------------------------------------------------------------------------------------
@@ -393,20 +414,31 @@ def _signed_manifest(payload: bytes) -> Manifest:
             digests[r["name"]] = str(r["digest"])
         manifest = Manifest(str(subject[0]["name"]), digests, dict(predicate["serialization"]))
         expected = subject[0]["digest"]["sha256"]
-    except (ValueError, KeyError, TypeError) as exc:
+        root = manifest.root_digest  # ValueError for a digest that is not hex
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise VerificationError("The signed statement is malformed.") from exc
-    if manifest.root_digest != expected:
+    if root != expected:
         raise VerificationError("The signed manifest is inconsistent: its resources do not hash to its subject digest.")
     return manifest
 
 
-def verify_model(path: Path, signature: Path, key: PublicKeySet) -> VerificationResult:
+_TAMPERED_REMEDY = "Do not load it: obtain the model and its signature again from a trusted source, and verify again."
+_KEY_REMEDY = (
+    "Check that the public key is the signer's. If it is, do not load the model: obtain it and its signature again "
+    "from a trusted source."
+)
+
+
+def verify_model(path: Path, signature: Path, key: PublicKeySet) -> VerifiedModel:
     """Check ``signature`` with ``key``, then re-hash ``path`` as the signed manifest describes and compare.
 
-    Never raises for a model that fails: the result names the problem or the files changed, added or removed.
-    Raises :class:`FileFormatError` only for unusable input (a missing path, a file that is not a bundle).
+    Fails closed: returns a :class:`VerifiedModel` only when every signature the key's algorithm requires holds and
+    every file matches. Raises :class:`VerificationError` on any failure (a signature that does not hold, a wrong
+    key, a malformed or unsupported manifest, files changed, added or removed: named in its fields and message).
+    Raises :class:`FileFormatError` only for unusable input (a missing model path, a file that is not a bundle).
     """
-    algorithm = key.algorithm.value
+    if not (path.exists() or path.is_symlink()):
+        raise FileFormatError(f"{path} does not exist.", remedy="Check the model path.")
     envelope = read_signature(signature)["dsseEnvelope"]
     try:
         signed = _signed_manifest(_check_signatures(envelope, key))
@@ -416,34 +448,48 @@ def verify_model(path: Path, signature: Path, key: PublicKeySet) -> Verification
             raise VerificationError(f"The signed manifest uses an unsupported serialization {method!r}.")
         if signed.serialization.get("hash_type", "sha256") != "sha256" or signed.serialization.get("allow_symlinks"):
             raise VerificationError("The signed manifest allows symbolic links or uses a digest other than SHA-256.")
-        ignore = [str(p) for p in signed.serialization.get("ignore_paths", [])]
+        ignore = signed.serialization.get("ignore_paths", [])
+        if not isinstance(ignore, list) or not all(isinstance(p, str) for p in ignore):
+            raise VerificationError("The signed manifest's ignore_paths is not a list of paths.")
     except VerificationError as exc:
-        return VerificationResult(ok=False, algorithm=algorithm, problem=exc.message)
+        raise VerificationError(
+            f"Signature {signature.name} does not verify model {path.name}: {exc.message}",
+            remedy=_KEY_REMEDY,
+            subject=str(path),
+        ) from exc
     if path.is_dir() and signature.resolve().is_relative_to(path.resolve()):
         ignore.append(signature.resolve().relative_to(path.resolve()).as_posix())
     try:
         actual = hash_model(path, ignore=ignore, shard_size=shard if method == "shards" else None)
-    except FileFormatError as exc:
-        if not path.exists():
-            raise
-        return VerificationResult(ok=False, algorithm=algorithm, problem=exc.message)
-    result = _compare(signed, actual, algorithm)
+    except FileFormatError as exc:  # the model exists, but cannot be hashed as signed (a link planted in it...)
+        raise VerificationError(
+            f"Model {path.name} cannot be checked against signature {signature.name}: {exc.message}",
+            remedy=_TAMPERED_REMEDY,
+            subject=str(path),
+        ) from exc
+    changed, added, removed = _compare(signed, actual)
     if path.is_file():  # a single file's resource is named "." (as OMS names it): show its name instead
-        name = path.name
-        result = replace(
-            result,
-            changed=tuple(name if n == "." else n for n in result.changed),
-            added=tuple(name if n == "." else n for n in result.added),
-            removed=tuple(name if n == "." else n for n in result.removed),
+        changed, added, removed = (
+            tuple(path.name if n == "." else n for n in names) for names in (changed, added, removed)
         )
-    return result
+    if changed or added or removed:
+        raise VerificationError(
+            f"Model {path.name} does not match signature {signature.name}: {_listed(changed, added, removed)}.",
+            remedy=_TAMPERED_REMEDY,
+            subject=str(path),
+            changed=changed,
+            added=added,
+            removed=removed,
+        )
+    return VerifiedModel(path=path, algorithm=key.algorithm, key_fingerprint=key.fingerprint, manifest=signed)
 
 
 def _file_of(name: str, sharded: bool) -> str:
     return name.rsplit(":", 2)[0] if sharded else name
 
 
-def _compare(signed: Manifest, actual: Manifest, algorithm: str) -> VerificationResult:
+def _compare(signed: Manifest, actual: Manifest) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """The files (changed, added, removed), each sorted."""
     sharded = signed.serialization.get("method") == "shards"
     changed = {
         _file_of(n, sharded)
@@ -456,15 +502,10 @@ def _compare(signed: Manifest, actual: Manifest, algorithm: str) -> Verification
     changed |= (
         {_file_of(n, sharded) for n in signed.digests.keys() ^ actual.digests.keys()} & signed_files & actual_files
     )
-    added = actual_files - signed_files
-    removed = signed_files - actual_files
-    ok = not (changed or added or removed)
-    return VerificationResult(
-        ok=ok,
-        algorithm=algorithm,
-        changed=tuple(sorted(changed)),
-        added=tuple(sorted(added)),
-        removed=tuple(sorted(removed)),
+    return (
+        tuple(sorted(changed)),
+        tuple(sorted(actual_files - signed_files)),
+        tuple(sorted(signed_files - actual_files)),
     )
 
 

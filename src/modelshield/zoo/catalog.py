@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
@@ -25,11 +24,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from modelshield import __version__
+from modelshield._internal.hashing import sha256_file
+from modelshield._version import __version__
 from modelshield.data import DatasetSplit, load_bundled, train_test_split
 from modelshield.errors import UnknownTargetError
 from modelshield.models.interface import Bounds, Classifier
-from modelshield.target import Target, sha256_file
+from modelshield.target import Target
 
 if TYPE_CHECKING:
     from modelshield.models.retrain import Trainer
@@ -143,9 +143,9 @@ ZOO: Mapping[str, ZooEntry] = {
 
 
 def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/modelshield/zoo``, else ``~/.cache/modelshield/zoo``."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "modelshield" / "zoo"
+    """``~/.cache/modelshield/zoo``: where targets are cached when no ``cache_dir`` is given (the CLI passes one from
+    ``MODELSHIELD_CACHE_DIR`` or ``XDG_CACHE_HOME``; library code reads no environment variable)."""
+    return Path.home() / ".cache" / "modelshield" / "zoo"
 
 
 def _entry(name: str) -> ZooEntry:
@@ -293,9 +293,9 @@ def _load_classifier(
     bounds = split.train.schema.bounds()
     clip = Bounds(*bounds) if bounds is not None else None
     if entry.family == "torch":
-        from modelshield.models.loading import load_torch_weights
+        from modelshield.models.nets import build_network
+        from modelshield.models.serialization import load_torch_weights
         from modelshield.models.torch_classifier import TorchClassifier
-        from modelshield.zoo.nets import build_network
 
         net = build_network(meta["arch"], meta["arch_params"])
         load_torch_weights(net, model_path)
@@ -306,7 +306,7 @@ def _load_classifier(
             clip_values=clip,
             device=device,
         )
-    from modelshield.models.loading import load_skops
+    from modelshield.models.serialization import load_skops
     from modelshield.models.sklearn_classifier import SklearnClassifier
 
     estimator = load_skops(model_path, trusted_types=meta["trusted_types"])
@@ -358,7 +358,7 @@ def architecture(name: str, input_shape: tuple[int, ...], n_classes: int) -> Cal
             f"{name} is a {entry.family} model and has no torch architecture.",
             remedy=f"Use one of: {', '.join('zoo:' + n for n, e in ZOO.items() if e.family == 'torch')}.",
         )
-    from modelshield.zoo.nets import build_network
+    from modelshield.models.nets import build_network
 
     params = _arch_params(entry, input_shape, n_classes)
     return lambda: build_network(entry.recipe["arch"], params)
@@ -368,7 +368,7 @@ def _train_torch(entry: ZooEntry, split: DatasetSplit, seed: int, out: Path) -> 
     import torch
     from safetensors.torch import save_file
 
-    from modelshield.zoo.nets import Standardize, build_network
+    from modelshield.models.nets import Standardize, build_network
 
     recipe = entry.recipe
     train, test = split.train, split.test

@@ -7,7 +7,8 @@
 The signature is ``Target.signature_path``, or ``MODEL.sig`` beside the model file; it is checked against
 ``Target.public_key_path`` with :func:`modelshield.supply_chain.signing.verify_model`. An unsigned model, or a
 signature with no key to check it against, is a medium finding (nothing vouches for the file); a signature that
-does not hold, or a file that no longer matches it, is critical.
+does not hold, or a file that no longer matches it, is critical: the :class:`~modelshield.errors.VerificationError`
+that ``verify_model`` raises becomes that finding, with the files changed, added and removed as evidence.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from modelshield.audit.interface import Check, CheckContext, Requirement
-from modelshield.errors import ModelShieldError
+from modelshield.errors import ModelShieldError, VerificationError
 from modelshield.findings import Finding, OwaspMl, Severity
 
 __all__ = ["SIGNATURE"]
@@ -75,7 +76,21 @@ def signature_findings(context: CheckContext) -> Sequence[Finding]:
     from modelshield.supply_chain.signing import verify_model
 
     try:
-        result = verify_model(Path(model), signature, load_public_key(target.public_key_path))
+        verified = verify_model(Path(model), signature, load_public_key(target.public_key_path))
+    except VerificationError as exc:  # verification fails closed; the failure becomes the finding
+        return [
+            _finding(
+                "invalid",
+                Severity.CRITICAL,
+                "Model does not match its signature",
+                f"{' '.join(exc.message.split())} The file was altered after signing, or signed by another key.",
+                "Do not load it: obtain the model again from a trusted source and verify it.",
+                signature=str(signature),
+                changed=list(exc.changed),
+                added=list(exc.added),
+                removed=list(exc.removed),
+            )
+        ]
     except ModelShieldError as exc:
         return [
             _finding(
@@ -87,29 +102,15 @@ def signature_findings(context: CheckContext) -> Sequence[Finding]:
                 signature=str(signature),
             )
         ]
-    if not result.ok:
-        return [
-            _finding(
-                "invalid",
-                Severity.CRITICAL,
-                "Model does not match its signature",
-                f"{result.summary()}. The file was altered after signing, or signed by another key.",
-                "Do not load it: obtain the model again from a trusted source and verify it.",
-                signature=str(signature),
-                changed=list(result.changed),
-                added=list(result.added),
-                removed=list(result.removed),
-            )
-        ]
     return [
         _finding(
             "verified",
             Severity.INFO,
             "Model signature verified",
-            f"{signature.name} holds ({result.algorithm}) and every file matches it.",
+            f"{signature.name} holds ({verified.algorithm.value}) and every file matches it.",
             "",
             signature=str(signature),
-            algorithm=result.algorithm,
+            algorithm=verified.algorithm.value,
         )
     ]
 

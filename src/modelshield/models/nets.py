@@ -1,6 +1,6 @@
 """The network architectures of the reference targets, rebuilt by name from JSON parameters.
 
-    >>> from modelshield.zoo.nets import build_network
+    >>> from modelshield.models.nets import build_network
     >>> net = build_network("cnn", {"in_channels": 1, "image_size": 8, "n_classes": 10})
     >>> sum(p.numel() for p in net.parameters()) > 0
     True

@@ -1,6 +1,6 @@
 """Harden a reference target: retrain it with a defense, then compare robustness before and after.
 
-    >>> from modelshield.defenses.harden import harden
+    >>> from modelshield.harden import harden
     >>> from modelshield.zoo import load_target
     >>> result = harden(load_target("zoo:digits-cnn"), "adversarial-training", eps=0.1, seed=0)  # doctest: +SKIP
     >>> result.before.robust_accuracy, result.after.robust_accuracy  # doctest: +SKIP
@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from modelshield._internal.atomic import write_bytes_atomic, write_text_atomic
+from modelshield._internal.hashing import sha256_file
 from modelshield.attacks.evasion.evaluation import Reliability, evaluate_robustness
 from modelshield.errors import FileFormatError, InvalidParameterError
 from modelshield.models.interface import Classifier
-from modelshield.target import Target, sha256_file
+from modelshield.target import Target
 
 if TYPE_CHECKING:
     from modelshield.attacks.metrics import RocSummary
@@ -382,7 +383,7 @@ def load_hardened(path: Path, target: Target, *, device: str | None = "cpu") -> 
     from safetensors import safe_open
 
     from modelshield.defenses.training import EnsembleModule
-    from modelshield.models.loading import load_torch_weights
+    from modelshield.models.serialization import load_torch_weights
     from modelshield.models.torch_classifier import TorchClassifier
     from modelshield.zoo import architecture
 

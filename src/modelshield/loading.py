@@ -1,6 +1,6 @@
-"""Load a model file into a :class:`~modelshield.models.Classifier`, safely by default.
+"""Load a model file into a :class:`~modelshield.models.Classifier`, safely by default: scan, then load.
 
-    >>> from modelshield.models import load_model
+    >>> from modelshield.loading import load_model
     >>> loaded = load_model("model.onnx")  # doctest: +SKIP
     >>> loaded.classifier.predict(x)  # doctest: +SKIP
 
@@ -10,12 +10,15 @@ safetensors and PyTorch state dicts (read with ``weights_only=True``; these hold
 ``architecture`` module must be given). Pickle, joblib, full PyTorch checkpoints and ``torch.export`` archives
 (whose loader unpickles) are refused with :class:`UnsafeModelError` unless ``unsafe_pickle=True`` is passed, which
 logs a warning: unpickling a file runs whatever code its author put in it.
+
+This module composes two layers, and so lives above both: the scanner (:mod:`modelshield.supply_chain.scan`)
+vets every file whose format cannot run code before it is parsed (a tampered header, a Keras Lambda layer), and the
+safe readers of :mod:`modelshield.models.serialization` load it.
 """
 
 from __future__ import annotations
 
 import logging
-import pickle  # only for its exception type: nothing is unpickled here
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +27,13 @@ from typing import TYPE_CHECKING, Any
 from modelshield._extras import require
 from modelshield.errors import FileFormatError, InvalidParameterError, UnsafeModelError
 from modelshield.models.interface import Bounds, Classifier
+from modelshield.models.serialization import load_skops, load_torch_weights
 from modelshield.supply_chain.formats import FormatInfo, ModelFormat, identify_format
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["LoadedModel", "load_model", "load_skops", "load_torch_weights"]
+__all__ = ["LoadedModel", "load_model"]
 
 log = logging.getLogger(__name__)
 
@@ -43,60 +47,6 @@ class LoadedModel:
     classifier: Classifier
     path: Path
     format: FormatInfo
-
-
-def load_skops(path: Path, *, trusted_types: Sequence[str] = ()) -> Any:
-    """A scikit-learn estimator from a skops file; refuses types outside skops' trust list and ``trusted_types``."""
-    from skops.io import get_untrusted_types, load
-
-    try:
-        untrusted = sorted(set(get_untrusted_types(file=path)) - set(trusted_types))
-    except Exception as exc:  # skops raises assorted errors on corrupt archives
-        raise FileFormatError(f"{path} is not a readable skops file: {exc}.") from exc
-    if untrusted:
-        shown = ", ".join(untrusted[:5]) + (" ..." if len(untrusted) > 5 else "")
-        raise UnsafeModelError(
-            f"{path} contains {len(untrusted)} type(s) that skops does not trust by default: {shown}.",
-            remedy="Review them; if they are what you expect, pass them as trusted_types (CLI: --trust-type).",
-        )
-    try:
-        return load(path, trusted=list(trusted_types) or None)
-    except Exception as exc:
-        raise FileFormatError(f"{path} could not be loaded by skops: {exc}.") from exc
-
-
-def load_torch_weights(module: torch.nn.Module, path: Path) -> None:
-    """Load weights into ``module`` from safetensors or a ``weights_only`` PyTorch state dict (strict names)."""
-    torch = require("torch", extra="torch", feature="PyTorch models")
-    info = identify_format(path)
-    try:
-        if info.format is ModelFormat.SAFETENSORS:
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        elif info.format is ModelFormat.PYTORCH_ZIP:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        else:
-            raise FileFormatError(
-                f"{path} holds {info.detail}, not weights.",
-                remedy="Pass a .safetensors file or a PyTorch state dict.",
-            )
-    except pickle.UnpicklingError as exc:  # what weights_only=True raises for anything but tensors
-        raise UnsafeModelError(
-            f"{path} is a PyTorch checkpoint that holds more than tensors; loading it would unpickle objects."
-        ) from exc
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise FileFormatError(f"{path} is not a readable weights file: {exc}.") from exc
-    if not isinstance(state, dict):
-        raise FileFormatError(f"{path} holds a {type(state).__name__}, not a state dict of tensors.")
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise FileFormatError(
-            f"The weights in {path} do not fit the architecture: {first}",
-            remedy="Pass the architecture the weights were trained with.",
-        ) from exc
 
 
 def load_model(

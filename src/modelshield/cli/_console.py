@@ -1,0 +1,79 @@
+"""What every command module shares: the consoles, the log handler, the global options' state, and the
+environment. No command module imports :mod:`modelshield.cli.app`, so the command modules form no cycle.
+
+    >>> from modelshield.cli._console import state
+    >>> state.verbose
+    0
+
+This is the one module of modelshield that reads ``MODELSHIELD_*`` environment variables (and ``XDG_CACHE_HOME``);
+the library takes every setting as an explicit argument.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from modelshield.data import Dataset
+
+__all__ = ["LOG_HANDLER", "cache_dir", "load_dataset", "reference_cache_dir", "state", "stderr"]
+
+stderr = Console(stderr=True)
+
+BUNDLED = "bundled:"
+
+
+class _StderrHandler(logging.StreamHandler[TextIO]):
+    """Writes to whatever ``sys.stderr`` is at the time of each record (tests swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+LOG_HANDLER = _StderrHandler()
+
+
+@dataclass
+class _State:
+    verbose: int = 0
+
+
+state = _State()
+
+
+def cache_dir() -> Path | None:
+    """Where reference targets are cached: ``$MODELSHIELD_CACHE_DIR``, else ``$XDG_CACHE_HOME/modelshield/zoo``,
+    else None (the library's default, ``~/.cache/modelshield/zoo``)."""
+    value = os.environ.get("MODELSHIELD_CACHE_DIR")
+    if value:
+        return Path(value)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return Path(xdg) / "modelshield" / "zoo" if xdg else None
+
+
+def reference_cache_dir() -> Path:
+    """Where audits keep reusable work (reference models), beside the zoo's entries."""
+    from modelshield.zoo import default_cache_dir
+
+    return (cache_dir() or default_cache_dir()) / "_reference"
+
+
+def load_dataset(spec: str, label: str) -> Dataset:
+    """A dataset from ``bundled:NAME`` or a CSV, Parquet or NPZ file (``label`` names the label column)."""
+    from modelshield.data import load_bundled, load_table
+
+    if spec.startswith(BUNDLED):
+        return load_bundled(spec.removeprefix(BUNDLED))
+    return load_table(Path(spec), label=label)
