@@ -10,6 +10,8 @@ build or read one; it depends only on the model and data interfaces.
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -24,7 +26,16 @@ from modelshield.models.interface import Classifier
 if TYPE_CHECKING:
     from modelshield.models.retrain import Trainer
 
-__all__ = ["Target"]
+__all__ = ["Requirement", "Target"]
+
+
+class Requirement(enum.StrEnum):
+    """What a check or an attack needs from a target."""
+
+    WHITE_BOX = "white-box"  # gradients (a GradientClassifier)
+    MODEL_FILE = "model-file"  # the model's file on disk
+    TRAIN_DATA = "train-data"  # the training set (members), e.g. for privacy checks
+    TRAINER = "trainer"  # the model's training recipe (Target.trainer), to train more models like it
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,6 +73,20 @@ class Target:
     @cached_property
     def model_sha256(self) -> str | None:
         return sha256_file(self.model_path) if self.model_path is not None else None
+
+    def unmet(self, requires: Iterable[Requirement]) -> list[str]:
+        """Why this target cannot serve something that ``requires`` these (empty when it can)."""
+        needs = set(requires)
+        reasons = []
+        if Requirement.WHITE_BOX in needs and not self.classifier.white_box:
+            reasons.append(f"needs gradients, and {type(self.classifier).__name__} is black-box")
+        if Requirement.MODEL_FILE in needs and self.model_path is None:
+            reasons.append("needs the model file, and the target has none on disk")
+        if Requirement.TRAIN_DATA in needs and self.train is None:
+            reasons.append("needs the training data (members), and none was given")
+        if Requirement.TRAINER in needs and self.trainer is None:
+            reasons.append("needs the model's training recipe to retrain it, and the target has none")
+        return reasons
 
     def info(self) -> TargetInfo:
         """Identity of the target for a report: names, digests, shapes."""

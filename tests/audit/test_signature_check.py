@@ -49,9 +49,15 @@ def test_a_changed_model_or_another_key_is_critical(target: Target, tmp_path: Pa
     sign_model(target.model_path, keys, signature)
     signed = dataclasses.replace(target, signature_path=signature, public_key_path=public)
     _, other = write_keypair(generate_keypair("ecdsa-p256"), tmp_path / "other")
-    assert _signature_findings(dataclasses.replace(signed, public_key_path=other)) == [
-        ("signature.invalid", Severity.CRITICAL)
-    ]
+    report = Auditor(AuditOptions(checks=("signature",))).run(dataclasses.replace(signed, public_key_path=other))
+    (finding,) = report.findings
+    assert (finding.id, finding.severity) == ("signature.invalid", Severity.CRITICAL)
+    assert "does not hold" in finding.description and finding.evidence["changed"] == []
+    not_a_bundle = tmp_path / "not.sig"
+    not_a_bundle.write_text("{}")
+    report = Auditor(AuditOptions(checks=("signature",))).run(dataclasses.replace(signed, signature_path=not_a_bundle))
+    (finding,) = report.findings
+    assert (finding.id, finding.title) == ("signature.invalid", "Model signature cannot be checked")
     with target.model_path.open("ab") as fh:
         fh.write(b"\0")
     report = Auditor(AuditOptions(checks=("signature",))).run(signed)

@@ -16,9 +16,15 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from modelshield.errors import FileFormatError, InvalidParameterError, RegistrationError, VerificationError
+from modelshield.errors import (
+    FileFormatError,
+    InvalidParameterError,
+    RegistrationError,
+    RegistryError,
+    VerificationError,
+)
 from modelshield.findings import Severity
-from modelshield.registry import ArtifactKind, BlobStore, PromotionRefusedError, Registry
+from modelshield.registry import ArtifactKind, BlobStore, PromotionRefusedError, Registry, VerifiedHistory
 from modelshield.registry.store import canonical_json
 
 from .conftest import Keys
@@ -111,12 +117,15 @@ def test_bad_input(registry: Registry, make_model: MakeModel, tmp_path: Path) ->
     with pytest.raises(FileFormatError, match="does not exist"):
         registry.add("m", tmp_path / "missing")
     assert registry.list() == ()  # nothing half-written
-    with pytest.raises(RegistrationError, match="No model named 'nope'"):
+    with pytest.raises(RegistryError, match="No model named 'nope'") as err:
         registry.show("nope")
+    assert not isinstance(err.value, RegistrationError)  # that one is for plug-ins
+    with pytest.raises(RegistryError, match="No model named 'nope'"):
+        registry.verify_history("nope")
     registry.add("m", path)
-    with pytest.raises(RegistrationError, match="no version 7"):
+    with pytest.raises(RegistryError, match="no version 7"):
         registry.show("m", 7)
-    with pytest.raises(RegistrationError, match="production"):
+    with pytest.raises(RegistryError, match="production"):
         registry.show("m", "production")
 
 
@@ -136,9 +145,15 @@ def test_tampered_blob_is_detected_on_read(registry: Registry, make_model: MakeM
     blob = registry.store.path_of(v.artifact_digest)
     blob.chmod(0o644)
     blob.write_bytes(b"tampered")
-    assert not registry.store.verify(v.artifact_digest)
+    with pytest.raises(VerificationError, match="tampered") as err:
+        registry.store.verify(v.artifact_digest)
+    assert err.value.subject == v.artifact_digest
     with pytest.raises(VerificationError, match="tampered"):
         registry.export("m", 1, tmp_path / "out")
+    blob.unlink()
+    with pytest.raises(VerificationError, match="missing"):
+        registry.store.verify(v.artifact_digest)
+    registry.store.verify(v.scan_digest)  # an intact blob verifies (and returns nothing)
 
 
 # -- promotion ------------------------------------------------------------------------------------------------------
@@ -152,7 +167,7 @@ def _refusal(registry: Registry, name: str, version: int, public_key: Path, reas
     assert (last.action, last.version) == ("refused", version)
     assert any(reason in r for r in last.detail["reasons"])  # type: ignore[union-attr]
     assert registry.show(name, version).aliases == ()
-    assert registry.verify_history(name).ok
+    registry.verify_history(name)
 
 
 def test_promote_refused_unsigned(registry: Registry, make_model: MakeModel, make_audit: MakeAudit, keys: Keys) -> None:
@@ -236,7 +251,7 @@ def test_promote_and_rollback(registry: Registry, make_model: MakeModel, make_au
     for i in range(3):
         path, sig = make_model(content=b"w%d" % i)
         registry.add("m", path, signature=sig, audit_report=make_audit(Severity.MEDIUM))
-    with pytest.raises(RegistrationError, match="no earlier production version"):
+    with pytest.raises(RegistryError, match="no earlier production version"):
         registry.rollback("m")
     for version in (1, 2, 3):
         promoted = registry.promote("m", version, public_key=keys.public, actor="bob")
@@ -246,15 +261,17 @@ def test_promote_and_rollback(registry: Registry, make_model: MakeModel, make_au
     assert registry.rollback("m").version == 2
     assert registry.show("m", "production").version == 2
     assert registry.rollback("m").version == 1
-    with pytest.raises(RegistrationError, match="no earlier production version"):
+    with pytest.raises(RegistryError, match="no earlier production version"):
         registry.rollback("m")
     actions = [(e.action, e.version) for e in registry.history("m")]
     assert actions[3:] == [("promote", 1), ("promote", 2), ("promote", 3), ("rollback", 2), ("rollback", 1)]
     assert registry.history("m")[4].detail["previous"] == 1
     # a stricter threshold refuses what passed before
-    with pytest.raises(PromotionRefusedError, match="at or above medium"):
+    with pytest.raises(PromotionRefusedError, match="at or above medium") as err:
         registry.promote("m", 3, public_key=keys.public, fail_on="medium")
-    assert registry.verify_history().ok
+    assert isinstance(err.value, RegistryError) and not isinstance(err.value, RegistrationError)
+    assert (err.value.name, err.value.version) == ("m", 3)
+    registry.verify_history()
 
 
 # -- history chain --------------------------------------------------------------------------------------------------
@@ -267,22 +284,28 @@ def _sql(registry: Registry, statement: str) -> None:
         conn.execute(text(statement))
 
 
+def _broken_at(registry: Registry, name: str | None) -> VerificationError:
+    with pytest.raises(VerificationError) as err:
+        registry.verify_history(name)
+    return err.value
+
+
 def test_history_chain_detects_tampering(registry: Registry, make_model: MakeModel) -> None:
     path, _ = make_model()
     for _ in range(3):
         registry.add("m", path, actor="alice")
-    check = registry.verify_history("m")
-    assert check.ok and check.entries == 3
+    verified = registry.verify_history("m")
+    assert isinstance(verified, VerifiedHistory)
+    assert (verified.entries, verified.models) == (3, ("m",))
+    assert verified.heads["m"] == registry.history("m")[-1].hash
     _sql(registry, "UPDATE ms_history SET actor = 'mallory' WHERE seq = 2")
-    check = registry.verify_history()
-    assert (check.ok, check.model, check.seq) == (False, "m", 2)
-    assert "changed" in (check.problem or "")
+    err = _broken_at(registry, None)
+    assert err.subject == "m" and "entry #2" in err.message and "changed" in err.message
     _sql(registry, "UPDATE ms_history SET actor = 'alice' WHERE seq = 2")
-    assert registry.verify_history().ok
+    assert registry.verify_history().entries == 3
     _sql(registry, "UPDATE ms_versions SET artifact_digest = '" + "0" * 64 + "' WHERE version = 3")
-    check = registry.verify_history("m")
-    assert (check.ok, check.seq) == (False, 3)
-    assert "artifact_digest" in (check.problem or "")
+    err = _broken_at(registry, "m")
+    assert "entry #3" in err.message and "artifact_digest" in err.message
 
 
 def test_history_chain_detects_deletion(registry: Registry, make_model: MakeModel) -> None:
@@ -290,9 +313,21 @@ def test_history_chain_detects_deletion(registry: Registry, make_model: MakeMode
     for _ in range(3):
         registry.add("m", path)
     _sql(registry, "DELETE FROM ms_history WHERE seq = 3")
-    check = registry.verify_history("m")
-    assert not check.ok
-    assert "head" in (check.problem or "")
+    err = _broken_at(registry, "m")
+    assert err.subject == "m" and "head" in err.message
+
+
+def test_history_chain_detects_a_version_inserted_behind_its_back(registry: Registry, make_model: MakeModel) -> None:
+    path, _ = make_model()
+    registry.add("m", path)
+    _sql(
+        registry,
+        "INSERT INTO ms_versions (model, version, artifact_digest, kind, size, source_name, scan_digest, metadata, "
+        "actor, created_at) SELECT model, 2, artifact_digest, kind, size, source_name, scan_digest, metadata, "
+        "'mallory', created_at FROM ms_versions WHERE version = 1",
+    )
+    err = _broken_at(registry, "m")
+    assert err.subject == "m" and "version 2" in err.message and "no entry added it" in err.message
 
 
 # -- concurrency ----------------------------------------------------------------------------------------------------
@@ -338,8 +373,7 @@ def _concurrent_adds(tmp_path: Path, url: str | None, model: str) -> Registry:
     for r in results:
         assert r == sorted(r)  # each writer sees its own versions increase
     reg = Registry(tmp_path / "registry", url)
-    check = reg.verify_history(model)
-    assert check.ok and check.entries == WRITERS * PER_WRITER, check.summary()
+    assert reg.verify_history(model).entries == WRITERS * PER_WRITER
     history = reg.history(model)
     assert [e.seq for e in history] == list(range(1, WRITERS * PER_WRITER + 1))
     assert sorted(e.version or 0 for e in history) == got
@@ -369,11 +403,12 @@ def test_postgresql_promote_rollback_and_tamper(
         assert reg.rollback(name).version == 1
         with pytest.raises(PromotionRefusedError):
             reg.promote(name, 2, public_key=keys.other_public)
-        assert reg.verify_history(name).ok
+        reg.verify_history(name)
         assert _files(reg.export(name, 2, tmp_path / "out")) == _files(path)
         _sql(reg, f"UPDATE ms_history SET detail = '{{}}' WHERE model = '{name}' AND seq = 4")  # noqa: S608
-        check = reg.verify_history(name)
-        assert (check.ok, check.seq) == (False, 4)
+        with pytest.raises(VerificationError, match="entry #4") as err:
+            reg.verify_history(name)
+        assert err.value.subject == name
 
 
 # -- CLI ------------------------------------------------------------------------------------------------------------
@@ -419,7 +454,7 @@ def test_cli(cli: Callable[..., Any], make_model: MakeModel, make_audit: MakeAud
     r = cli("show", "demo")
     assert "demo v1 (production)" in r.output
     r = cli("rollback", "demo")
-    assert r.exit_code == 1 or isinstance(r.exception, RegistrationError)
+    assert isinstance(r.exception, RegistryError)  # nothing to roll back to: an error (exit 2 in the app)
     r = cli("history", "demo", "--verify")
     assert r.exit_code == 0, r.output
     assert "refused" in r.output and "history intact: 4 entries" in r.output
@@ -441,3 +476,27 @@ def test_the_root_cli_wires_registry_commands(tmp_path: Path) -> None:
     assert main(["registry", "promote", "demo", "1", "--public-key", str(tmp_path / "none.pub"), *registry]) == 2
     assert main(["registry", "history", "demo", "--verify", *registry]) == 0
     assert main(["registry", "show", "nope", "1", *registry]) == 2
+
+
+def test_the_root_cli_exits_1_when_verification_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from modelshield.cli.app import main
+
+    model = tmp_path / "weights.bin"
+    model.write_bytes(b"\x01" * 64)
+    root = tmp_path / "reg"
+    registry = ["--registry", str(root)]
+    assert main(["registry", "add", "demo", str(model), *registry]) == 0
+    with Registry(root) as reg:
+        digest = reg.show("demo", 1).artifact_digest
+        _sql(reg, "UPDATE ms_history SET actor = 'mallory' WHERE seq = 1")
+    capsys.readouterr()
+    assert main(["registry", "history", "demo", "--verify", "--format", "json", *registry]) == 1
+    out, err = capsys.readouterr()
+    assert json.loads(out)[0]["actor"] == "mallory"  # the history is still shown, and stays valid JSON
+    assert err.count("\n") == 1 and "verification failed" in err and "entry #1" in err
+    blob = BlobStore(root / "objects").path_of(digest)
+    blob.chmod(0o644)
+    blob.write_bytes(b"tampered")
+    assert main(["registry", "export", "demo", "1", "--output", str(tmp_path / "out"), *registry]) == 1
+    assert "does not match its digest" in capsys.readouterr().err
+    assert main(["registry", "history", "nope", "--verify", *registry]) == 2  # unknown model: bad input

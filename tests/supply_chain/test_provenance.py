@@ -169,8 +169,9 @@ def test_lineage_is_recorded_and_the_parent_digest_checked(toy: Dataset, tmp_pat
     assert DataManifest.from_json(child.to_json()) == child
     assert verify_parent(child).digest == child.parent.digest
     write_manifest(build_manifest(toy, source="something else"), parent_path, overwrite=True)
-    with pytest.raises(VerificationError, match="parent changed"):
+    with pytest.raises(VerificationError, match="parent changed") as err:
         verify_parent(child)
+    assert err.value.subject == str(parent_path)
     with pytest.raises(InvalidParameterError, match="no parent"):
         build_manifest(toy, source="s", transform="dropped rows")
     with pytest.raises(FileFormatError, match="does not exist"):
@@ -180,8 +181,9 @@ def test_lineage_is_recorded_and_the_parent_digest_checked(toy: Dataset, tmp_pat
 def test_verify_dataset(toy: Dataset) -> None:
     manifest = build_manifest(toy, source="s")
     verify_dataset(manifest, toy)
-    with pytest.raises(VerificationError, match="2 changed"):
+    with pytest.raises(VerificationError, match="2 changed") as err:
         verify_dataset(manifest, _flip_label(toy))
+    assert err.value.subject == toy.name
 
 
 def _edit(key: str, value: object) -> Callable[[dict[str, object]], object]:

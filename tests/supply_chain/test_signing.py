@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from modelshield.cli.app import main
-from modelshield.errors import FileFormatError, InvalidParameterError
+from modelshield.errors import FileFormatError, InvalidParameterError, VerificationError
 from modelshield.supply_chain.keys import (
     KeyAlgorithm,
     PrivateKeySet,
@@ -21,7 +21,7 @@ from modelshield.supply_chain.keys import (
     load_public_key,
     write_keypair,
 )
-from modelshield.supply_chain.signing import hash_model, sign_model, verify_model
+from modelshield.supply_chain.signing import VerifiedModel, hash_model, sign_model, verify_model
 
 SIGNING = [KeyAlgorithm.ED25519, KeyAlgorithm.ECDSA_P256, KeyAlgorithm.HYBRID]
 
@@ -51,9 +51,14 @@ def test_round_trip_and_every_kind_of_tamper_is_named(
     model, signature = _model(tmp_path), tmp_path / "model.sig"
     key = keys[algorithm]
     sign_model(model, key, signature, shard_size=shard_size)
-    assert verify_model(model, signature, key.public()).ok
+    verified = verify_model(model, signature, key.public())
+    assert isinstance(verified, VerifiedModel)
+    assert (verified.algorithm, verified.key_fingerprint) == (algorithm, key.public().fingerprint)
+    signed = {"config.json", "weights/w0.bin", "weights/w1.bin"} | (set() if shard_size else {"empty.txt"})
+    assert verified.files == tuple(sorted(signed))  # an empty file has no shard, as the OMS tool shards
+    assert algorithm.value in verified.summary()
     (model / ".git" / "HEAD").write_text("ignored by default, as the OMS tool does")
-    assert verify_model(model, signature, key.public()).ok
+    verify_model(model, signature, key.public())
 
     data = bytearray((model / "weights" / "w0.bin").read_bytes())
     data[1500] ^= 1
@@ -61,20 +66,22 @@ def test_round_trip_and_every_kind_of_tamper_is_named(
     (model / "weights" / "w1.bin").rename(model / "weights" / "w1-renamed.bin")
     (model / "extra.py").write_text("import os")
     (model / "config.json").unlink()
-    result = verify_model(model, signature, key.public())
-    assert not result.ok
-    assert result.changed == ("weights/w0.bin",)
-    assert set(result.added) == {"weights/w1-renamed.bin", "extra.py"}
-    assert set(result.removed) == {"weights/w1.bin", "config.json"}
-    assert "weights/w0.bin" in result.summary()
+    with pytest.raises(VerificationError) as err:
+        verify_model(model, signature, key.public())
+    assert err.value.subject == str(model)
+    assert err.value.changed == ("weights/w0.bin",)
+    assert err.value.added == ("extra.py", "weights/w1-renamed.bin")
+    assert err.value.removed == ("config.json", "weights/w1.bin")
+    assert "changed: weights/w0.bin; added: extra.py, weights/w1-renamed.bin; removed: config.json" in str(err.value)
 
 
 @pytest.mark.parametrize("algorithm", SIGNING)
 def test_a_wrong_key_fails(tmp_path: Path, keys: dict[KeyAlgorithm, PrivateKeySet], algorithm: KeyAlgorithm) -> None:
     model, signature = _model(tmp_path), tmp_path / "model.sig"
     sign_model(model, keys[algorithm], signature)
-    result = verify_model(model, signature, generate_keypair(algorithm).public())
-    assert not result.ok and result.problem and "does not hold" in result.problem
+    with pytest.raises(VerificationError, match="does not hold") as err:
+        verify_model(model, signature, generate_keypair(algorithm).public())
+    assert (err.value.changed, err.value.added, err.value.removed) == ((), (), ())
 
 
 def test_a_single_file_and_a_signature_inside_the_model(
@@ -83,10 +90,14 @@ def test_a_single_file_and_a_signature_inside_the_model(
     model = _model(tmp_path)
     key = keys[KeyAlgorithm.ECDSA_P256]
     sign_model(model / "config.json", key, tmp_path / "config.sig")
-    assert verify_model(model / "config.json", tmp_path / "config.sig", key.public()).ok
+    assert verify_model(model / "config.json", tmp_path / "config.sig", key.public()).files == ("config.json",)
+    (model / "config.json").write_text("{}")
+    with pytest.raises(VerificationError) as err:  # a single file's resource is named "." in the bundle
+        verify_model(model / "config.json", tmp_path / "config.sig", key.public())
+    assert err.value.changed == ("config.json",)
     inside = model / "model.sig"
     sign_model(model, key, inside)
-    assert verify_model(model, inside, key.public()).ok  # the signature does not sign itself
+    assert "model.sig" not in verify_model(model, inside, key.public()).files  # the signature does not sign itself
 
 
 def test_both_halves_of_a_hybrid_signature_are_required(
@@ -100,13 +111,14 @@ def test_both_halves_of_a_hybrid_signature_are_required(
         bundle, dsseEnvelope=dict(bundle["dsseEnvelope"], signatures=bundle["dsseEnvelope"]["signatures"][:1])
     )
     signature.write_text(json.dumps(classical_only))
-    result = verify_model(model, signature, key.public())
-    assert not result.ok and result.problem and "post-quantum" in result.problem
+    with pytest.raises(VerificationError, match="post-quantum"):
+        verify_model(model, signature, key.public())
     # A right ECDSA half with another ML-DSA key fails too.
     other = generate_keypair(KeyAlgorithm.HYBRID)
     mixed = PrivateKeySet((key.keys[0], other.keys[1]))
     sign_model(model, mixed, signature)
-    assert not verify_model(model, signature, key.public()).ok
+    with pytest.raises(VerificationError, match="ML-DSA-65"):
+        verify_model(model, signature, key.public())
 
 
 def test_a_tampered_payload_or_subject_fails(tmp_path: Path, keys: dict[KeyAlgorithm, PrivateKeySet]) -> None:
@@ -120,7 +132,26 @@ def test_a_tampered_payload_or_subject_fails(tmp_path: Path, keys: dict[KeyAlgor
     statement["predicate"]["resources"] = statement["predicate"]["resources"][1:]
     bundle["dsseEnvelope"]["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
     signature.write_text(json.dumps(bundle))
-    assert not verify_model(model, signature, key.public()).ok
+    with pytest.raises(VerificationError, match="does not hold"):
+        verify_model(model, signature, key.public())
+
+
+def test_unusable_input_is_a_file_format_error_not_a_failed_verification(
+    tmp_path: Path, keys: dict[KeyAlgorithm, PrivateKeySet]
+) -> None:
+    model, signature = _model(tmp_path), tmp_path / "model.sig"
+    key = keys[KeyAlgorithm.ED25519]
+    sign_model(model, key, signature)
+    with pytest.raises(FileFormatError, match="does not exist"):
+        verify_model(tmp_path / "missing", signature, key.public())
+    with pytest.raises(FileFormatError, match="does not exist"):
+        verify_model(model, tmp_path / "missing.sig", key.public())
+    (tmp_path / "not.sig").write_text("{}")
+    with pytest.raises(FileFormatError, match="not a model signature bundle"):
+        verify_model(model, tmp_path / "not.sig", key.public())
+    (model / "link.bin").symlink_to(model / "config.json")  # the model exists but can no longer match: a failure
+    with pytest.raises(VerificationError, match="symbolic link"):
+        verify_model(model, signature, key.public())
 
 
 def test_symbolic_links_are_refused(tmp_path: Path, keys: dict[KeyAlgorithm, PrivateKeySet]) -> None:
@@ -163,7 +194,9 @@ def test_key_files_round_trip_encrypted_with_mode_0600(tmp_path: Path, algorithm
         load_private_key(public)
 
 
-def test_cli_keygen_sign_verify_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_keygen_sign_verify_exit_codes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("TEST_PASSPHRASE", "s3cret")
     model = _model(tmp_path)
     keys = tmp_path / "keys"
@@ -175,7 +208,10 @@ def test_cli_keygen_sign_verify_exit_codes(tmp_path: Path, monkeypatch: pytest.M
     verify = ["verify", str(model), "--signature", str(sig), "--public-key", str(pub)]
     assert main(verify) == 0
     (model / "config.json").write_text("{}")
+    capsys.readouterr()
     assert main(verify) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and "changed: config.json" in err and len(err.strip().splitlines()) == 1
     assert main(["sign", str(model), "--key", str(key), "--output", str(sig)]) == 2  # no passphrase
     assert main(["verify", str(tmp_path / "missing"), "--signature", str(sig), "--public-key", str(pub)]) == 2
     assert main(["keygen", "--out", str(keys), "--algorithm", "rsa"]) == 2

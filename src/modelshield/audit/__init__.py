@@ -1,13 +1,13 @@
 """The audit layer: checks (attacks and scans) run against a target under a budget, collected into a Report.
 
->>> from modelshield.audit import AuditOptions, Auditor, default_registry
->>> [c.name for c in default_registry()]
-['integrity', 'baseline']
+>>> from modelshield.audit import default_registry
+>>> [c.name for c in default_registry(entry_points=False)][:4]
+['integrity', 'supply', 'signature', 'baseline']
 """
 
 from __future__ import annotations
 
-from modelshield.audit.interface import AuditOptions, Budget, Check, CheckContext, Requirement
+from modelshield.audit.interface import AuditOptions, Budget, Check, CheckContext, NoSettings, Requirement
 from modelshield.audit.registry import CheckRegistry, default_registry
 from modelshield.audit.runner import Auditor, ProgressCallback
 
@@ -18,6 +18,7 @@ __all__ = [
     "Check",
     "CheckContext",
     "CheckRegistry",
+    "NoSettings",
     "ProgressCallback",
     "Requirement",
     "default_registry",

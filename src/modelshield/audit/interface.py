@@ -1,28 +1,36 @@
-"""The audit layer's vocabulary: budgets, what a check needs, checks, their context, and audit options.
+"""The audit layer's vocabulary: budgets, checks (measure, then judge), their context, and audit options.
 
     >>> from modelshield.audit.interface import Budget
-    >>> Budget.parse("standard").samples
-    1000
+    >>> Budget.parse("Standard")
+    <Budget.STANDARD: 'standard'>
 
-A check is a name plus a function from a :class:`CheckContext` to findings. Checks say what they need
-(gradients, the model file, training data); the runner skips, and records as skipped, a check whose needs the
+A check is two steps. :meth:`Check.measure` does the work (runs attacks, scans, trains reference models) under the
+settings its budget selects and returns a typed, frozen measurement; :meth:`Check.judge` is a pure function from
+that measurement to findings, with severities from the check's documented thresholds, so its rules are tested on
+hand-made measurements without running anything. Checks say what they need from the target (gradients, the model
+file, training data, the training recipe); the runner skips, and records as skipped, a check whose needs the
 target does not meet.
+
+A budget is one name (``quick``, ``standard``, ``thorough``); what it buys is each check's own frozen settings
+object, looked up in the check's :attr:`Check.budgets` table and recorded in the report.
 """
 
 from __future__ import annotations
 
+import abc
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
 
 from modelshield.errors import InvalidParameterError
 from modelshield.findings import Finding
-from modelshield.target import Target
+from modelshield.target import Requirement, Target
 
-__all__ = ["AuditOptions", "Budget", "Check", "CheckContext", "Requirement"]
+__all__ = ["AuditOptions", "Budget", "Check", "CheckContext", "NoSettings", "Requirement"]
 
 
 class Budget(enum.StrEnum):
@@ -31,16 +39,6 @@ class Budget(enum.StrEnum):
     QUICK = "quick"
     STANDARD = "standard"
     THOROUGH = "thorough"
-
-    @property
-    def samples(self) -> int:
-        """The most evaluation inputs a check should use."""
-        return {"quick": 200, "standard": 1000, "thorough": 10_000}[self.value]
-
-    @property
-    def scale(self) -> float:
-        """Multiplier for iterations, restarts and query budgets, relative to ``standard``."""
-        return {"quick": 0.25, "standard": 1.0, "thorough": 4.0}[self.value]
 
     @classmethod
     def parse(cls, value: str | Budget) -> Budget:
@@ -54,18 +52,14 @@ class Budget(enum.StrEnum):
             ) from None
 
 
-class Requirement(enum.StrEnum):
-    """What a check needs from a target."""
-
-    WHITE_BOX = "white-box"  # gradients (a GradientClassifier)
-    MODEL_FILE = "model-file"  # the model's file on disk
-    TRAIN_DATA = "train-data"  # the training set (members), e.g. for privacy checks
-    TRAINER = "trainer"  # the model's training recipe (Target.trainer), to train more models like it
+@dataclass(frozen=True)
+class NoSettings:
+    """The settings of a check whose work does not depend on the budget."""
 
 
 @dataclass(frozen=True)
 class CheckContext:
-    """What a check gets: the target, the budget and a seeded random generator of its own."""
+    """What a check's measurement gets: the target, the budget, the seed and a seeded generator of its own."""
 
     target: Target
     budget: Budget
@@ -73,37 +67,56 @@ class CheckContext:
     rng: np.random.Generator
     cache_dir: Path | None = None  # where checks may keep reusable work (reference models); None: no cache
 
-    def sample_test(self, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """A stratification-free random subset of the test set of at most ``limit`` (default: budget) inputs."""
+    def sample_test(self, limit: int) -> tuple[np.ndarray, np.ndarray]:
+        """A random subset (not stratified) of the test set of at most ``limit`` inputs, in their original order."""
         n = len(self.target.test)
-        k = min(n, limit if limit is not None else self.budget.samples)
+        k = min(n, limit)
         idx = np.sort(self.rng.choice(n, size=k, replace=False)) if k < n else np.arange(n)
         return self.target.test.x[idx], self.target.test.y[idx]
 
 
-@dataclass(frozen=True)
-class Check:
-    """A named audit check: ``run(context)`` returns findings; ``requires`` lists what it needs."""
+SettingsT = TypeVar("SettingsT")
+MeasurementT = TypeVar("MeasurementT")
 
+
+class Check(abc.ABC, Generic[SettingsT, MeasurementT]):
+    """A named audit check: :meth:`measure` under the budget's settings, then :meth:`judge` into findings.
+
+    Subclasses set the class attributes and implement the two steps; instances are stateless, so one instance
+    serves concurrent audits.
+    """
+
+    #: Unique name in the check registry (``--checks NAME``).
     name: str
+    #: A short title and a one-sentence description, for ``modelshield checks``.
     title: str
     description: str
-    run: Callable[[CheckContext], Sequence[Finding]]
+    #: What the target must offer; the runner skips the check otherwise.
     requires: frozenset[Requirement] = frozenset()
-    default: bool = True  # part of an audit that names no checks
+    #: Part of an audit that names no checks.
+    default: bool = True
+    #: The settings each budget selects.
+    budgets: Mapping[Budget, SettingsT]
+
+    def settings(self, budget: Budget) -> SettingsT:
+        """The settings ``budget`` selects."""
+        return self.budgets[budget]
+
+    @abc.abstractmethod
+    def measure(self, context: CheckContext, settings: SettingsT) -> MeasurementT:
+        """Do the work and return a typed, frozen measurement."""
+
+    @abc.abstractmethod
+    def judge(self, measurement: MeasurementT) -> Sequence[Finding]:
+        """Findings from a measurement: pure, deterministic, no I/O."""
+
+    def run(self, context: CheckContext) -> list[Finding]:
+        """Measure under the context's budget, then judge."""
+        return list(self.judge(self.measure(context, self.settings(context.budget))))
 
     def unmet(self, target: Target) -> list[str]:
         """Reasons the target cannot run this check (empty when it can)."""
-        reasons = []
-        if Requirement.WHITE_BOX in self.requires and not target.classifier.white_box:
-            reasons.append(f"needs gradients, and {type(target.classifier).__name__} is black-box")
-        if Requirement.MODEL_FILE in self.requires and target.model_path is None:
-            reasons.append("needs the model file, and the target has none on disk")
-        if Requirement.TRAIN_DATA in self.requires and target.train is None:
-            reasons.append("needs the training data (members), and none was given")
-        if Requirement.TRAINER in self.requires and target.trainer is None:
-            reasons.append("needs the model's training recipe to retrain it, and the target has none")
-        return reasons
+        return target.unmet(self.requires)
 
 
 @dataclass(frozen=True)

@@ -1,63 +1,68 @@
-"""The registry of audit checks: explicit registration, duplicates refused.
+"""The registry of audit checks: the built-in checks, then those that installed packages declare.
 
 >>> from modelshield.audit.registry import default_registry
 >>> "integrity" in default_registry().names()
 True
+
+A third-party package adds a check by subclassing :class:`~modelshield.audit.interface.Check` and declaring an
+instance (or a factory) in the ``modelshield.checks`` entry-point group; ``modelshield checks`` then lists it and
+``modelshield audit`` runs it. A name already taken is refused.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any, TypeGuard
 
+from modelshield._internal.plugins import CHECKS_GROUP, PluginRegistry
 from modelshield.audit.interface import Check
-from modelshield.errors import RegistrationError, UnknownTargetError
 
-__all__ = ["CheckRegistry", "default_registry"]
+__all__ = ["AnyCheck", "CheckRegistry", "builtin_checks", "default_registry"]
+
+AnyCheck = Check[Any, Any]
+
+
+def _is_check(obj: object) -> TypeGuard[AnyCheck]:
+    return isinstance(obj, Check)
 
 
 class CheckRegistry:
     """Checks by name, in registration order."""
 
-    def __init__(self, checks: Sequence[Check] = ()) -> None:
-        self._checks: dict[str, Check] = {}
+    def __init__(self, checks: Sequence[AnyCheck] = ()) -> None:
+        self._registry: PluginRegistry[AnyCheck] = PluginRegistry("check", name_of=lambda c: c.name)
         for check in checks:
             self.register(check)
 
-    def register(self, check: Check) -> Check:
-        if check.name in self._checks:
-            raise RegistrationError(
-                f"A check named {check.name!r} is already registered.",
-                remedy="Give the new check another name.",
-            )
-        self._checks[check.name] = check
-        return check
+    def register(self, check: AnyCheck) -> AnyCheck:
+        """Add ``check``; a name already taken is refused with :class:`~modelshield.errors.RegistrationError`."""
+        return self._registry.register(check)
+
+    def load_entry_points(self, group: str = CHECKS_GROUP) -> list[AnyCheck]:
+        """Register the checks that installed packages declare in ``group``."""
+        return self._registry.load_entry_points(group, accept=_is_check)
 
     def names(self) -> tuple[str, ...]:
-        return tuple(self._checks)
+        return self._registry.names()
 
-    def get(self, name: str) -> Check:
-        try:
-            return self._checks[name]
-        except KeyError:
-            raise UnknownTargetError(
-                f"Unknown check {name!r}.", remedy=f"Use one or more of: {', '.join(self._checks)}."
-            ) from None
+    def get(self, name: str) -> AnyCheck:
+        return self._registry.get(name)
 
-    def select(self, names: Sequence[str] | None) -> list[Check]:
+    def select(self, names: Sequence[str] | None) -> list[AnyCheck]:
         """The named checks (all default checks when ``names`` is None), unknown names refused up front."""
         if names is None:
-            return [c for c in self._checks.values() if c.default]
+            return [c for c in self._registry if c.default]
         return [self.get(n) for n in dict.fromkeys(names)]
 
-    def __iter__(self) -> Iterator[Check]:
-        return iter(self._checks.values())
+    def __iter__(self) -> Iterator[AnyCheck]:
+        return iter(self._registry)
 
     def __len__(self) -> int:
-        return len(self._checks)
+        return len(self._registry)
 
 
-def default_registry() -> CheckRegistry:
-    """A registry holding every built-in check."""
+def builtin_checks() -> list[AnyCheck]:
+    """The built-in checks, in the order an audit runs them."""
     from modelshield.audit.checks.baseline import BASELINE
     from modelshield.audit.checks.evasion import EVASION
     from modelshield.audit.checks.extraction import EXTRACTION
@@ -68,5 +73,12 @@ def default_registry() -> CheckRegistry:
     from modelshield.audit.checks.signature import SIGNATURE
     from modelshield.audit.checks.supply import SUPPLY
 
-    checks = [INTEGRITY, SUPPLY, SIGNATURE, BASELINE, EVASION, POISONING, MEMBERSHIP, INVERSION, EXTRACTION]
-    return CheckRegistry(checks)
+    return [INTEGRITY, SUPPLY, SIGNATURE, BASELINE, EVASION, POISONING, MEMBERSHIP, INVERSION, EXTRACTION]
+
+
+def default_registry(*, entry_points: bool = True) -> CheckRegistry:
+    """The built-in checks, then (unless ``entry_points`` is False) the plug-ins installed packages declare."""
+    registry = CheckRegistry(builtin_checks())
+    if entry_points:
+        registry.load_entry_points()
+    return registry

@@ -11,6 +11,8 @@ incomplete) and the audit goes on with the next one.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import platform
 import sys
@@ -23,9 +25,9 @@ from importlib import metadata
 import numpy as np
 
 from modelshield._version import __version__
-from modelshield.audit.interface import AuditOptions, Budget, Check, CheckContext
-from modelshield.audit.registry import CheckRegistry, default_registry
-from modelshield.findings import CheckRun, CheckStatus, Finding, Report, Severity
+from modelshield.audit.interface import AuditOptions, Budget, CheckContext
+from modelshield.audit.registry import AnyCheck, CheckRegistry, default_registry
+from modelshield.findings import CheckRun, CheckStatus, Finding, JSONValue, Report, Severity
 from modelshield.target import Target
 
 __all__ = ["Auditor", "ProgressCallback"]
@@ -48,6 +50,13 @@ def _versions() -> dict[str, str]:
     return versions
 
 
+def _settings_record(settings: object) -> JSONValue:
+    """A check's settings as JSON (a frozen dataclass of plain values, or anything else by its repr)."""
+    if dataclasses.is_dataclass(settings) and not isinstance(settings, type):
+        return json.loads(json.dumps(dataclasses.asdict(settings), default=str))  # type: ignore[no-any-return]
+    return repr(settings)
+
+
 class Auditor:
     """Runs the checks named in its :class:`AuditOptions` (from ``registry``, default: the built-in checks)."""
 
@@ -57,7 +66,7 @@ class Auditor:
         self._checks = self.registry.select(self.options.checks)  # unknown names fail here, before any work
 
     @property
-    def checks(self) -> tuple[Check, ...]:
+    def checks(self) -> tuple[AnyCheck, ...]:
         return tuple(self._checks)
 
     def run(self, target: Target, *, progress: ProgressCallback | None = None) -> Report:
@@ -108,5 +117,6 @@ class Auditor:
                 "checks": [c.name for c in self._checks],
                 "budget": budget.value,
                 "seed": self.options.seed,
+                "settings": {c.name: _settings_record(c.settings(budget)) for c in self._checks},
             },
         )

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from modelshield._extras import require
+from modelshield._internal.hashing import sha256_file
 from modelshield._version import __version__
 from modelshield.errors import FileFormatError, MissingExtraError, ModelShieldError
 from modelshield.supply_chain.formats import FormatInfo, ModelFormat, identify_format
@@ -49,7 +50,6 @@ __all__ = ["build_bom", "render_bom"]
 
 logger = logging.getLogger(__name__)
 
-_CHUNK = 1 << 20
 _FEATURE = "The ML bill of materials"
 _MANIFEST_FORMAT = "modelshield.data-manifest"
 _MANIFEST_KEYS = ("name", "source", "n_rows", "rows", "merkle_root", "dataset_digest", "digest")
@@ -77,18 +77,6 @@ _PROP_DATA_CREATED = "modelshield:data:created"
 
 def _require_cyclonedx() -> None:
     require("cyclonedx", extra="bom", feature=_FEATURE)
-
-
-def _sha256_file(path: Path) -> str:
-    """SHA-256 (hex) of a file, streamed in 1 MiB chunks."""
-    h = hashlib.sha256()
-    try:
-        with path.open("rb") as fh:
-            while chunk := fh.read(_CHUNK):
-                h.update(chunk)
-    except OSError as exc:
-        raise FileFormatError(f"Cannot read {path}: {exc.strerror}.") from exc
-    return h.hexdigest()
 
 
 def _sha256(hex_digest: str) -> Any:
@@ -158,7 +146,7 @@ def _model_component(
                     type=ComponentType.FILE,
                     name=rel,
                     bom_ref=_FILE_REF + rel,
-                    hashes=[_sha256(_sha256_file(path))],
+                    hashes=[_sha256(sha256_file(path))],
                     properties=_properties([(_PROP_FILE_FORMAT, info.format.value)]),
                 )
             )
@@ -167,7 +155,7 @@ def _model_component(
     else:
         info = identify_format(model)  # raises FileFormatError for a non-regular or unreadable path
         fmt, detail, executes = info.format.value, info.detail, info.can_execute_code
-        hashes = [_sha256(_sha256_file(model))]
+        hashes = [_sha256(sha256_file(model))]
         description = f"Machine-learning model file {model.name}: {detail}."
     component = Component(
         type=ComponentType.MACHINE_LEARNING_MODEL,
