@@ -1,10 +1,11 @@
 """Verification fails closed: no public verifier of the supply-chain and registry layers can return on failure.
 
-The verifiers are found by walking ``modelshield.supply_chain`` and ``modelshield.registry`` (every public function
-named ``verify*``, and every public method named ``verify*`` of a public class defined there), so a new one cannot
-be forgotten: until it is listed in :data:`CASES` with a failing input, ``test_every_public_verifier_is_listed``
-fails. Each case builds one input that verifies and one that must not; the first must return, the second must raise
-:class:`VerificationError`. No verifier's return type may be a bool or carry an ``ok`` flag.
+The verifiers are found by walking the public modules of ``modelshield.supply_chain`` and ``modelshield.registry``
+(every public function named ``verify*``, and every public method named ``verify*`` of a public class, defined in
+those layers), so a new one cannot be forgotten: until it is listed in :data:`CASES` with a failing input,
+``test_every_public_verifier_is_listed`` fails. Each case builds one input that verifies and one that must not;
+the first must return, the second must raise :class:`VerificationError`. No verifier's return type may be a bool
+or carry an ``ok`` flag.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def _modules() -> Iterator[types.ModuleType]:
         package = importlib.import_module(root)
         yield package
         for info in pkgutil.walk_packages(package.__path__, f"{root}."):
-            yield importlib.import_module(info.name)
+            if not any(part.startswith("_") for part in info.name.split(".")):  # private modules: only what a
+                yield importlib.import_module(info.name)  # public module re-exports is public
 
 
 def _ours(obj: object) -> bool:

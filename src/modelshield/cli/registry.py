@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from modelshield.cli.options import EXIT_CLEAN, EXIT_FINDINGS
-from modelshield.errors import InvalidParameterError, VerificationError
+from modelshield.errors import InvalidParameterError, PromotionRefusedError, VerificationError
 
 if TYPE_CHECKING:
     from modelshield.registry import ModelVersion, Registry
@@ -154,8 +154,6 @@ def promote_command(
     db_url: DbUrl = None,
 ) -> None:
     """Promote a version to production; refused (exit 1) unless signed, verified, scanned and audited clean."""
-    from modelshield.registry import PromotionRefusedError
-
     with _open(registry, db_url) as reg:
         try:
             v = reg.promote(name, version, public_key=public_key, fail_on=fail_on)
