@@ -7,10 +7,12 @@ STAMP := $(VENV)/.modelshield-installed
 .PHONY: install audit test test-slow lint format clean
 
 # torch first, pinned to the local CPU build: a plain `torch` requirement would pull a multi-GB CUDA build.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tests/plugins/example_plugin/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
+	# A third-party plug-in as an outside package declares one: the entry-point tests discover and run it.
+	$(BIN)/python -m pip install --quiet --no-deps -e tests/plugins/example_plugin
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -19,11 +21,12 @@ install: $(STAMP)
 audit: install
 	$(BIN)/modelshield audit --target zoo:digits-cnn --out report || [ $$? -eq 1 ]
 
+# Exit 5 (no tests collected) fails here, as every non-zero exit does.
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 test-slow: install
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m slow --durations=15 tests
 
 lint: install
 	$(BIN)/ruff check .

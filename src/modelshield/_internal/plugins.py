@@ -63,8 +63,8 @@ class PluginRegistry(Generic[T]):
         for entry in sorted(metadata.entry_points(group=group), key=lambda e: e.name):
             try:
                 obj = entry.load()
-                if not accept(obj) and callable(obj):
-                    obj = obj()
+                if isinstance(obj, type) or (not accept(obj) and callable(obj)):
+                    obj = obj()  # a class or a factory: the plug-in is what it returns
             except Exception as exc:  # a third party's import error must name the plug-in, not crash the tool
                 raise RegistrationError(
                     f"The {self.kind} plug-in {entry.name!r} ({entry.value}) failed to load: {exc}.",

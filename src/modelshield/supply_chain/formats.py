@@ -1,7 +1,6 @@
 """Identify a model file's format from its content, never from its name.
 
     >>> from pathlib import Path
-from typing import BinaryIO
     >>> from modelshield.supply_chain.formats import identify_format
     >>> info = identify_format(Path("model.safetensors"))  # doctest: +SKIP
     >>> info.format, info.can_execute_code  # doctest: +SKIP

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeAlias
 
-from cryptography.hazmat.primitives import hpke, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, mlkem, x25519
 
 from modelshield._internal.atomic import write_bytes_atomic
@@ -107,8 +107,6 @@ _LAYOUT: dict[tuple[str, ...], KeyAlgorithm] = {
     ("x25519", "mlkem768"): KeyAlgorithm.X25519_MLKEM768,
 }
 
-_AGE_RECIPIENT_HRP = {KeyAlgorithm.X25519: "age", KeyAlgorithm.X25519_MLKEM768: "age1pq"}
-_AGE_IDENTITY_HRP = {KeyAlgorithm.X25519: "age-secret-key-", KeyAlgorithm.X25519_MLKEM768: "age-secret-key-pq-"}
 _NOT_FOR_AGE = "Use an x25519 or x25519-mlkem768 key (`modelshield keygen --algorithm x25519-mlkem768`)."
 
 
@@ -154,17 +152,13 @@ class PublicKeySet:
 
     def age_recipient(self) -> str:
         """The age recipient string: ``age1...`` (x25519) or ``age1pq1...`` (x25519-mlkem768)."""
-        algorithm = self.algorithm
-        if algorithm not in _AGE_RECIPIENT_HRP:
-            raise InvalidParameterError(f"A {algorithm.value} key is not an age recipient.", remedy=_NOT_FOR_AGE)
-        x_public = self.keys[0]
-        assert isinstance(x_public, x25519.X25519PublicKey)  # noqa: S101 (the layout was checked above)
-        raw = x_public.public_bytes_raw()
-        if algorithm is KeyAlgorithm.X25519_MLKEM768:
-            k_public = self.keys[1]
-            assert isinstance(k_public, mlkem.MLKEM768PublicKey)  # noqa: S101
-            raw = k_public.public_bytes_raw() + raw  # MLKEM768-X25519 encodes the ML-KEM key first
-        return _age.bech32_encode(_AGE_RECIPIENT_HRP[algorithm], raw)
+        match self.keys:
+            case (x25519.X25519PublicKey() as x,):
+                return _age.bech32_encode("age", x.public_bytes_raw())
+            case (x25519.X25519PublicKey() as x, mlkem.MLKEM768PublicKey() as k):
+                # MLKEM768-X25519 encodes the ML-KEM-768 key first, then the X25519 key.
+                return _age.bech32_encode("age1pq", k.public_bytes_raw() + x.public_bytes_raw())
+        raise InvalidParameterError(f"A {self.algorithm.value} key is not an age recipient.", remedy=_NOT_FOR_AGE)
 
 
 @dataclass(frozen=True, repr=False)
@@ -196,22 +190,18 @@ class PrivateKeySet:
 
     def age_identity(self) -> str:
         """The age identity string: ``AGE-SECRET-KEY-1...`` (x25519) or ``AGE-SECRET-KEY-PQ-1...``."""
-        algorithm = self.algorithm
-        if algorithm is KeyAlgorithm.X25519:
-            x_private = self.keys[0]
-            assert isinstance(x_private, x25519.X25519PrivateKey)  # noqa: S101 (the layout was checked above)
-            secret = x_private.private_bytes_raw()
-        elif algorithm is KeyAlgorithm.X25519_MLKEM768 and self.seed is not None:
-            secret = self.seed
-        elif algorithm is KeyAlgorithm.X25519_MLKEM768:
-            raise InvalidParameterError(
-                "This x25519-mlkem768 key was read from PEM (written by modelshield before it adopted age): its two "
-                "halves were generated apart, so it has no AGE-SECRET-KEY-PQ-1 form.",
-                remedy="It still works with modelshield; for age, generate a new key (`modelshield keygen`).",
-            )
-        else:
-            raise InvalidParameterError(f"A {algorithm.value} key is not an age identity.", remedy=_NOT_FOR_AGE)
-        return _age.bech32_encode(_AGE_IDENTITY_HRP[algorithm], secret).upper()
+        match self.keys, self.seed:
+            case (x25519.X25519PrivateKey() as x,), _:
+                return _age.bech32_encode("age-secret-key-", x.private_bytes_raw()).upper()
+            case (x25519.X25519PrivateKey(), mlkem.MLKEM768PrivateKey()), bytes() as seed:
+                return _age.bech32_encode("age-secret-key-pq-", seed).upper()
+            case (x25519.X25519PrivateKey(), mlkem.MLKEM768PrivateKey()), None:
+                raise InvalidParameterError(
+                    "This x25519-mlkem768 key was read from PEM (written by modelshield before it adopted age): its "
+                    "two halves were generated apart, so it has no AGE-SECRET-KEY-PQ-1 form.",
+                    remedy="It still works with modelshield; for age, generate a new key (`modelshield keygen`).",
+                )
+        raise InvalidParameterError(f"A {self.algorithm.value} key is not an age identity.", remedy=_NOT_FOR_AGE)
 
     def __repr__(self) -> str:
         return f"PrivateKeySet(algorithm={self.algorithm.value!r}, fingerprint={self.public().fingerprint[:16]})"
@@ -225,22 +215,6 @@ def _hybrid_from_seed(seed: bytes) -> PrivateKeySet:
         mlkem.MLKEM768PrivateKey.from_seed_bytes(expanded[:64]),
     )
     return PrivateKeySet(keys, seed=seed)
-
-
-def hpke_public(keys: PublicKeySet) -> hpke.MLKEM768X25519PublicKey:
-    """The HPKE public key of an x25519-mlkem768 key set (for supply_chain.encryption)."""
-    match keys.keys:
-        case (x25519.X25519PublicKey() as x, mlkem.MLKEM768PublicKey() as k):
-            return hpke.MLKEM768X25519PublicKey(k, x)
-    raise InvalidParameterError(f"A {keys.algorithm.value} key is not an x25519-mlkem768 key.", remedy=_NOT_FOR_AGE)
-
-
-def hpke_private(keys: PrivateKeySet) -> tuple[hpke.MLKEM768X25519PrivateKey, x25519.X25519PrivateKey]:
-    """The HPKE private key of an x25519-mlkem768 key set, and its X25519 half (for supply_chain.encryption)."""
-    match keys.keys:
-        case (x25519.X25519PrivateKey() as x, mlkem.MLKEM768PrivateKey() as k):
-            return hpke.MLKEM768X25519PrivateKey(k, x), x
-    raise InvalidParameterError(f"A {keys.algorithm.value} key is not an x25519-mlkem768 key.", remedy=_NOT_FOR_AGE)
 
 
 def generate_keypair(algorithm: KeyAlgorithm | str) -> PrivateKeySet:
@@ -338,6 +312,11 @@ def _read_key_file(path: Path) -> bytes:
         raise FileFormatError(f"{path} is a directory, not a key file.", remedy="Pass the .key or .pub file.") from exc
 
 
+def _is_pem(data: bytes) -> bool:
+    """A PEM key file of modelshield's (an OpenSSH private key is PEM-like, but not one of ours)."""
+    return not data.startswith(_age.VERSION_LINE) and b"-----BEGIN" in data and b"OPENSSH PRIVATE KEY" not in data
+
+
 def _age_lines(data: bytes, path: Path) -> list[str]:
     """The non-comment lines of an age identity or recipients file."""
     try:
@@ -396,7 +375,7 @@ def _as_file_error(path: Path, exc: InvalidParameterError) -> FileFormatError:
 def load_recipients(path: Path) -> tuple[PublicKeySet, ...]:
     """Every public key in ``path``: a PEM public key (modelshield) or an age recipients file (one per line)."""
     data = _read_key_file(path)
-    if b"-----BEGIN" in data:
+    if _is_pem(data):
         return (load_public_key(path),)
     lines = _age_lines(data, path)
     if any(line.startswith("AGE-SECRET-KEY-") for line in lines):
@@ -414,7 +393,7 @@ def load_identities(
 ) -> tuple[PrivateKeySet, ...]:
     """Every private key in ``path``: PEM (modelshield), an age identity file, or one encrypted with `age -p`."""
     data = _read_key_file(path)
-    if b"-----BEGIN" in data and b"OPENSSH PRIVATE KEY" not in data:
+    if _is_pem(data):
         return (load_private_key(path, passphrase),)
     if data.startswith(_age.VERSION_LINE):
         if not passphrase:
@@ -461,7 +440,7 @@ def load_private_key(path: Path, passphrase: bytes | None = None) -> PrivateKeyS
     PEM, or an age identity file holding one identity (see :func:`load_identities` for several).
     """
     data = _read_key_file(path)
-    if b"-----BEGIN" not in data or b"OPENSSH PRIVATE KEY" in data:
+    if not _is_pem(data):
         identities = load_identities(path, passphrase)
         _only(identities, path)
         return identities[0]
@@ -493,7 +472,7 @@ def load_private_key(path: Path, passphrase: bytes | None = None) -> PrivateKeyS
 def load_public_key(path: Path) -> PublicKeySet:
     """The public key(s) in ``path``: PEM, or an age recipients file holding one recipient."""
     data = _read_key_file(path)
-    if b"-----BEGIN" not in data:
+    if not _is_pem(data):
         recipients = load_recipients(path)
         _only(recipients, path)
         return recipients[0]
