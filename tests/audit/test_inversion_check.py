@@ -1,10 +1,11 @@
-"""The inversion check: class reconstruction for white-box image models, attribute inference for tabular ones,
-severities from the documented thresholds, report-ready evidence, determinism, quick under the quick budget."""
+"""The inversion check: severities at each documented threshold on hand-made measurements; then class
+reconstruction for white-box image models and attribute inference for tabular ones, measured, with report-ready
+evidence and determinism."""
 
 from __future__ import annotations
 
 import json
-import time
+import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -15,7 +16,17 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from threadpoolctl import threadpool_limits
 
-from modelshield.audit.checks.inversion import INVERSION
+from modelshield.attacks.attribute import METHODS, AttributeInferenceResult, GroupInference
+from modelshield.audit.checks.inversion import (
+    ATTRIBUTE_THRESHOLDS,
+    INVERSION,
+    RECONSTRUCTION_THRESHOLDS,
+    AttributeMeasurement,
+    InversionMeasurement,
+    InversionSettings,
+    ReconstructedClass,
+    ReconstructionMeasurement,
+)
 from modelshield.audit.interface import Budget, CheckContext
 from modelshield.data import Dataset, DatasetSplit, load_breast_cancer, load_digits, train_test_split
 from modelshield.data.interface import Feature, Schema
@@ -33,6 +44,116 @@ def _one_thread() -> Iterator[None]:
     with threadpool_limits(limits=1):
         yield
     torch.set_num_threads(threads)
+
+
+# -- judged: hand-made measurements ----------------------------------------------------------------------------------
+
+
+def _reconstruction(p_value: float, accuracy: float) -> ReconstructionMeasurement:
+    image = ((0.0, 0.5), (1.0, 0.25))
+    classes = tuple(
+        ReconstructedClass(
+            label=f"class-{c}",
+            training_mean=image,
+            reconstruction=image,
+            similarity=0.5,
+            baseline_similarity=0.0,
+            raw_similarity=0.9,
+            baseline_raw_similarity=0.8,
+            evaluator_accuracy=accuracy,
+        )
+        for c in range(4)
+    )
+    return ReconstructionMeasurement(attack="mi-face(steps=50)", classes=classes, evaluator_accuracy=accuracy,
+                                     baseline_evaluator_accuracy=0.25, evaluator_reference_accuracy=0.9, chance=0.25,
+                                     p_value=p_value, similarity_p_value=0.01, alpha=0.05, identification_accuracy=0.75,
+                                     baseline_identification_accuracy=0.25, model_confidence=0.99, reconstructions=4,
+                                     queries=204)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("p_value", "accuracy", "severity"),
+    [
+        (0.05, 1.0, Severity.INFO),  # p = alpha: the permutation test does not reject
+        (math.nextafter(0.05, 0.0), 0.5, Severity.MEDIUM),
+        (0.01, 1.0, Severity.MEDIUM),  # at most medium
+        (0.01, math.nextafter(0.5, 0.0), Severity.LOW),
+    ],
+)
+def test_reconstruction_severity_at_each_threshold(p_value: float, accuracy: float, severity: Severity) -> None:
+    assert RECONSTRUCTION_THRESHOLDS == ((0.5, Severity.MEDIUM),)
+    (finding,) = INVERSION.judge(InversionMeasurement(model="TorchClassifier",
+                                                      reconstruction=_reconstruction(p_value, accuracy)))  # fmt: skip
+    _common(finding)
+    assert finding.id == "inversion.class-reconstruction" and finding.severity is severity
+    examples = finding.evidence["examples"]
+    assert isinstance(examples, list) and len(examples) == 4
+    assert examples[0] == {
+        "label": "class-0: training mean | reconstruction",
+        "clean": [[0.0, 0.5], [1.0, 0.25]],
+        "adversarial": [[0.0, 0.5], [1.0, 0.25]],
+        "caption": "Training class means (left) and reconstructions from the model (right)",
+    }
+    assert finding.metrics["queries"] == 204 and finding.metrics["mean_similarity"] == 0.5
+    assert "<svg" in str(render_examples(examples))  # type: ignore[arg-type]
+
+
+def _group(leakage: float, low: float) -> GroupInference:
+    accuracy = dict.fromkeys(METHODS, 0.4) | {"learned": 0.4 + leakage}
+    return GroupInference(n=100, accuracy=accuracy, mae={}, attack="learned", baseline="prior", leakage=leakage,
+                          leakage_interval=(low, leakage + 0.05))  # fmt: skip
+
+
+def _attribute(members: GroupInference | None, non_members: GroupInference) -> AttributeMeasurement:
+    result = AttributeInferenceResult(feature="age", feature_index=2, continuous=True, values=(20.0, 40.0, 60.0),
+                                      bin_edges=(30.0, 50.0), output="proba", label_known=False,
+                                      non_members=non_members, members=members, confidence=0.95, queries=800,
+                                      seconds=1.5)  # fmt: skip
+    return AttributeMeasurement(result, "marked sensitive in the schema")
+
+
+@pytest.mark.parametrize(
+    ("leakage", "low", "severity"),
+    [
+        (0.3, 0.0, Severity.INFO),  # the interval reaches zero: nothing shown, however large the estimate
+        (0.2, 0.01, Severity.HIGH),
+        (math.nextafter(0.2, 0.0), 0.01, Severity.MEDIUM),
+        (0.1, 0.01, Severity.MEDIUM),
+        (math.nextafter(0.1, 0.0), 0.01, Severity.LOW),
+        (0.02, 0.001, Severity.LOW),
+    ],
+)
+def test_attribute_severity_at_each_threshold(leakage: float, low: float, severity: Severity) -> None:
+    assert ATTRIBUTE_THRESHOLDS == ((0.2, Severity.HIGH), (0.1, Severity.MEDIUM))
+    measured = _attribute(_group(leakage, low), _group(0.0, 0.0))
+    (finding,) = INVERSION.judge(InversionMeasurement(model="X", attributes=(measured,)))
+    _common(finding)
+    assert finding.id == "inversion.attribute-inference" and finding.severity is severity
+    assert finding.metrics["feature"] == "age" and finding.metrics["records"] == 100
+    assert "seconds" not in json.dumps(finding.evidence["result"])  # a finding does not depend on timing
+
+
+def test_members_decide_when_given_and_non_members_otherwise() -> None:
+    leaky, quiet = _group(0.25, 0.1), _group(0.0, 0.0)
+    findings = INVERSION.judge(InversionMeasurement(model="X", attributes=(_attribute(quiet, leaky),
+                                                                           _attribute(None, leaky))))  # fmt: skip
+    assert [f.severity for f in findings] == [Severity.INFO, Severity.HIGH]
+    assert "held-out records (no training data was given)" in findings[1].description
+
+
+def test_an_image_model_without_gradients_is_not_assessed() -> None:
+    (finding,) = INVERSION.judge(InversionMeasurement(model="SklearnClassifier"))
+    assert finding.id == "inversion.not-assessed" and finding.severity is Severity.INFO
+    assert "SklearnClassifier is black-box" in finding.description
+
+
+def test_budgets_select_todays_settings() -> None:
+    assert INVERSION.budgets[Budget.QUICK] == InversionSettings(1, 50, 30, 3, 1000, samples=200)
+    assert INVERSION.budgets[Budget.STANDARD] == InversionSettings(2, 100, 100, 5, 2000, samples=1000)
+    assert INVERSION.budgets[Budget.THOROUGH] == InversionSettings(4, 300, 300, 5, 5000, samples=10000)
+
+
+# -- measured ---------------------------------------------------------------------------------------------------------
 
 
 def _context(target: Target, seed: int = 0, budget: Budget = Budget.QUICK) -> CheckContext:
@@ -84,9 +205,12 @@ def _common(finding: Finding) -> None:
 
 
 def test_image_models_get_class_reconstructions_drawn_like_evasion_examples(image_target: Target) -> None:
-    start = time.perf_counter()
-    (finding,) = INVERSION.run(_context(image_target))
-    assert time.perf_counter() - start < 30  # a few seconds on two idle cores; generous for busy CI machines
+    measurement = INVERSION.measure(_context(image_target), INVERSION.settings(Budget.QUICK))
+    reconstruction = measurement.reconstruction
+    assert reconstruction is not None and not measurement.attributes
+    assert len(reconstruction.classes) == 10 and reconstruction.reference == "training"
+    assert reconstruction.queries == 10 * 50 + 10  # one restart of 50 steps per class, then one prediction each
+    (finding,) = INVERSION.judge(measurement)
     _common(finding)
     assert finding.id == "inversion.class-reconstruction"
     assert finding.severity >= Severity.LOW  # a trained model gives its classes away

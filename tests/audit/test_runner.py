@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import pytest
@@ -19,12 +22,63 @@ from modelshield.audit import (
     Requirement,
     default_registry,
 )
+from modelshield.audit.interface import Budget, NoSettings
 from modelshield.data import Dataset, load_breast_cancer, train_test_split
 from modelshield.errors import RegistrationError, UnknownTargetError
 from modelshield.findings import CheckStatus, Finding, Severity
 from modelshield.models import SklearnClassifier
 from modelshield.target import Target
 from modelshield.zoo import load_target
+
+
+class _Boom(Check[NoSettings, NoSettings]):
+    """A check whose measurement always fails."""
+
+    name = "boom"
+    title = "Boom"
+    description = "Always fails."
+    budgets: Mapping[Budget, NoSettings] = MappingProxyType({b: NoSettings() for b in Budget})
+
+    def measure(self, context: CheckContext, settings: NoSettings) -> NoSettings:
+        raise RuntimeError("kaput")
+
+    def judge(self, measurement: NoSettings) -> Sequence[Finding]:
+        return []
+
+
+@dataclasses.dataclass(frozen=True)
+class _Inputs:
+    inputs: int
+
+
+@dataclasses.dataclass(frozen=True)
+class _Drawn:
+    total: float  # sum of the drawn inputs: a fingerprint of the check's random draw
+
+
+class _Draw(Check[_Inputs, _Drawn]):
+    """Draws a few test inputs with the check's own generator."""
+
+    name = "draw"
+    title = "Draw"
+    description = "Draws a few test inputs."
+    budgets: Mapping[Budget, _Inputs] = MappingProxyType({b: _Inputs(5) for b in Budget})
+
+    def measure(self, context: CheckContext, settings: _Inputs) -> _Drawn:
+        x, _ = context.sample_test(settings.inputs)
+        return _Drawn(float(x.sum()))
+
+    def judge(self, measurement: _Drawn) -> Sequence[Finding]:
+        return [
+            Finding(id="draw.total", check=self.name, title="Drawn", severity=Severity.INFO, description="",
+                    metrics={"total": measurement.total})
+        ]  # fmt: skip
+
+
+class _NeedsGradients(_Boom):
+    name = "grad"
+    title = "Needs gradients"
+    requires = frozenset({Requirement.WHITE_BOX})
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +88,7 @@ def cancer_target() -> Target:
     return Target("logreg", SklearnClassifier(model), test=split.test, train=split.train)
 
 
+@pytest.mark.slow
 def test_default_audit_of_a_zoo_target(zoo_cache: Path) -> None:
     target = load_target("zoo:cancer-gbm", cache_dir=zoo_cache)
     report = Auditor(AuditOptions(seed=3)).run(target)
@@ -68,10 +123,7 @@ def test_check_without_what_it_needs_is_skipped_with_a_reason(cancer_target: Tar
 
 
 def test_a_failing_check_is_recorded_and_the_others_still_run(cancer_target: Target) -> None:
-    def boom(context: CheckContext) -> list[Finding]:
-        raise RuntimeError("kaput")
-
-    registry = CheckRegistry([Check("boom", "Boom", "Always fails.", boom), *default_registry()])
+    registry = CheckRegistry([_Boom(), *default_registry()])
     report = Auditor(AuditOptions(checks=("boom", "baseline")), registry=registry).run(cancer_target)
     assert [(c.name, c.status) for c in report.checks] == [
         ("boom", CheckStatus.ERROR),
@@ -90,6 +142,20 @@ def test_registry_refuses_duplicates_and_unknown_names() -> None:
         Auditor(AuditOptions(checks=("evasoin",)))
 
 
+def test_each_check_draws_from_a_generator_seeded_by_the_audit_seed(cancer_target: Target) -> None:
+    registry = CheckRegistry([_Draw(), *default_registry()])
+
+    def audit(seed: int) -> tuple[object, dict[str, object]]:
+        report = Auditor(AuditOptions(checks=("draw", "baseline"), seed=seed), registry=registry).run(cancer_target)
+        return next(f.metrics["total"] for f in report.findings if f.id == "draw.total"), report.config
+
+    first, config = audit(5)
+    assert audit(5)[0] == first
+    assert audit(6)[0] != first
+    assert config["settings"] == {"draw": {"inputs": 5}, "baseline": {"samples": 1000}}
+
+
+@pytest.mark.slow
 def test_same_seed_same_findings(cancer_target: Target) -> None:
     def findings(seed: int) -> list[dict[str, object]]:
         return [f.to_dict() for f in Auditor(AuditOptions(seed=seed, budget="quick")).run(cancer_target).findings]
@@ -132,10 +198,11 @@ def test_integrity_flags_pickle_behind_a_misleading_name(tmp_path: Path, cancer_
 
 
 def test_requirements_are_reported(cancer_target: Target) -> None:
-    check = Check("grad", "Needs gradients", "x", lambda c: [], requires=frozenset({Requirement.WHITE_BOX}))
+    check = _NeedsGradients()
     assert check.unmet(cancer_target) == ["needs gradients, and SklearnClassifier is black-box"]
 
 
+@pytest.mark.slow
 def test_confident_fit_of_members_is_flagged_by_the_loss_gap(zoo_cache: Path) -> None:
     def gap_finding(name: str) -> Finding | None:
         report = Auditor(AuditOptions(checks=("baseline",))).run(load_target(name, cache_dir=zoo_cache, device="cpu"))

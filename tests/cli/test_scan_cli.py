@@ -65,3 +65,12 @@ def test_policy_file_can_allow_a_callable(tmp_path: Path) -> None:
 def test_missing_path_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["scan", "/nonexistent/model.pt"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_text_output_to_a_file(tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "scan.txt"
+    assert main(["scan", str(tree / "sub"), "--output", str(out)]) == 1
+    text = out.read_text()
+    assert "critical" in text and "Loading runs" in text
+    assert "1 file(s) scanned" in text
+    assert "\x1b[" not in text  # plain text, no terminal styles

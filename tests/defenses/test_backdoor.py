@@ -31,8 +31,9 @@ from modelshield.defenses.backdoor import (
     anomaly_index,
     neural_cleanse,
 )
-from modelshield.defenses.detectors import NotFittedError, measure_detector
-from modelshield.errors import InvalidInputError, InvalidParameterError
+from modelshield.defenses.detectors import measure_detector
+from modelshield.defenses.interface import Action, GuardRequest, GuardStage
+from modelshield.errors import InvalidInputError, InvalidParameterError, NotFittedError
 from modelshield.models.interface import Bounds
 from modelshield.models.sklearn_classifier import SklearnClassifier
 from modelshield.models.torch_classifier import TorchClassifier
@@ -151,11 +152,15 @@ def test_strip_detects_triggered_inputs(
     triggered = backdoor.stamp(x_held[y_held != backdoor.target])
     attack_success = float(np.mean(clf.predict(triggered) == backdoor.target))
     assert attack_success > 0.9, "the planted backdoor must work for the test to mean anything"
-    detector = STRIPDetector(seed=0).fit(clf, digits.test.x[fit_idx], fpr=0.01)
-    m = measure_detector(detector, x_held, triggered)  # type: ignore[arg-type]
+    detector = STRIPDetector(fpr=0.01, on_alarm=Action.BLOCK).fit(clf, digits.test.x[fit_idx], seed=0)
+    m = measure_detector(detector, x_held, triggered)
     assert m.false_positive_rate <= 0.05
     assert m.detection_rate >= 0.5
     assert detector.is_triggered(triggered).mean() == pytest.approx(m.detection_rate)
+    decision = detector.inspect(GuardRequest("mallory", triggered[:40]))
+    assert decision.stage is GuardStage.INPUT and decision.action is Action.BLOCK
+    np.testing.assert_array_equal(decision.flagged, detector.is_triggered(triggered[:40]))
+    assert decision.queries == 40 * detector.n_overlays and decision.reasons
 
 
 def test_strip_null_on_clean_model(digits: Target) -> None:
@@ -163,9 +168,9 @@ def test_strip_null_on_clean_model(digits: Target) -> None:
     clf = digits.classifier
     fit_idx, held = _halves(digits)
     x_held, y_held = digits.test.x[held], digits.test.y[held]
-    detector = STRIPDetector(seed=0).fit(clf, digits.test.x[fit_idx], fpr=0.01)
+    detector = STRIPDetector(fpr=0.01).fit(clf, digits.test.x[fit_idx], seed=0)
     for backdoor in (CHECKERBOARD, RANDOM_PATCH):
-        m = measure_detector(detector, x_held, backdoor.stamp(x_held[y_held != backdoor.target]))  # type: ignore[arg-type]
+        m = measure_detector(detector, x_held, backdoor.stamp(x_held[y_held != backdoor.target]))
         assert m.false_positive_rate <= 0.05
         assert m.detection_rate <= 0.1
 
@@ -173,8 +178,8 @@ def test_strip_null_on_clean_model(digits: Target) -> None:
 def test_strip_scores_are_deterministic_and_batch_independent(digits: Target) -> None:
     clf = digits.classifier
     x = digits.test.x[:300]
-    a = STRIPDetector(n_overlays=16, seed=3).fit(clf, x, fpr=0.1)
-    b = STRIPDetector(n_overlays=16, seed=3, batch_size=50).fit(clf, x, fpr=0.1)  # 3 inputs per call
+    a = STRIPDetector(n_overlays=16, fpr=0.1).fit(clf, x, seed=3)
+    b = STRIPDetector(n_overlays=16, batch_size=50, fpr=0.1).fit(clf, x, seed=3)  # 3 inputs per call
     assert a.threshold_ == b.threshold_
     np.testing.assert_allclose(a.score(x[:20]), b.score(x[:20]), rtol=1e-6)
     one = np.array([a.score(x[i])[0] for i in range(5)])
@@ -188,6 +193,8 @@ def test_strip_scores_are_deterministic_and_batch_independent(digits: Target) ->
     a.score(x[:4])
     assert clf.queries - before == 4 * 16
     assert "threshold_" in repr(a)
+    c = STRIPDetector(n_overlays=16, fpr=0.1).fit(clf, x, seed=4)
+    assert not np.array_equal(c.overlays_, a.overlays_)  # the seed picks the overlays
 
 
 def test_strip_works_on_a_black_box_classifier(digits: Target) -> None:
@@ -198,7 +205,7 @@ def test_strip_works_on_a_black_box_classifier(digits: Target) -> None:
         model = LogisticRegression(max_iter=2000).fit(digits.train.flat(), digits.train.y)
     clf = SklearnClassifier(model, input_shape=SHAPE, clip_values=digits.classifier.clip_values)
     fit_idx, held = _halves(digits)
-    detector = STRIPDetector(n_overlays=32, seed=0).fit(clf, digits.test.x[fit_idx], fpr=0.05)
+    detector = STRIPDetector(n_overlays=32, fpr=0.05).fit(clf, digits.test.x[fit_idx], seed=0)
     flagged = detector.is_triggered(digits.test.x[held])
     assert flagged.dtype == np.bool_ and flagged.shape == (len(held),)
     assert flagged.mean() <= 0.15
@@ -210,6 +217,8 @@ def test_strip_rejects_bad_use(digits: Target) -> None:
         STRIPDetector().score(digits.test.x[:2])
     with pytest.raises(NotFittedError):
         STRIPDetector().is_triggered(digits.test.x[:2])
+    with pytest.raises(NotFittedError):
+        STRIPDetector().inspect(GuardRequest("c", digits.test.x[:2]))
     with pytest.raises(InvalidParameterError):
         STRIPDetector(n_overlays=0)
     with pytest.raises(InvalidParameterError):
@@ -219,7 +228,9 @@ def test_strip_rejects_bad_use(digits: Target) -> None:
     with pytest.raises(InvalidParameterError):
         STRIPDetector(batch_size=0)
     with pytest.raises(InvalidParameterError):
-        STRIPDetector().fit(clf, digits.test.x, fpr=0.0)
+        STRIPDetector(fpr=0.0)
+    with pytest.raises(InvalidParameterError):
+        STRIPDetector(on_alarm=Action.ALLOW)
     with pytest.raises(InvalidInputError, match="n_overlays=64"):
         STRIPDetector().fit(clf, digits.test.x[:65])
     with pytest.raises(InvalidInputError):

@@ -1,11 +1,18 @@
-"""Training-time defenses, the feature-squeezing detector, harden() and the `harden` command, on zoo:digits-cnn."""
+"""Training-time defenses, the feature-squeezing detector, harden() and the `harden` command, on zoo:digits-cnn; the
+inference-guard types, registry and the package's exports."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
+import pkgutil
+import subprocess
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,10 +20,23 @@ import torch
 import typer
 from typer.testing import CliRunner
 
+from modelshield._internal.plugins import GUARDS_GROUP
 from modelshield.attacks.evasion.evaluation import evaluate_robustness
 from modelshield.attacks.evasion.whitebox import pgd
 from modelshield.cli import harden as harden_cli
-from modelshield.defenses.detectors import FeatureSqueezingDetector, NotFittedError, measure_detector
+from modelshield.defenses import default_registry
+from modelshield.defenses.detectors import FeatureSqueezingDetector, measure_detector
+from modelshield.defenses.extraction_monitor import ExtractionMonitor
+from modelshield.defenses.interface import (
+    Action,
+    ClientStates,
+    GuardDecision,
+    GuardRequest,
+    GuardStage,
+    InferenceGuard,
+)
+from modelshield.defenses.output import LabelOnly, TopK
+from modelshield.defenses.registry import GuardFactory
 from modelshield.defenses.training import (
     EnsembleModule,
     adversarial_training,
@@ -25,7 +45,13 @@ from modelshield.defenses.training import (
     standard_training,
     trades,
 )
-from modelshield.errors import InvalidParameterError
+from modelshield.errors import (
+    InvalidInputError,
+    InvalidParameterError,
+    NotFittedError,
+    RegistrationError,
+    UnknownTargetError,
+)
 from modelshield.harden import Defense, harden, load_hardened
 from modelshield.models.serialization import load_torch_weights
 from modelshield.models.torch_classifier import TorchClassifier
@@ -165,7 +191,7 @@ def test_feature_squeezing_detects_pgd(digits: Target) -> None:
     clf = digits.classifier
     order = np.random.default_rng(0).permutation(len(digits.test))
     fit_idx, held = order[:225], order[225:]
-    detector = FeatureSqueezingDetector().fit(clf, digits.test.x[fit_idx], fpr=0.05)
+    detector = FeatureSqueezingDetector(fpr=0.05).fit(clf, digits.test.x[fit_idx])
     attack = pgd(clf, digits.test.x[held], digits.test.y[held], eps=0.1, steps=40, seed=0)
     adversarial = attack.x_adv[attack.success & attack.clean_correct]
     m = measure_detector(detector, digits.test.x[held], adversarial)
@@ -175,18 +201,30 @@ def test_feature_squeezing_detects_pgd(digits: Target) -> None:
     assert detector.is_adversarial(adversarial).mean() == pytest.approx(m.detection_rate)
     detection_rate, fpr, auc = m  # a plain tuple as well
     assert (detection_rate, fpr, auc) == (m.detection_rate, m.false_positive_rate, m.auc)
+    mixed = np.concatenate([adversarial[:10], digits.test.x[held][:10]])
+    before = clf.queries
+    decision = detector.inspect(GuardRequest("mallory", mixed))
+    assert clf.queries - before == decision.queries == 20 * 2  # the input and its 3-bit squeeze
+    assert decision.stage is GuardStage.INPUT and decision.probabilities is None
+    np.testing.assert_array_equal(decision.flagged, detector.is_adversarial(mixed))
+    np.testing.assert_allclose(decision.scores, detector.score(mixed))
+    assert decision.action is Action.FLAG and "feature-squeezing" in decision.reasons[0]
 
 
 def test_detector_threshold_matches_fpr_on_fitting_data(digits: Target) -> None:
-    detector = FeatureSqueezingDetector(bit_depth=4, median_size=2).fit(digits.classifier, digits.test.x, fpr=0.1)
+    detector = FeatureSqueezingDetector(bit_depth=4, median_size=2, fpr=0.1).fit(digits.classifier, digits.test.x)
     assert [s.name for s in detector.squeezers_] == ["bit-depth-4", "median-2x2"]
     assert np.mean(detector.clean_scores_ > detector.threshold_) <= 0.1
     squeezed = detector.squeeze(digits.test.x[:5], "bit-depth-4")
     assert np.allclose(squeezed * 15, np.round(squeezed * 15), atol=1e-5)
     with pytest.raises(NotFittedError):
         FeatureSqueezingDetector().score(digits.test.x[:2])
+    with pytest.raises(NotFittedError):
+        FeatureSqueezingDetector().inspect(GuardRequest("c", digits.test.x[:2]))
     with pytest.raises(InvalidParameterError):
-        FeatureSqueezingDetector().fit(digits.classifier, digits.test.x, fpr=1.0)
+        FeatureSqueezingDetector(fpr=1.0)
+    with pytest.raises(InvalidInputError):
+        detector.inspect(GuardRequest("c", digits.test.x[:2].reshape(2, -1)))
 
 
 # -- harden --------------------------------------------------------------------------------------------------------
@@ -272,3 +310,132 @@ def test_cli_harden_text_and_errors(zoo_cache: Path, tmp_path: Path, monkeypatch
     assert bad.exit_code == 2
     unknown = CliRunner().invoke(_app(), ["harden", "--target", "zoo:nope", "--defense", "trades", "--out", str(out)])
     assert unknown.exit_code != 0 and "nope" in str(unknown.exception)
+
+
+# -- the package surface and the guard registry ----------------------------------------------------------------------
+
+
+def test_the_lazy_map_lists_each_name_once_and_every_export_resolves() -> None:
+    from modelshield import defenses
+
+    listed = [name for _, names in defenses._EXPORTS for name in names]
+    assert sorted({n for n in listed if listed.count(n) > 1}) == []
+    assert sorted(listed) == sorted(defenses.__all__)
+    submodules = {m.name for m in pkgutil.iter_modules(defenses.__path__)}
+    assert submodules.isdisjoint(listed)  # importing a submodule would rebind its name on the package
+    for module, names in defenses._EXPORTS:
+        for name in names:
+            assert getattr(defenses, name) is getattr(importlib.import_module(module), name), name
+    with pytest.raises(AttributeError):
+        defenses.MonitorNotFittedError  # noqa: B018 - merged into modelshield.errors.NotFittedError
+
+
+def test_the_guard_registry_does_not_import_torch() -> None:
+    code = (
+        "import sys; from modelshield.defenses import default_registry; "
+        "default_registry(entry_points=False).create('strip'); assert 'torch' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_registry_hands_out_fresh_guards_of_their_stage() -> None:
+    registry = default_registry(entry_points=False)
+    assert registry.names() == (
+        "feature-squeezing",
+        "strip",
+        "extraction-monitor",
+        "top-k",
+        "rounding",
+        "label-only",
+        "noise",
+        "reverse-sigmoid",
+    )
+    first, second = registry.create("extraction-monitor"), registry.create("extraction-monitor")
+    assert first is not second and type(first) is ExtractionMonitor
+    for factory in registry:
+        guard = factory()
+        assert isinstance(guard, InferenceGuard) and guard.stage is factory.stage and factory.summary
+    assert [f.name for f in registry.stage(GuardStage.INPUT)] == ["feature-squeezing", "strip"]
+    with pytest.raises(RegistrationError, match="already registered"):
+        registry.register(registry.get("top-k"))
+    with pytest.raises(UnknownTargetError, match="Unknown guard 'nope'"):
+        registry.create("nope")
+    registry.register(GuardFactory("mislabelled", GuardStage.INPUT, TopK, "declares the wrong stage"))
+    with pytest.raises(RegistrationError, match="input stage"):
+        registry.create("mislabelled")
+    registry.register(GuardFactory("nothing", GuardStage.INPUT, _not_a_guard, "builds no guard"))
+    with pytest.raises(RegistrationError, match="not an InferenceGuard"):
+        registry.create("nothing")
+
+
+def _not_a_guard() -> Any:
+    return object()
+
+
+@dataclass(frozen=True)
+class _EntryPoint:
+    name: str
+    value: str
+    obj: object
+
+    def load(self) -> object:
+        return self.obj
+
+
+ENTRY_POINTS = "modelshield._internal.plugins.metadata.entry_points"
+PLUGIN_GUARD = GuardFactory("plugin-label", GuardStage.OUTPUT, LabelOnly, "A third party's guard.")
+
+
+@pytest.mark.parametrize("declared", [PLUGIN_GUARD, lambda: PLUGIN_GUARD], ids=["factory", "callable"])
+def test_guards_load_from_entry_points(monkeypatch: pytest.MonkeyPatch, declared: object) -> None:
+    entry = _EntryPoint("plugin-label", "their_package:GUARD", declared)
+    monkeypatch.setattr(ENTRY_POINTS, lambda group: [entry] if group == GUARDS_GROUP else [])
+    registry = default_registry()
+    assert registry.names()[-1] == "plugin-label"
+    assert isinstance(registry.create("plugin-label"), LabelOnly)
+
+
+def test_a_broken_guard_entry_point_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = _EntryPoint("plugin-broken", "their_package:NOT_A_FACTORY", 42)
+    monkeypatch.setattr(ENTRY_POINTS, lambda group: [entry] if group == GUARDS_GROUP else [])
+    with pytest.raises(RegistrationError, match="'plugin-broken'"):
+        default_registry()
+
+
+def test_requests_and_decisions_are_validated_and_frozen() -> None:
+    x = np.zeros((2, 3))
+    with pytest.raises(InvalidInputError, match="batch"):
+        GuardRequest("c", np.zeros(3))
+    with pytest.raises(InvalidInputError, match="NaN"):
+        GuardRequest("c", np.full((2, 3), np.nan))
+    with pytest.raises(InvalidInputError, match="probabilities"):
+        GuardRequest("c", x, probabilities=np.full((3, 2), 0.5))
+    with pytest.raises(InvalidInputError, match="non-negative"):
+        GuardRequest("c", x, probabilities=np.array([[1.5, -0.5], [0.5, 0.5]]))
+    given = np.ones((2, 3))
+    request = GuardRequest("c", given, probabilities=np.full((2, 2), 0.5))
+    given[0, 0] = 7.0  # the request keeps its own copy
+    assert request.x[0, 0] == 1.0 and request.x.dtype == np.float32 and not request.x.flags.writeable
+    with pytest.raises(InvalidParameterError):
+        GuardDecision("g", GuardStage.INPUT, "c", (Action.ALLOW,), np.zeros(2), None)
+    with pytest.raises(InvalidParameterError):
+        GuardDecision("g", GuardStage.OUTPUT, "c", (Action.ALLOW,), np.zeros(1), None)  # no probabilities
+    decision = GuardDecision("g", GuardStage.INPUT, "c", (Action.ALLOW, Action.BLOCK), np.array([0.1, 0.9]), 0.5)
+    assert decision.action is Action.BLOCK and decision.flagged.tolist() == [False, True]
+    assert json.loads(json.dumps(decision.to_dict()))["actions"] == ["allow", "block"]
+    with pytest.raises(ValueError, match="read-only"):
+        decision.scores[0] = 1.0
+    assert Action.worst([]) is Action.ALLOW
+
+
+def test_client_states_are_bounded_and_least_recently_seen_go_first() -> None:
+    states: ClientStates[list[int]] = ClientStates(list, max_clients=2)
+    for client in ("a", "b", "a", "c"):
+        with states.hold(client) as seen:
+            seen.append(1)
+    assert states.clients() == ("a", "c") and states.total(len) == 3 and len(states) == 2
+    assert states.peek("b") is None and states.peek("a") == [1, 1]
+    states.forget("a")
+    assert states.clients() == ("c",)
+    with pytest.raises(InvalidParameterError):
+        ClientStates(list, max_clients=0)

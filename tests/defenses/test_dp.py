@@ -147,15 +147,27 @@ def test_batchnorm_is_replaced_and_public_standardisation(cancer: tuple[Dataset,
     assert trained.standardization.startswith("public-data")
 
 
-def test_cnn_architecture_and_determinism() -> None:
+def test_cnn_architecture_and_determinism(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same seed, same model, whatever state torch's global generator is in (another thread may be drawing from
+    it): initialisation, Poisson batches and noise come from generators of their own, and nothing global is set."""
+    calls: list[str] = []
+    for module, name in [
+        (torch, "manual_seed"),
+        (torch.random, "manual_seed"),
+        (torch, "seed"),
+        (torch, "set_num_threads"),
+    ]:
+        monkeypatch.setattr(module, name, lambda *_a, _n=name, **_k: calls.append(_n))
     split = train_test_split(load_bundled("digits"), test_size=0.25, seed=0)
     train = split.train.subset(np.arange(256))
     factory = architecture("digits-cnn", train.schema.input_shape, train.n_classes)
-    runs = [
-        dp_sgd_training(factory, train, epsilon=2.0, delta=1e-4, epochs=1, accountant="rdp", seed=3) for _ in range(2)
-    ]
+    runs = []
+    for global_seed in (1, 2):
+        torch.default_generator.manual_seed(global_seed)
+        runs.append(dp_sgd_training(factory, train, epsilon=2.0, delta=1e-4, epochs=1, accountant="rdp", seed=3))
     x = split.test.x[:50]
     np.testing.assert_array_equal(runs[0].classifier.logits(x), runs[1].classifier.logits(x))
+    assert calls == []
     assert runs[0].standardization.startswith("none")
     assert runs[0].fixes == ()
 

@@ -1,5 +1,5 @@
 """The extraction monitor: false alarms measured on held-out benign streams, detection of the extraction attacks'
-own query streams, bounded memory, thread safety."""
+own query streams, bounded memory, thread safety, and the monitor as an output guard."""
 
 from __future__ import annotations
 
@@ -11,12 +11,9 @@ from sklearn.linear_model import LogisticRegression
 
 from modelshield.attacks.extraction import extract_model, resample_images
 from modelshield.data import DatasetSplit, load_bundled, load_digits, train_test_split
-from modelshield.defenses.extraction_monitor import (
-    ExtractionMonitor,
-    MonitorNotFittedError,
-    measure_monitor,
-)
-from modelshield.errors import InvalidInputError, InvalidParameterError
+from modelshield.defenses.extraction_monitor import ExtractionMonitor, measure_monitor
+from modelshield.defenses.interface import Action, GuardRequest, GuardStage
+from modelshield.errors import InvalidInputError, InvalidParameterError, NotFittedError
 from modelshield.models import Bounds, SklearnClassifier
 
 FAST = {"min_steps": 30, "max_steps": 60, "epochs": 5}
@@ -27,9 +24,7 @@ def setup() -> tuple[DatasetSplit, SklearnClassifier, ExtractionMonitor]:
     split = train_test_split(load_digits(), test_size=0.4, seed=0)
     model = LogisticRegression(max_iter=2000).fit(split.train.flat(), split.train.y)
     victim = SklearnClassifier(model, input_shape=(1, 8, 8), clip_values=Bounds(0.0, 1.0))
-    monitor = ExtractionMonitor(calibration_streams=30, calibration_length=200).fit(
-        split.train.x, victim.predict(split.train.x)
-    )
+    monitor = ExtractionMonitor(calibration_streams=30, calibration_length=200).fit(victim, split.train.x)
     return split, victim, monitor
 
 
@@ -71,9 +66,7 @@ def test_prada_alone_catches_jacobian_augmentation(
     setup: tuple[DatasetSplit, SklearnClassifier, ExtractionMonitor],
 ) -> None:
     split, victim, _ = setup
-    prada = ExtractionMonitor(ood=False, calibration_streams=30, calibration_length=200).fit(
-        split.train.x, victim.predict(split.train.x)
-    )
+    prada = ExtractionMonitor(ood=False, calibration_streams=30, calibration_length=200).fit(victim, split.train.x)
     jac = extract_model(victim, split.test.x[:50], split.test.y[:50], strategy="jacobian",
                         natural_x=split.train.x[:20], budgets=(20, 200), seed=3, **FAST)  # fmt: skip
     assert jac.query_x is not None
@@ -93,7 +86,7 @@ def test_same_distribution_natural_queries_need_the_volume_cap(
     for i in range(0, 300, 25):
         decision = monitor.observe("same", stream[0][i : i + 25], stream[1][i : i + 25])
     assert decision is not None and not decision.alarm  # stated limit: indistinguishable per query
-    capped = ExtractionMonitor(max_queries=100, delta=0.9).fit(split.train.x, victim.predict(split.train.x))
+    capped = ExtractionMonitor(max_queries=100, delta=0.9).fit(victim, split.train.x)
     for i in range(0, 300, 25):
         decision = capped.observe("same", stream[0][i : i + 25], stream[1][i : i + 25])
     assert decision is not None and decision.signals == ("volume",) and decision.first_alarm_at == 101
@@ -105,7 +98,7 @@ def test_memory_is_bounded_and_observe_is_thread_safe(
 ) -> None:
     split, victim, _ = setup
     monitor = ExtractionMonitor(max_stored=50, window=100, min_queries=20, delta=0.5, max_clients=3).fit(
-        split.train.x, victim.predict(split.train.x)
+        victim, split.train.x
     )
     x, p = split.test.x, victim.predict(split.test.x)
 
@@ -118,19 +111,26 @@ def test_memory_is_bounded_and_observe_is_thread_safe(
         t.start()
     for t in threads:
         t.join()
-    state = monitor._clients["a"]
+    state = monitor._clients.peek("a")
+    assert state is not None
     assert state.queries == 800  # two threads on one client: nothing lost
     assert len(state.order) <= 50 and sum(len(g) for g in state.groups.values()) == len(state.order)
     assert len(state.distances) <= 100
     for c in ("b", "c", "d"):
         monitor.observe(c, x[:2], p[:2])
-    assert monitor.n_clients == 3 and "a" not in monitor._clients  # least recently seen dropped
+    assert monitor.n_clients == 3 and "a" not in monitor._clients.clients()  # least recently seen dropped
+    memory = monitor.memory()
+    assert memory.clients == 3 and memory.max_clients == 3 and memory.max_entries == 3 * (50 + 100)
+    assert 0 < memory.entries <= memory.max_entries
 
 
 def test_bad_use_raises(setup: tuple[DatasetSplit, SklearnClassifier, ExtractionMonitor]) -> None:
-    split, _victim, monitor = setup
-    with pytest.raises(MonitorNotFittedError):
+    split, victim, monitor = setup
+    assert monitor.n_clients == 0
+    with pytest.raises(NotFittedError):
         ExtractionMonitor().observe("x", split.test.x[:2], np.zeros(2, np.int64))
+    with pytest.raises(NotFittedError):
+        ExtractionMonitor().inspect(GuardRequest("x", split.test.x[:2], probabilities=np.full((2, 10), 0.1)))
     with pytest.raises(InvalidParameterError):
         ExtractionMonitor(delta=1.5)
     with pytest.raises(InvalidParameterError):
@@ -141,7 +141,45 @@ def test_bad_use_raises(setup: tuple[DatasetSplit, SklearnClassifier, Extraction
         monitor.observe("x", split.test.x[:2, :, :4], np.zeros(2, np.int64))
     with pytest.raises(InvalidInputError):
         monitor.observe("x", split.test.x[:2], np.zeros(3, np.int64))
+    with pytest.raises(InvalidInputError, match=r"0\.\.9"):
+        monitor.observe("x", split.test.x[:2], np.array([0, 10]))
     with pytest.raises(InvalidInputError):
-        ExtractionMonitor().fit(split.train.x[:5], np.zeros(5, np.int64))
+        ExtractionMonitor().fit(victim, split.train.x[:5])
+    with pytest.raises(InvalidInputError):
+        ExtractionMonitor().fit(victim, split.train.x.reshape(len(split.train.x), -1))
+    with pytest.raises(InvalidInputError, match="probabilities over 3 classes"):
+        monitor.inspect(GuardRequest("x", split.test.x[:2], probabilities=np.full((2, 3), 1 / 3)))
+    with pytest.raises(InvalidParameterError):
+        ExtractionMonitor(on_alarm="allow")
     with pytest.raises(InvalidParameterError):
         measure_monitor(monitor, [], {})
+
+
+def test_inspect_agrees_with_observe_and_latches(
+    setup: tuple[DatasetSplit, SklearnClassifier, ExtractionMonitor],
+) -> None:
+    """As an output guard: rows from the first alarm on get on_alarm, scores above 1 exactly there (the client's
+    peak alarm level), probabilities released unchanged; observe() on the same stream tells the same story."""
+    split, victim, _ = setup
+    guard = ExtractionMonitor(max_queries=30, delta=0.9, ood=False, on_alarm=Action.BLOCK).fit(victim, split.train.x)
+    twin = ExtractionMonitor(max_queries=30, delta=0.9, ood=False).fit(victim, split.train.x)
+    assert guard.stage is GuardStage.OUTPUT
+    x = split.test.x[:50]
+    proba = victim.predict_proba(x)
+    batches = [(x[i : i + 10], proba[i : i + 10]) for i in range(0, 50, 10)]
+    decisions = [guard.inspect(GuardRequest("c", xb, probabilities=pb)) for xb, pb in batches]
+    verdicts = [twin.observe("c", xb, pb.argmax(axis=1)) for xb, pb in batches]
+    actions = [a for d in decisions for a in d.actions]
+    scores = np.concatenate([d.scores for d in decisions])
+    assert actions == [Action.ALLOW] * 30 + [Action.BLOCK] * 20  # the 31st query crosses the cap; alarms latch
+    assert np.all(scores[:30] <= 1.0) and np.all(scores[30:] > 1.0)
+    assert np.all(np.diff(scores) >= 0)  # the peak level never falls
+    assert scores[29] == pytest.approx(30 / 30) and scores[30] == pytest.approx(31 / 30)
+    assert decisions[2].action is Action.ALLOW and decisions[3].action is Action.BLOCK
+    assert any("Volume: 40 queries exceed the cap of 30" in r for r in decisions[3].reasons)
+    assert decisions[0].reasons == () and decisions[0].threshold == 1.0
+    assert [v.alarm for v in verdicts] == [False, False, False, True, True] and verdicts[-1].first_alarm_at == 31
+    np.testing.assert_array_equal(decisions[1].probabilities, proba[10:20])
+    assert guard.memory().clients == 1
+    guard.forget("c")
+    assert guard.memory().clients == 0

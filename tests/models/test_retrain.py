@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
@@ -11,8 +13,23 @@ from modelshield.models.retrain import SklearnTrainer, Trainer
 
 torch = pytest.importorskip("torch")
 
-from modelshield.models.nets import build_network  # noqa: E402
+from modelshield.models.nets import build_network, init_parameters, seeded_network  # noqa: E402
 from modelshield.models.retrain import TorchTrainer  # noqa: E402
+
+
+@pytest.fixture
+def global_setters(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records, instead of running, every call that would seed torch's global generator or set its thread count
+    (process-wide state that library code must leave alone)."""
+    calls: list[str] = []
+    for module, name in [
+        (torch, "manual_seed"),
+        (torch.random, "manual_seed"),
+        (torch, "seed"),
+        (torch, "set_num_threads"),
+    ]:
+        monkeypatch.setattr(module, name, lambda *_a, _n=name, **_k: calls.append(_n))
+    return calls
 
 
 def _data(n: int = 120, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -55,6 +72,61 @@ def test_each_model_learns_from_its_own_records() -> None:
     accuracy = (logp.argmax(-1) == y).mean(axis=1)
     assert (accuracy > 0.8).all()  # standardising per model makes raw features (mean 10, sd 3) trainable
     assert isinstance(_trainer(1), Trainer)
+
+
+def test_training_neither_uses_nor_sets_torch_global_state(global_setters: list[str]) -> None:
+    """Each model's initialisation and shuffling come from generators of its own: the result is the same whatever
+    state torch's global generator is in (another thread may be drawing from it), and nothing global is set."""
+    x, y = _data()
+    masks = _masks(2, len(x), 60)
+    runs = []
+    for global_seed in (1, 2):
+        torch.default_generator.manual_seed(global_seed)  # what some other thread might do
+        runs.append(_trainer(chunk=2).fit_log_proba(x, y, masks, n_classes=2, seed=3))
+        (net, _) = _trainer(chunk=2).fit_modules(x, y, masks, n_classes=2, seed=3)
+        runs.append(net(torch.from_numpy(x)).detach().numpy())
+    np.testing.assert_array_equal(runs[0], runs[2])
+    np.testing.assert_array_equal(runs[1], runs[3])
+    assert global_setters == []
+
+
+def _layers() -> torch.nn.Module:
+    return torch.nn.Sequential(
+        torch.nn.Conv1d(3, 4, 3),
+        torch.nn.ConvTranspose2d(4, 2, 3),
+        torch.nn.Embedding(10, 4, padding_idx=0),
+        torch.nn.LSTM(4, 5, num_layers=2),
+        torch.nn.BatchNorm1d(4),
+        torch.nn.LayerNorm(4),
+        torch.nn.GroupNorm(2, 4),
+        torch.nn.PReLU(),
+        torch.nn.Linear(3, 2, bias=False),
+    )
+
+
+def test_seeded_initialisation_is_pytorchs_default_from_a_local_generator(global_setters: list[str]) -> None:
+    """The same numbers as seeding the global generator and building the network (PyTorch's default scheme for
+    each layer, drawn in order), so the zoo's networks keep their weights; other seeds give other weights."""
+    torch.default_generator.manual_seed(5)
+    expected = _layers().state_dict()
+    torch.default_generator.manual_seed(6)  # the global state must not matter
+    got = seeded_network(_layers, 5).state_dict()
+    assert list(got) == list(expected)
+    for key, value in expected.items():
+        torch.testing.assert_close(got[key], value, rtol=0, atol=0, msg=key)
+    other = seeded_network(_layers, 7).state_dict()
+    assert not torch.equal(other["0.weight"], got["0.weight"])
+    assert global_setters == []
+
+
+def test_layers_with_an_unknown_initialisation_are_refused() -> None:
+    net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.MultiheadAttention(4, 2))
+    with pytest.raises(InvalidParameterError, match="MultiheadAttention") as info:
+        init_parameters(net, torch.Generator().manual_seed(0))
+    assert info.value.remedy
+    not_a_network: Any = "a string"
+    with pytest.raises(InvalidParameterError, match=r"not a torch\.nn\.Module"):
+        seeded_network(lambda: not_a_network, 0)
 
 
 def test_unequal_subsets_and_bad_masks_are_refused() -> None:

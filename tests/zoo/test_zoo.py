@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 
 from modelshield._internal.hashing import sha256_file
+from modelshield.data import load_bundled
 from modelshield.errors import UnknownTargetError
 from modelshield.models import GradientClassifier
 from modelshield.testing import check_classifier
-from modelshield.zoo import ZOO, load_target, status
+from modelshield.zoo import ZOO, architecture, load_target, status
+from modelshield.zoo.catalog import RECIPE_VERSION
 
 
 def test_digits_cnn_is_a_working_white_box_target(zoo_cache: Path) -> None:
@@ -44,12 +46,44 @@ def test_cache_is_reused_and_tampering_is_rebuilt(zoo_cache: Path) -> None:
     )
 
 
-def test_training_is_reproducible(tmp_path: Path) -> None:
+def test_training_is_reproducible(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same bytes for the same seed, whatever state torch's global generator is in (another thread may be
+    drawing from it); training neither seeds it nor sets the thread count."""
+    torch = pytest.importorskip("torch")
+    calls: list[str] = []
+    for module, name in [
+        (torch, "manual_seed"),
+        (torch.random, "manual_seed"),
+        (torch, "seed"),
+        (torch, "set_num_threads"),
+    ]:
+        monkeypatch.setattr(module, name, lambda *_a, _n=name, **_k: calls.append(_n))
+    torch.default_generator.manual_seed(1)
     a = load_target("digits-mlp", cache_dir=tmp_path / "a", device="cpu")
+    torch.default_generator.manual_seed(2)
     b = load_target("digits-mlp", cache_dir=tmp_path / "b", device="cpu")
     assert a.model_sha256 == b.model_sha256
+    assert calls == []
     c = load_target("digits-mlp", cache_dir=tmp_path / "c", device="cpu", seed=1)
     assert c.model_sha256 != a.model_sha256
+
+
+@pytest.mark.parametrize("name", [n for n, e in ZOO.items() if e.family == "torch"])
+def test_networks_start_from_the_weights_of_recipe_version_1(name: str) -> None:
+    """Initialising from a local generator draws exactly what ``torch.manual_seed(seed)`` then building did, so the
+    trained targets (and their cache keys, RECIPE_VERSION 1) stay valid. If this fails, bump RECIPE_VERSION."""
+    torch = pytest.importorskip("torch")
+    from modelshield.models.nets import seeded_network
+
+    data = load_bundled(ZOO[name].dataset)
+    factory = architecture(name, data.schema.input_shape, data.n_classes)
+    torch.default_generator.manual_seed(3)
+    before = factory().state_dict()
+    torch.default_generator.manual_seed(4)  # must not matter
+    now = seeded_network(factory, 3).state_dict()
+    assert RECIPE_VERSION == 1
+    assert list(now) == list(before)
+    assert all(torch.equal(now[k], before[k]) for k in before)
 
 
 def test_overfit_variant_overfits_more_than_the_regularised_one(zoo_cache: Path) -> None:

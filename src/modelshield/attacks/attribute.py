@@ -55,6 +55,7 @@ from numpy.typing import NDArray
 
 from modelshield.data.interface import Dataset, Schema
 from modelshield.errors import InvalidInputError, InvalidParameterError
+from modelshield.findings import JSONValue
 from modelshield.models.interface import Classifier
 
 __all__ = [
@@ -90,7 +91,7 @@ class GroupInference:
         """True when the whole interval lies above zero: the model's output adds information."""
         return self.leakage_interval[0] > 0
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, JSONValue]:
         return {
             "n": self.n,
             "accuracy": dict(self.accuracy),
@@ -125,7 +126,35 @@ class AttributeInferenceResult:
         """The accuracy of guessing uniformly among the candidate values."""
         return 1.0 / len(self.values)
 
-    def to_dict(self) -> dict[str, object]:
+    @property
+    def attack(self) -> str:
+        """The attack with what it was given: the feature, what the attacker sees, whether it knows the label."""
+        return (
+            f"attribute-inference(feature={self.feature!r}, output={self.output}, "
+            f"label_known={self.label_known})"
+        )
+
+    @property
+    def decisive(self) -> GroupInference:
+        """The group the leakage is judged on: the members when there are any, else the non-members."""
+        return self.members if self.members is not None else self.non_members
+
+    def metrics(self) -> dict[str, float]:
+        """The field's figures on the decisive group (members if given): the best attack's and the best
+        baseline's accuracy, the leakage (their difference, at least 0) and its interval; and the non-members'
+        leakage."""
+        group = self.decisive
+        return {
+            "attack_accuracy": group.accuracy[group.attack],
+            "baseline_accuracy": group.accuracy[group.baseline],
+            "leakage": group.leakage,
+            "leakage_low": group.leakage_interval[0],
+            "leakage_high": group.leakage_interval[1],
+            "non_member_leakage": self.non_members.leakage,
+            "chance": self.chance,
+        }
+
+    def to_dict(self) -> dict[str, JSONValue]:
         return {
             "feature": self.feature,
             "feature_index": self.feature_index,

@@ -35,12 +35,11 @@ A few extra queries check that the model really is log-linear.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -48,6 +47,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from modelshield.errors import InvalidInputError, InvalidParameterError
+from modelshield.findings import JSONValue
 from modelshield.models.interface import Bounds, Classifier, FloatArray, IntArray
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ class ExtractionPoint:
     surrogate_accuracy: float
     seconds: float  # wall time since the attack started
 
-    def to_dict(self) -> dict[str, float | int]:
+    def to_dict(self) -> dict[str, JSONValue]:
         return {
             "queries": self.queries,
             "fidelity": self.fidelity,
@@ -119,7 +119,7 @@ class TransferResult:
         """``transfer_rate - noise_rate``: what the stolen model adds to a blind attacker."""
         return self.transfer_rate - self.noise_rate
 
-    def to_dict(self) -> dict[str, float | int]:
+    def to_dict(self) -> dict[str, JSONValue]:
         return {
             "eps": self.eps,
             "n": self.n,
@@ -141,16 +141,38 @@ class ExtractionResult:
     victim_accuracy: float  # on the held-out data
     baseline_fidelity: float  # agreement of a constant "most frequent victim answer" with the victim
     n_test: int
-    queries: int  # all victim queries the attack spent (the last point's)
+    queries: int  # every victim query of the run: the attack's (the last point's) and the n_test held-out ones
     seconds: float
     transfer: TransferResult | None = None
     surrogate: TorchClassifier | None = field(default=None, compare=False, repr=False)
     query_x: FloatArray | None = field(default=None, compare=False, repr=False)  # the attack's queries, in order
 
     @property
+    def attack(self) -> str:
+        """The strategy with its parameters and the labels the victim returned, e.g. ``"natural(...), soft"``."""
+        return f"{self.strategy}, {self.labels} labels"
+
+    @property
     def fidelity(self) -> float:
         """Fidelity at the largest budget."""
         return self.points[-1].fidelity if self.points else float("nan")
+
+    @property
+    def attack_queries(self) -> int:
+        """The queries the attack itself spent (the last point's): those that built the copy."""
+        return self.points[-1].queries if self.points else 0
+
+    def metrics(self) -> dict[str, float]:
+        """The field's figures at the largest budget: fidelity (agreement with the victim on held-out inputs),
+        the copy's accuracy, the victim's, the constant-guess baseline, and the attack's queries."""
+        last = self.points[-1] if self.points else None
+        return {
+            "fidelity": self.fidelity,
+            "surrogate_accuracy": last.surrogate_accuracy if last is not None else float("nan"),
+            "victim_accuracy": self.victim_accuracy,
+            "baseline_fidelity": self.baseline_fidelity,
+            "attack_queries": float(self.attack_queries),
+        }
 
     def with_transfer(self, transfer: TransferResult) -> ExtractionResult:
         """A copy with ``transfer`` filled in."""
@@ -158,7 +180,7 @@ class ExtractionResult:
 
         return replace(self, transfer=transfer)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, JSONValue]:
         return {
             "strategy": self.strategy,
             "labels": self.labels,
@@ -184,12 +206,33 @@ class EquationSolvingResult:
 
     coef: NDArray[np.float64]
     intercept: NDArray[np.float64]
-    queries: int  # all victim queries, choosing the centre and checking included
+    queries: int  # all victim queries: choosing the centre, the system, the checks and the held-out predictions
     system_queries: int  # the queries of the linear system itself (d + 1)
     check_residual: float  # max |predicted - observed| log-ratio on extra check queries
     consistent: bool  # the check queries agree: the victim behaves as a log-linear model
     fidelity: float | None  # agreement of the recovered model with the victim on held-out data
     seconds: float
+    evaluation_queries: int = 0  # of ``queries``: the victim's predictions on the held-out data (fidelity)
+
+    @property
+    def attack(self) -> str:
+        """The attack's name."""
+        return "equation-solving"
+
+    @property
+    def attack_queries(self) -> int:
+        """The queries that recovered the parameters: the centre, the system and the checks."""
+        return self.queries - self.evaluation_queries
+
+    def metrics(self) -> dict[str, float]:
+        """Whether the victim proved log-linear (1 or 0), the check queries' largest residual (NaN when none was
+        usable), the recovered model's fidelity (NaN without held-out data) and the system's queries."""
+        return {
+            "consistent": 1.0 if self.consistent else 0.0,
+            "check_residual": self.check_residual if math.isfinite(self.check_residual) else float("nan"),
+            "fidelity": self.fidelity if self.fidelity is not None else float("nan"),
+            "system_queries": float(self.system_queries),
+        }
 
     def decision_function(self, x: ArrayLike) -> NDArray[np.float64]:
         """Log-odds ``(n,)`` for two classes, centred logits ``(n, k)`` otherwise."""
@@ -215,7 +258,7 @@ class EquationSolvingResult:
             true_b = true_b - true_b.mean()
         return float(max(np.abs(true_w - self.coef).max(), np.abs(true_b - self.intercept).max()))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, JSONValue]:
         return {
             "coef": self.coef.tolist(),
             "intercept": self.intercept.tolist(),
@@ -224,6 +267,7 @@ class EquationSolvingResult:
             "check_residual": self.check_residual,
             "consistent": self.consistent,
             "fidelity": self.fidelity,
+            "evaluation_queries": self.evaluation_queries,
             "seconds": self.seconds,
         }
 
@@ -308,29 +352,52 @@ def _is_image(shape: tuple[int, ...]) -> bool:
 
 
 def _build_surrogate(input_shape: tuple[int, ...], n_classes: int, x_fit: FloatArray, seed: int) -> torch.nn.Module:
+    """A fresh surrogate whose weights come from a generator seeded with ``seed`` alone.
+
+    The network is built on the ``meta`` device (no storage, no draw from torch's global generator), then given
+    storage and initialised as PyTorch would, from a local generator: the same seed gives the same weights whatever
+    else the process (another thread, say) does with torch's global random state, which stays untouched.
+    """
     import torch
 
-    from modelshield.models.nets import Standardize, build_network
+    from modelshield.models.nets import build_network
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        if _is_image(input_shape):
-            params: dict[str, Any] = {
-                "in_channels": input_shape[0],
-                "image_size": input_shape[1],
-                "n_classes": n_classes,
-                "channels": [16, 32],
-                "hidden": 64,
-            }
-            return build_network("cnn", params)
-        n_features = int(np.prod(input_shape))
-        net = build_network(
-            "mlp", {"n_features": n_features, "n_classes": n_classes, "hidden": [64, 64], "standardize": True}
-        )
-    for module in net.modules():
-        if isinstance(module, Standardize):
-            module.fit(torch.from_numpy(np.array(x_fit.reshape(len(x_fit), -1), np.float32)))
+    params: dict[str, Any]
+    if _is_image(input_shape):
+        arch = "cnn"
+        params = {"in_channels": input_shape[0], "image_size": input_shape[1], "n_classes": n_classes,
+                  "channels": [16, 32], "hidden": 64}  # fmt: skip
+    else:
+        arch = "mlp"
+        params = {"n_features": int(np.prod(input_shape)), "n_classes": n_classes, "hidden": [64, 64],
+                  "standardize": True}  # fmt: skip
+    with torch.device("meta"):  # thread-local: other threads keep allocating on their own devices
+        net = build_network(arch, params)
+    net = net.to_empty(device="cpu")
+    _initialise(net, torch.Generator().manual_seed(seed), x_fit)
     return net
+
+
+def _initialise(net: torch.nn.Module, generator: torch.Generator, x_fit: FloatArray) -> None:
+    """PyTorch's default initialisation of linear and convolutional layers, drawn from ``generator``; standardising
+    layers fitted to ``x_fit``."""
+    import torch
+
+    from modelshield.models.nets import Standardize
+
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, torch.nn.Linear | torch.nn.Conv2d):
+                torch.nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
+                if module.bias is not None:
+                    fan_in = module.weight[0].numel()
+                    bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+                    torch.nn.init.uniform_(module.bias, -bound, bound, generator=generator)
+            elif isinstance(module, Standardize):
+                module.fit(torch.from_numpy(np.array(x_fit.reshape(len(x_fit), -1), np.float32)))
+            elif any(True for _ in module.parameters(recurse=False)) or any(True for _ in module.buffers(False)):
+                raise InvalidParameterError(f"The surrogate has a {type(module).__name__} layer, which it cannot "
+                                            "initialise from a seeded generator.")  # fmt: skip
 
 
 def _train(
@@ -445,40 +512,24 @@ def extract_model(
     max_steps: int = 1500,
     seed: int = 0,
     keep_queries: bool = True,
-    num_threads: int | None = 1,
 ) -> ExtractionResult:
     """Steal ``victim`` by querying it; measure a fresh surrogate at each budget on ``x_test, y_test``.
 
     ``natural_x`` is the attacker's own data: the query pool of ``natural``, the seed set of ``jacobian`` (its
     first ``jacobian_seed`` inputs, default ``min(budgets[0], 10 * n_classes)``) and the value range of ``random``
     when the victim has no ``clip_values``. Each surrogate trains for ``epochs`` epochs, counted in optimiser
-    steps and kept within ``[min_steps, max_steps]``. The held-out predictions of the victim are taken before the
-    attack and do not count as attack queries. ``keep_queries`` keeps the queries in order in ``query_x`` (to
-    replay them to a monitor).
-    ``num_threads`` sets torch's CPU threads during the attack (restored after; None leaves them): the surrogates are
-    tiny, and one thread trains them fastest, by far on a busy machine.
+    steps and kept within ``[min_steps, max_steps]``. The victim's predictions on ``x_test`` are taken before the
+    attack: the points count the attack's queries alone, the result's ``queries`` both. ``keep_queries`` keeps the
+    queries in order in ``query_x`` (to replay them to a monitor).
+
+    Everything random comes from generators seeded with ``seed``; torch's global state (its random generator, its
+    thread count) is neither read nor changed. The surrogates are tiny and train fastest on one CPU thread: a
+    program that runs many extractions may call ``torch.set_num_threads(1)`` once, at its start.
     """
-    with _threads(num_threads):
-        return _extract(victim, x_test, y_test, strategy=strategy, budgets=budgets, natural_x=natural_x,
-                        labels=labels, selection=selection, jacobian_seed=jacobian_seed,
-                        jacobian_lambda=jacobian_lambda, tau=tau, epochs=epochs, batch_size=batch_size, lr=lr,
-                        min_steps=min_steps, max_steps=max_steps, seed=seed, keep_queries=keep_queries)  # fmt: skip
-
-
-@contextlib.contextmanager
-def _threads(n: int | None) -> Iterator[None]:
-    if n is not None and n < 1:
-        raise InvalidParameterError(f"num_threads must be positive or None, not {n}.")
-    from modelshield._extras import require
-
-    torch = require("torch", extra="torch", feature="Model extraction")
-    previous = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+    return _extract(victim, x_test, y_test, strategy=strategy, budgets=budgets, natural_x=natural_x, labels=labels,
+                    selection=selection, jacobian_seed=jacobian_seed, jacobian_lambda=jacobian_lambda, tau=tau,
+                    epochs=epochs, batch_size=batch_size, lr=lr, min_steps=min_steps, max_steps=max_steps, seed=seed,
+                    keep_queries=keep_queries)  # fmt: skip
 
 
 def _extract(
@@ -530,6 +581,7 @@ def _extract(
         )
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
+    q0 = victim.queries
     victim_pred = victim.predict(x_eval)  # measured before the attack: not attack queries
     run = _Run(victim, labels, seed)
     fit: dict[str, Any] = {
@@ -559,8 +611,7 @@ def _extract(
             run.ask((low + (high - low) * rng.random((n, *victim.input_shape))).astype(np.float32))
             measure(run.fit(**fit))
         name = "random"
-    elif strategy == "natural":
-        assert pool is not None  # noqa: S101 - checked above
+    elif strategy == "natural" and pool is not None:  # natural without a pool was refused above
         _natural(run, pool, plan, selection, rng, fit, measure)
         name = f"natural(selection={selection})"
     else:
@@ -574,7 +625,7 @@ def _extract(
         victim_accuracy=float(np.mean(victim_pred == y_eval)),
         baseline_fidelity=majority_agreement(victim_pred),
         n_test=len(x_eval),
-        queries=run.spent,
+        queries=victim.queries - q0,
         seconds=time.perf_counter() - t0,
         surrogate=surrogate,
         query_x=run.x if keep_queries else None,
@@ -663,22 +714,13 @@ def transferability(
     steps: int = 20,
     limit: int = 500,
     seed: int = 0,
-    num_threads: int | None = 1,
 ) -> TransferResult:
     """PGD (L∞, ``eps``) on the surrogate, replayed against the victim, on inputs the victim gets right.
 
     ``scale`` (shaped like one input) measures ``eps`` per feature in those units, e.g. the standard deviations
     of tabular features; images leave it out. The baseline replays random ``±eps`` sign noise of the same size.
-    ``num_threads`` as in :func:`extract_model`.
+    Seeded with ``seed`` alone, as :func:`extract_model` is.
     """
-    with _threads(num_threads):
-        return _transfer(surrogate, victim, x, y, eps=eps, scale=scale, steps=steps, limit=limit, seed=seed)
-
-
-def _transfer(
-    surrogate: TorchClassifier, victim: Classifier, x: ArrayLike, y: ArrayLike, *, eps: float,
-    scale: ArrayLike | None, steps: int, limit: int, seed: int,
-) -> TransferResult:  # fmt: skip
     import torch
 
     from modelshield.attacks.evasion.whitebox import pgd
@@ -850,4 +892,6 @@ def solve_linear_model(  # noqa: PLR0915 - one linear pipeline: centre, system, 
             fidelity = float(np.mean(result.predict(xt.reshape(len(xt), -1)) == victim.predict(xt)))
     from dataclasses import replace
 
-    return replace(result, fidelity=fidelity, seconds=time.perf_counter() - t0)
+    total = victim.queries - q0
+    return replace(result, fidelity=fidelity, queries=total, evaluation_queries=total - queries,
+                   seconds=time.perf_counter() - t0)  # fmt: skip

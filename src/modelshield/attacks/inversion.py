@@ -48,6 +48,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from modelshield.data.interface import Dataset
 from modelshield.errors import InvalidInputError, InvalidParameterError
+from modelshield.findings import JSONValue
 from modelshield.models.interface import Classifier, FloatArray, GradientClassifier, IntArray
 
 __all__ = ["InversionResult", "Reconstruction", "evaluate_inversion", "invert_classes", "reconstruct_classes"]
@@ -89,6 +90,17 @@ class InversionResult:
     p_value: float  # permutation test of the evaluator accuracy per class
     similarity_p_value: float  # permutation test of the similarity per class
     alpha: float  # significance level for :attr:`significant`
+    seconds: float = 0.0  # reconstruction and evaluation
+
+    @property
+    def attack(self) -> str:
+        """The reconstruction attack with its parameters."""
+        return self.reconstruction.attack
+
+    @property
+    def queries(self) -> int:
+        """The target's queries: gradient steps and the final predictions (the evaluator's are not counted)."""
+        return self.reconstruction.queries
 
     @property
     def chance(self) -> float:
@@ -100,7 +112,21 @@ class InversionResult:
         """True when the evaluator recognises the reconstructions better than permuted classes would allow."""
         return self.p_value < self.alpha
 
-    def to_dict(self) -> dict[str, object]:
+    def metrics(self) -> dict[str, float]:
+        """The field's figures: how often an independent evaluator recognises the reconstructions (and the
+        model-free baseline), chance, the permutation test's p-value, similarity to the class means."""
+        return {
+            "evaluator_accuracy": self.evaluator_accuracy,
+            "baseline_evaluator_accuracy": self.baseline_evaluator_accuracy,
+            "chance": self.chance,
+            "p_value": self.p_value,
+            "similarity_p_value": self.similarity_p_value,
+            "mean_similarity": float(np.mean(self.similarity)),
+            "baseline_mean_similarity": float(np.mean(self.baseline_similarity)),
+            "identification_accuracy": self.identification_accuracy,
+        }
+
+    def to_dict(self) -> dict[str, JSONValue]:
         """The figures (not the images) as plain JSON data."""
         return {
             "attack": self.reconstruction.attack,
@@ -121,7 +147,7 @@ class InversionResult:
             "significant": self.significant,
             "model_confidence": float(np.mean(self.reconstruction.confidence)),
             "queries": self.reconstruction.queries,
-            "seconds": self.reconstruction.seconds,
+            "seconds": self.seconds,
         }
 
 
@@ -300,6 +326,7 @@ def evaluate_inversion(
     The evaluator is ``evaluator`` when given, else a logistic regression trained on ``auxiliary`` (held-out data
     the target never saw). ``permutations`` bounds the permutation tests.
     """
+    t0 = time.perf_counter()
     if evaluator is None and auxiliary is None:
         raise InvalidParameterError(
             "Pass auxiliary (held-out) data to train an evaluator on, or an evaluator.",
@@ -342,7 +369,12 @@ def evaluate_inversion(
     centred, raw, identified = scores(recon)
     base_centred, base_raw, base_identified = scores(start)
 
-    judge = evaluator if evaluator is not None else _default_evaluator(auxiliary, seed)  # type: ignore[arg-type]
+    if evaluator is not None:
+        judge = evaluator
+    elif auxiliary is not None:
+        judge = _default_evaluator(auxiliary, seed)
+    else:  # refused above
+        raise InvalidParameterError("Pass auxiliary (held-out) data to train an evaluator on, or an evaluator.")
     if judge.input_shape != tuple(shape) or judge.n_classes <= int(classes.max()):
         raise InvalidParameterError(
             f"The evaluator takes inputs of shape {judge.input_shape} with {judge.n_classes} classes; the "
@@ -372,6 +404,7 @@ def evaluate_inversion(
         p_value=_permutation_p_value(votes, permutations, rng),
         similarity_p_value=_permutation_p_value(centred, permutations, rng),
         alpha=alpha,
+        seconds=rec.seconds + time.perf_counter() - t0,
     )
 
 

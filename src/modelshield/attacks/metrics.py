@@ -38,6 +38,7 @@ __all__ = [
     "epsilon_lower_bound",
     "roc_curve",
     "roc_summary",
+    "tpr_key",
 ]
 
 #: The false-positive rates every privacy attack reports its true-positive rate at.
@@ -143,6 +144,19 @@ class RocSummary:
     def min_supported_fpr(self) -> float:
         """The smallest false-positive rate these non-members can bound (95%, no false positive seen)."""
         return clopper_pearson(0, self.n_non_members)[1]
+
+    def metrics(self) -> dict[str, float]:
+        """AUC, advantage, best balanced accuracy and the TPR at each low FPR (``"tpr_at_0.1%_fpr"``, ...)."""
+        out = {"auc": self.auc, "advantage": self.advantage, "accuracy": self.accuracy}
+        for point in self.at_fpr:
+            out[tpr_key(point.fpr_target)] = point.tpr
+        return out
+
+
+def tpr_key(fpr: float) -> str:
+    """The metric name of the true-positive rate at false-positive rate ``fpr``: ``tpr_key(0.001)`` is
+    ``"tpr_at_0.1%_fpr"``."""
+    return f"tpr_at_{fpr:.1%}_fpr"
 
 
 def _tpr_at(

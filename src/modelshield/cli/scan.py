@@ -1,10 +1,14 @@
 """``modelshield scan``: scan model files and directories for code that would run when they are loaded.
 
 $ modelshield scan model.pt models/ --format sarif --output scan.sarif --fail-on high
+
+The scan is :func:`modelshield.supply_chain.scan.scan_paths`; its output is rendered by
+:mod:`modelshield.reporting.scan`. Exit codes: 0 clean, 1 a finding reaches ``--fail-on``, 2 an error.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import tomllib
@@ -13,13 +17,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from modelshield._internal.atomic import write_text_atomic
 from modelshield.cli.options import OutputFormat, exit_code, fail_on_option, format_option, parse_fail_on
 from modelshield.errors import FileFormatError, InvalidInputError
-from modelshield.reporting.terminal import SEVERITY_STYLE
 
 if TYPE_CHECKING:
     from modelshield.supply_chain.scan.policy import Policy
@@ -60,43 +61,21 @@ def scan_command(
     exclude: Annotated[list[str] | None, typer.Option(help="Glob of files to skip (repeatable).")] = None,
 ) -> None:
     """Scan model files for code that runs on load (pickle, PyTorch, joblib, NumPy, archives, ...)."""
-    from modelshield.reporting.sarif import sarif_log
+    from modelshield.reporting.scan import render_scan_json, render_scan_sarif, render_scan_text
     from modelshield.supply_chain.scan import ScanOptions, scan_paths
 
     report = scan_paths(paths, exclude=exclude or [], options=ScanOptions(policy=_policy(policy)))
-    if output_format is OutputFormat.JSON:
-        text = json.dumps(report.to_dict(), indent=2)
-    elif output_format is OutputFormat.SARIF:
-        text = json.dumps(
-            sarif_log(
-                report.findings,
-                default_location=str(paths[0]),
-                complete=True,
-                automation_id="modelshield/scan/",
-            ),
-            indent=2,
-        )
+    if output_format is OutputFormat.TEXT and output is None:
+        render_scan_text(report, Console(file=sys.stdout))
     else:
-        console = Console(file=sys.stdout)
-        table = Table(show_header=True, header_style="bold")
-        for column in ("severity", "location", "finding"):
-            table.add_column(column, overflow="fold")
-        for finding in sorted(report.findings, key=lambda f: -f.severity.rank):
-            table.add_row(
-                Text(finding.severity.value, style=SEVERITY_STYLE[finding.severity]),
-                Text(finding.location or ""),
-                Text(finding.title),
-            )
-        if report.findings:
-            console.print(table)
-        worst = report.max_severity
-        console.print(
-            f"{len(report.files)} file(s) scanned in {report.duration_s:.2f}s; "
-            f"{len(report.findings)} finding(s); worst: {worst.value if worst else 'none'}",
-            highlight=False,
-        )
-        text = ""
-    if text:
+        if output_format is OutputFormat.JSON:
+            text = render_scan_json(report)
+        elif output_format is OutputFormat.SARIF:
+            text = render_scan_sarif(report, default_location=str(paths[0]))
+        else:  # the table, as plain text without terminal styles
+            buffer = io.StringIO()
+            render_scan_text(report, Console(file=buffer, width=120, no_color=True))
+            text = buffer.getvalue().rstrip("\n")
         if output is None:
             sys.stdout.write(text + "\n")
         else:

@@ -3,7 +3,7 @@
     >>> from modelshield.defenses.backdoor import STRIPDetector, neural_cleanse
     >>> result = neural_cleanse(classifier, clean_x, seed=0)  # doctest: +SKIP
     >>> result.flagged, result.anomaly_index.round(1)  # doctest: +SKIP
-    >>> strip = STRIPDetector(n_overlays=64, seed=0).fit(classifier, clean_x, fpr=0.01)  # doctest: +SKIP
+    >>> strip = STRIPDetector(n_overlays=64, fpr=0.01).fit(classifier, clean_x, seed=0)  # doctest: +SKIP
     >>> strip.is_triggered(x)  # doctest: +SKIP
 
 A backdoored model answers its attacker's target class whenever a small trigger is stamped on an input, and behaves
@@ -19,8 +19,8 @@ optimised together as one batched problem.
 :class:`STRIPDetector` (Gao et al., ACSAC 2019) screens inputs at inference time, black-box. It blends the input
 with clean images and looks at the entropy of the model's predictions: a clean input's class is easily disturbed
 by the blend (high entropy), while a trigger keeps steering every blend to the target class (low entropy). The
-gateway can reuse it; it works with any :class:`~modelshield.models.interface.Classifier` and with
-:func:`~modelshield.defenses.detectors.measure_detector`.
+gateway calls it as an input-stage :class:`~modelshield.defenses.interface.InferenceGuard`; it works with any
+:class:`~modelshield.models.interface.Classifier` and with :func:`~modelshield.defenses.detectors.measure_detector`.
 
 Both detect the classic *patch* trigger they were designed for; triggers spread over the whole input (blending,
 warping), source-specific backdoors, and attackers who know the detector can evade them.
@@ -32,13 +32,13 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from modelshield._extras import require
-from modelshield.defenses.detectors import NotFittedError
+from modelshield.defenses.interface import Action, InputDetector, upper_quantile
 from modelshield.errors import InvalidInputError, InvalidParameterError
 from modelshield.models.interface import Classifier, FloatArray
 
@@ -447,7 +447,7 @@ def neural_cleanse(
 # -- STRIP ---------------------------------------------------------------------------------------------------------
 
 
-class STRIPDetector:
+class STRIPDetector(InputDetector):
     """STRIP (Gao et al. 2019): the entropy of the model's predictions on an input superimposed on clean inputs.
 
     An input ``x`` is superimposed on each of ``n_overlays`` clean inputs, ``alpha * x + beta * clean`` clipped to
@@ -458,16 +458,17 @@ class STRIPDetector:
     it detected 10-25% of triggered inputs at a 1% false-positive rate (ROC AUC 0.91-0.97), the superimposition
     100% (AUC 1.00). Use the linear blend for models without ``clip_values``, where a sum is not saturated.
 
-    The overlays are drawn once, in :meth:`fit`, from the clean inputs (seeded), and the same overlays serve every
-    input, so an input's score does not depend on the batch it arrives in. The threshold is the ``1 - fpr``
-    quantile of the scores of the *other* clean inputs (those not drawn as overlays). Only ``predict_proba`` is
-    used, in calls of at most ``batch_size`` blends, so any :class:`~modelshield.models.interface.Classifier`
-    works, black-box ones included; scoring ``n`` inputs costs ``n * n_overlays`` queries.
+    The overlays are drawn once, in :meth:`fit`, from the clean inputs (with ``seed``), and the same overlays serve
+    every input, so an input's score depends neither on the batch it arrives in nor on other requests. The
+    threshold is the ``1 - fpr`` quantile of the scores of the *other* clean inputs (those not drawn as overlays).
+    Only ``predict_proba`` is used, in calls of at most ``batch_size`` blends, so any
+    :class:`~modelshield.models.interface.Classifier` works, black-box ones included; scoring ``n`` inputs costs
+    ``n * n_overlays`` queries. As a guard, :meth:`inspect` gives rows above the threshold ``on_alarm``.
 
     It detects triggers that dominate the prediction wherever they are blended in (patches, stamps); it misses
     triggers that the blend destroys, and source-specific backdoors, whose triggered inputs keep some entropy.
 
-    Learned attributes: ``classifier_``, ``overlays_``, ``threshold_``, ``clean_scores_``, ``fpr_``.
+    Learned attributes: ``classifier_``, ``overlays_``, ``threshold_``, ``clean_scores_``.
     """
 
     def __init__(
@@ -477,7 +478,8 @@ class STRIPDetector:
         alpha: float = 1.0,
         beta: float = 1.0,
         batch_size: int = 8192,
-        seed: int = 0,
+        fpr: float = 0.01,
+        on_alarm: Action | str = Action.FLAG,
     ) -> None:
         if n_overlays < 1:
             raise InvalidParameterError(f"n_overlays must be at least 1, not {n_overlays}.")
@@ -485,49 +487,52 @@ class STRIPDetector:
             raise InvalidParameterError(f"alpha and beta must lie in (0, 1], not {alpha} and {beta}.")
         if batch_size < 1:
             raise InvalidParameterError(f"batch_size must be at least 1, not {batch_size}.")
+        super().__init__(fpr=fpr, on_alarm=on_alarm)
         self.n_overlays = n_overlays
         self.alpha = alpha
         self.beta = beta
         self.batch_size = batch_size
-        self.seed = seed
 
-    def fit(self, classifier: Classifier, clean_x: ArrayLike, *, fpr: float = 0.01) -> STRIPDetector:
-        """Draw the overlays from ``clean_x`` and set the threshold on the rest of it; returns ``self``."""
-        if not 0.0 < fpr < 1.0:
-            raise InvalidParameterError(f"fpr must lie strictly between 0 and 1, not {fpr}.")
-        x = classifier.validate_input(clean_x)
+    @property
+    def name(self) -> str:
+        return f"strip(n_overlays={self.n_overlays}, alpha={self.alpha:g}, beta={self.beta:g})"
+
+    def fit(
+        self, classifier: Classifier, reference_x: ArrayLike, reference_y: ArrayLike | None = None, *, seed: int = 0
+    ) -> Self:
+        """Draw the overlays from the clean ``reference_x`` (with ``seed``) and set the threshold on the rest of it;
+        returns ``self``. ``reference_y`` is accepted for the guard protocol and unused."""
+        x = classifier.validate_input(reference_x)
         if len(x) < self.n_overlays + 2:
             raise InvalidInputError(
                 f"STRIP needs n_overlays={self.n_overlays} clean inputs to blend with and at least 2 more to set "
                 f"its threshold on; got {len(x)}.",
                 remedy="Pass more clean inputs or lower n_overlays.",
             )
-        order = np.random.default_rng(self.seed).permutation(len(x))
+        order = np.random.default_rng(seed).permutation(len(x))
         held = x[order[self.n_overlays :]]
-        if len(held) < math.ceil(1.0 / fpr):
+        if len(held) < math.ceil(1.0 / self.fpr):
             log.warning(
                 "STRIP threshold set on %d clean inputs: too few to resolve fpr=%g; the false-positive rate will "
                 "be coarse.",
                 len(held),
-                fpr,
+                self.fpr,
             )
         self.classifier_ = classifier
         self.overlays_ = np.array(x[order[: self.n_overlays]])
-        self.clean_scores_ = self.score(held)
-        # The (1 - fpr) quantile, taken upward so that at most a share fpr of these scores lies strictly above it.
-        self.threshold_ = float(np.quantile(self.clean_scores_, 1.0 - fpr, method="higher"))
-        self.fpr_ = fpr
+        self.clean_scores_ = self._score(classifier, held)
+        self.threshold_ = upper_quantile(self.clean_scores_, self.fpr)
         return self
 
-    def _fitted(self) -> Classifier:
-        if not hasattr(self, "classifier_"):
-            raise NotFittedError("This STRIPDetector is not fitted yet.")
-        classifier: Classifier = self.classifier_
-        return classifier
+    def queries_per_input(self) -> int:
+        """One query per overlay."""
+        return self.n_overlays
 
     def blend(self, x: ArrayLike) -> FloatArray:
         """The blends of each input with every overlay: shape ``(n, n_overlays, *input_shape)``."""
-        classifier = self._fitted()
+        return self._blend(self._fitted(), x)
+
+    def _blend(self, classifier: Classifier, x: ArrayLike) -> FloatArray:
         arr = classifier.validate_input(x)
         blended = self.alpha * arr[:, np.newaxis] + self.beta * self.overlays_[np.newaxis]
         if classifier.clip_values is not None:
@@ -536,13 +541,15 @@ class STRIPDetector:
 
     def score(self, x: ArrayLike) -> NDArray[np.float64]:
         """Per input, minus the mean entropy of the predictions on its blends (higher = more suspicious)."""
-        classifier = self._fitted()
+        return self._score(self._fitted(), x)
+
+    def _score(self, classifier: Classifier, x: ArrayLike) -> NDArray[np.float64]:
         arr = classifier.validate_input(x)
         scores = np.empty(len(arr))
         per_chunk = max(1, self.batch_size // self.n_overlays)
         for start in range(0, len(arr), per_chunk):
             chunk = arr[start : start + per_chunk]
-            blended = self.blend(chunk).reshape(len(chunk) * self.n_overlays, *classifier.input_shape)
+            blended = self._blend(classifier, chunk).reshape(len(chunk) * self.n_overlays, *classifier.input_shape)
             proba = classifier.predict_proba(blended).astype(np.float64)
             entropy = -(proba * np.log(np.clip(proba, 1e-12, 1.0))).sum(axis=1)
             scores[start : start + len(chunk)] = -entropy.reshape(len(chunk), self.n_overlays).mean(axis=1)
@@ -550,11 +557,12 @@ class STRIPDetector:
 
     def is_triggered(self, x: ArrayLike) -> NDArray[np.bool_]:
         """Per input, whether its score exceeds the threshold chosen by :meth:`fit` (a trigger is suspected)."""
-        return np.asarray(self.score(x) > self.threshold_)
+        scores = self.score(x)
+        return np.asarray(scores > self.threshold_)
 
     def __repr__(self) -> str:
         fitted = f", threshold_={self.threshold_:.4g}" if hasattr(self, "threshold_") else ""
         return (
-            f"STRIPDetector(n_overlays={self.n_overlays}, alpha={self.alpha}, beta={self.beta}, "
-            f"seed={self.seed}{fitted})"
+            f"STRIPDetector(n_overlays={self.n_overlays}, alpha={self.alpha}, beta={self.beta}, fpr={self.fpr}, "
+            f"on_alarm={self.on_alarm.value}{fitted})"
         )

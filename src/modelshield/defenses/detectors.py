@@ -1,8 +1,9 @@
 """Inference-time detection of adversarial inputs by feature squeezing (Xu et al. 2018).
 
     >>> from modelshield.defenses.detectors import FeatureSqueezingDetector, measure_detector
-    >>> detector = FeatureSqueezingDetector().fit(classifier, clean_x, fpr=0.05)  # doctest: +SKIP
+    >>> detector = FeatureSqueezingDetector(fpr=0.05).fit(classifier, clean_x)  # doctest: +SKIP
     >>> detector.is_adversarial(x)  # doctest: +SKIP
+    >>> detector.inspect(GuardRequest("client-7", x)).actions  # doctest: +SKIP
     >>> measure_detector(detector, held_out_clean_x, adversarial_x).auc  # doctest: +SKIP
 
 An adversarial perturbation is fragile: squeezing the input (fewer bits per value, a median filter over
@@ -15,27 +16,26 @@ L1 distance between the model's probabilities on the input and on each squeezed 
 It is a detector of *unaware* attacks: an attacker who knows the squeezers can attack the squeezed model as well
 (He et al. 2017). Report its detection rate against the attacks that matter, and its false-positive rate on
 held-out clean data (:func:`measure_detector`).
+
+The detector is an input-stage :class:`~modelshield.defenses.interface.InferenceGuard`: :meth:`inspect` flags (or
+blocks, with ``on_alarm``) the rows of a request whose score exceeds the threshold, at ``1 + len(squeezers_)``
+model queries per input.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Self
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from modelshield.errors import InvalidInputError, InvalidParameterError, ModelShieldError
+from modelshield.defenses.interface import Action, InputDetector, upper_quantile
+from modelshield.errors import InvalidInputError, InvalidParameterError
 from modelshield.models.interface import Classifier, FloatArray
 
-__all__ = ["DetectorMeasurement", "FeatureSqueezingDetector", "NotFittedError", "measure_detector"]
-
-
-class NotFittedError(ModelShieldError, AttributeError):
-    """A detector was used before :meth:`fit`."""
-
-    default_remedy = "Call fit(classifier, clean_x) first."
+__all__ = ["DetectorMeasurement", "FeatureSqueezingDetector", "measure_detector"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class _Squeezer:
     median: int | None = None  # median filter of this window over the spatial axes
 
 
-class FeatureSqueezingDetector:
+class FeatureSqueezingDetector(InputDetector):
     """Feature squeezing (Xu et al. 2018) with the squeezers suited to the model's inputs.
 
     Images (inputs of two or more dimensions, channels first): bit-depth reduction to ``bit_depth`` bits and,
@@ -57,26 +57,48 @@ class FeatureSqueezingDetector:
     ``bit_depth`` and ``median_size`` do not apply. Value ranges come from the classifier's ``clip_values``, else
     from the clean data passed to :meth:`fit`.
 
-    Learned attributes: ``classifier_``, ``threshold_``, ``low_``, ``high_``, ``clean_scores_``.
+    The threshold is the ``1 - fpr`` quantile of the scores of the clean reference inputs; a row above it gets
+    ``on_alarm`` (flag, or block) from :meth:`inspect`.
+
+    Learned attributes: ``classifier_``, ``threshold_``, ``low_``, ``high_``, ``squeezers_``, ``clean_scores_``.
     """
 
-    def __init__(self, *, bit_depth: int | None = 3, median_size: int | None = None, tabular_bins: int = 8) -> None:
+    def __init__(
+        self,
+        *,
+        bit_depth: int | None = 3,
+        median_size: int | None = None,
+        tabular_bins: int = 8,
+        fpr: float = 0.05,
+        on_alarm: Action | str = Action.FLAG,
+    ) -> None:
         if bit_depth is not None and not 1 <= bit_depth <= 16:
             raise InvalidParameterError(f"bit_depth must lie in 1..16 or be None, not {bit_depth}.")
         if median_size is not None and median_size < 2:
             raise InvalidParameterError(f"median_size must be at least 2 or None, not {median_size}.")
         if tabular_bins < 2:
             raise InvalidParameterError(f"tabular_bins must be at least 2, not {tabular_bins}.")
+        super().__init__(fpr=fpr, on_alarm=on_alarm)
         self.bit_depth = bit_depth
         self.median_size = median_size
         self.tabular_bins = tabular_bins
 
+    @property
+    def name(self) -> str:
+        return (
+            f"feature-squeezing(bit_depth={self.bit_depth}, median_size={self.median_size}, "
+            f"tabular_bins={self.tabular_bins})"
+        )
+
     # -- fitting ---------------------------------------------------------------------------------------------------
-    def fit(self, classifier: Classifier, clean_x: ArrayLike, *, fpr: float = 0.05) -> FeatureSqueezingDetector:
-        """Choose the threshold so that a share ``fpr`` of ``clean_x`` is flagged; returns ``self``."""
-        if not 0.0 < fpr < 1.0:
-            raise InvalidParameterError(f"fpr must lie strictly between 0 and 1, not {fpr}.")
-        x = classifier.validate_input(clean_x)
+    def fit(
+        self, classifier: Classifier, reference_x: ArrayLike, reference_y: ArrayLike | None = None, *, seed: int = 0
+    ) -> Self:
+        """Choose the threshold so that a share ``fpr`` of the clean ``reference_x`` is flagged; returns ``self``.
+
+        The detector is deterministic: ``reference_y`` and ``seed`` are accepted for the guard protocol and unused.
+        """
+        x = classifier.validate_input(reference_x)
         if len(x) == 0:
             raise InvalidInputError("fit needs at least one clean input.")
         if classifier.clip_values is not None:
@@ -84,30 +106,31 @@ class FeatureSqueezingDetector:
             high = np.broadcast_to(np.asarray(classifier.clip_values.high, np.float32), classifier.input_shape)
         else:
             low, high = x.min(axis=0), x.max(axis=0)
-        image = len(classifier.input_shape) >= 2
-        squeezers = [_Squeezer(f"bit-depth-{self.bit_depth}", bits=self.bit_depth)] if image and self.bit_depth else []
-        if image and self.median_size:
-            squeezers.append(_Squeezer(f"median-{self.median_size}x{self.median_size}", median=self.median_size))
-        if not image:
-            squeezers.append(_Squeezer(f"grid-{self.tabular_bins}", bits=None))
+        squeezers = self._squeezers(image=len(classifier.input_shape) >= 2)
         if not squeezers:
             raise InvalidParameterError("Every squeezer is switched off.", remedy="Set bit_depth or median_size.")
         self.classifier_ = classifier
         self.low_ = np.array(low, np.float32)
         self.high_ = np.array(high, np.float32)
-        self.squeezers_ = tuple(squeezers)
-        scores = self.score(x)
+        self.squeezers_ = squeezers
+        scores = self._score(classifier, x)
         self.clean_scores_ = scores
-        # The (1 - fpr) quantile, taken upward so that at most a share fpr of these scores lies strictly above it.
-        self.threshold_ = float(np.quantile(scores, 1.0 - fpr, method="higher"))
-        self.fpr_ = fpr
+        self.threshold_ = upper_quantile(scores, self.fpr)
         return self
 
-    def _fitted(self) -> Classifier:
-        if not hasattr(self, "classifier_"):
-            raise NotFittedError("This FeatureSqueezingDetector is not fitted yet.")
-        classifier: Classifier = self.classifier_
-        return classifier
+    def _squeezers(self, *, image: bool) -> tuple[_Squeezer, ...]:
+        """The squeezers for image inputs (two or more dimensions) or for tabular inputs."""
+        squeezers = [_Squeezer(f"bit-depth-{self.bit_depth}", bits=self.bit_depth)] if image and self.bit_depth else []
+        if image and self.median_size:
+            squeezers.append(_Squeezer(f"median-{self.median_size}x{self.median_size}", median=self.median_size))
+        if not image:
+            squeezers.append(_Squeezer(f"grid-{self.tabular_bins}", bits=None))
+        return tuple(squeezers)
+
+    def queries_per_input(self) -> int:
+        """One query for the input and one per squeezer."""
+        self._fitted()
+        return 1 + len(self.squeezers_)
 
     # -- squeezers -------------------------------------------------------------------------------------------------
     def squeeze(self, x: FloatArray, squeezer: str) -> FloatArray:
@@ -116,7 +139,9 @@ class FeatureSqueezingDetector:
         by_name = {s.name: s for s in self.squeezers_}
         if squeezer not in by_name:
             raise InvalidParameterError(f"Unknown squeezer {squeezer!r}.", remedy=f"Use one of: {', '.join(by_name)}.")
-        s = by_name[squeezer]
+        return self._squeeze(x, by_name[squeezer])
+
+    def _squeeze(self, x: FloatArray, s: _Squeezer) -> FloatArray:
         low, high = self.low_, self.high_
         width = np.where(high > low, high - low, 1.0).astype(np.float32)
         if s.median is not None:
@@ -131,24 +156,27 @@ class FeatureSqueezingDetector:
     # -- scoring ---------------------------------------------------------------------------------------------------
     def score(self, x: ArrayLike) -> NDArray[np.float64]:
         """Per input, the largest L1 distance between the probabilities on ``x`` and on a squeezed ``x`` (0..2)."""
-        classifier = self._fitted()
+        return self._score(self._fitted(), x)
+
+    def _score(self, classifier: Classifier, x: ArrayLike) -> NDArray[np.float64]:
         arr = classifier.validate_input(x)
         proba = classifier.predict_proba(arr).astype(np.float64)
         scores = np.zeros(len(arr))
         for s in self.squeezers_:
-            squeezed = classifier.predict_proba(self.squeeze(arr, s.name)).astype(np.float64)
+            squeezed = classifier.predict_proba(self._squeeze(arr, s)).astype(np.float64)
             scores = np.maximum(scores, np.abs(proba - squeezed).sum(axis=1))
         return scores
 
     def is_adversarial(self, x: ArrayLike) -> NDArray[np.bool_]:
         """Per input, whether its score exceeds the threshold chosen by :meth:`fit`."""
-        return np.asarray(self.score(x) > self.threshold_)
+        scores = self.score(x)
+        return np.asarray(scores > self.threshold_)
 
     def __repr__(self) -> str:
         fitted = f", threshold_={self.threshold_:.4g}" if hasattr(self, "threshold_") else ""
         return (
             f"FeatureSqueezingDetector(bit_depth={self.bit_depth}, median_size={self.median_size}, "
-            f"tabular_bins={self.tabular_bins}{fitted})"
+            f"tabular_bins={self.tabular_bins}, fpr={self.fpr}, on_alarm={self.on_alarm.value}{fitted})"
         )
 
 
@@ -160,10 +188,9 @@ class DetectorMeasurement(NamedTuple):
     auc: float  # ROC AUC of the score (threshold-free); 0.5 is chance
 
 
-def measure_detector(
-    detector: FeatureSqueezingDetector, clean_x: ArrayLike, adversarial_x: ArrayLike
-) -> DetectorMeasurement:
-    """Detection rate on ``adversarial_x``, false-positive rate on ``clean_x`` and the ROC AUC over both.
+def measure_detector(detector: InputDetector, clean_x: ArrayLike, adversarial_x: ArrayLike) -> DetectorMeasurement:
+    """Detection rate on ``adversarial_x``, false-positive rate on ``clean_x`` and the ROC AUC over both, for any
+    fitted input detector (feature squeezing, STRIP).
 
     Pass clean inputs the detector was *not* fitted on, and only adversarial inputs that fool the model (an
     attack that failed left nothing to detect).

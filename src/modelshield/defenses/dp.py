@@ -61,6 +61,7 @@ from modelshield.data.interface import Dataset
 from modelshield.defenses.training import Factory, Optimizer, TrainedModel, _bounds, _classifier, _Recipe
 from modelshield.errors import InvalidParameterError
 from modelshield.models.interface import Bounds
+from modelshield.models.nets import seeded_network
 from modelshield.models.torch_classifier import resolve_device
 
 __all__ = ["DPTrainedModel", "DPTrainer", "dp_sgd_training"]
@@ -264,7 +265,8 @@ def dp_sgd_training(
     ``lr`` and ``weight_decay`` configure the optimiser that receives the clipped, noised gradients (Adam by
     default: DP-Adam); ``accountant`` is ``"prv"`` (default) or ``"rdp"``. ``delta`` must be below ``1 / n``.
     Standardising layers are set from public information only (see the module docstring). Deterministic on CPU
-    under ``seed`` (the network's initialisation, the Poisson batches and the noise). Raises
+    under ``seed``: the network's initialisation, the Poisson batches and the noise each come from a generator of
+    their own, seeded from ``seed`` (torch's global generator is neither seeded nor used). Raises
     :class:`~modelshield.errors.MissingExtraError` naming ``pip install 'modelshield[dp]'`` without Opacus.
     """
     _check_privacy(epsilon, delta, len(train), max_grad_norm, accountant)
@@ -274,17 +276,20 @@ def dp_sgd_training(
     bounds = _bounds(train, clip_values)
 
     t0 = time.perf_counter()
-    torch.manual_seed(seed)
-    net = factory()
-    if not isinstance(net, nn.Module):
-        raise InvalidParameterError(f"The network factory returned {type(net).__name__}, not a torch.nn.Module.")
+    net = seeded_network(factory, seed)
     standardization = _standardize(net, standardize, bounds, train)
     net, fixes = _validated(net, validators)
     net = net.to(recipe.device)
 
     x = torch.from_numpy(np.array(train.x))
     y = torch.from_numpy(np.array(train.y))
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=batch_size)
+    # Opacus' Poisson sampler takes this loader's generator (it would take torch's global one without it, and a
+    # secure one in secure_mode): the batches are drawn from ``seed + 2`` and from nothing that other threads touch.
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x, y),
+        batch_size=batch_size,
+        generator=torch.Generator().manual_seed(seed + 2),
+    )
     params = net.parameters()
     base: torch.optim.Optimizer
     if optimizer == "adam":
@@ -307,8 +312,6 @@ def dp_sgd_training(
             noise_generator=torch.Generator(device=recipe.device).manual_seed(seed + 1),
         )
     sample_rate = 1.0 / len(loader)
-    # Poisson batches are drawn from torch's global generator (Opacus passes none unless secure_mode is on).
-    torch.manual_seed(seed + 2)
 
     losses, steps = _dp_epochs(private_net, dp_optimiser, dp_loader, epochs, recipe.device)
     with warnings.catch_warnings():

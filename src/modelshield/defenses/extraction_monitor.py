@@ -1,9 +1,10 @@
 """Per-client detection of model-extraction query streams: PRADA plus an out-of-distribution sequential test.
 
     >>> from modelshield.defenses.extraction_monitor import ExtractionMonitor
-    >>> monitor = ExtractionMonitor().fit(reference_x, reference_predicted)  # doctest: +SKIP
+    >>> monitor = ExtractionMonitor().fit(classifier, reference_x, seed=0)  # doctest: +SKIP
     >>> decision = monitor.observe("client-7", x_batch, predicted_batch)  # doctest: +SKIP
     >>> decision.alarm, decision.signals  # doctest: +SKIP
+    >>> monitor.inspect(GuardRequest("client-7", x_batch, probabilities=proba_batch)).action  # doctest: +SKIP
 
 Two signals, each per client:
 
@@ -15,7 +16,7 @@ do not. After ``min_queries`` distances, the Shapiro–Wilk statistic W of the c
 compared with δ; W < δ raises the alarm. δ is *calibrated* in :meth:`ExtractionMonitor.fit`: the reference data
 are replayed as ``calibration_streams`` benign streams of ``calibration_length`` queries, and δ is the
 ``target_fpr`` quantile of each stream's lowest W (``delta=`` overrides it). W is computed once per observed batch
-(calibration replays batches of 16).
+(calibration replays batches of 16). The reference data's classes are the model's predictions on it.
 
 ``ood``. PRADA misses attackers who query with natural data (KnockoffNets, Orekondy et al. 2019): their distances
 look benign. Such data almost never comes from the owner's own distribution, so the second signal scores each query
@@ -32,40 +33,57 @@ client, off by default) acts on such a stream.
 Inputs are compared in standardised units for tabular data (per-feature standard deviation of the reference data)
 and in raw units for images. Memory per client is bounded: at most ``max_stored`` stored queries across the
 growing sets (older ones are dropped first) and ``window`` distances, plus a few scalars; at most ``max_clients``
-clients are tracked (the least recently seen is forgotten). All methods are thread-safe.
+clients are tracked (the least recently seen is forgotten). All methods are thread-safe: a client's queries are
+processed one batch at a time, different clients' in parallel.
+
+As an output-stage :class:`~modelshield.defenses.interface.InferenceGuard`, :meth:`ExtractionMonitor.inspect` reads
+the predicted classes from the request's probabilities, releases those unchanged, and scores each row by the
+client's alarm level after it: the largest of each signal's statistic over its alarm threshold (``(1 - W) / (1 -
+δ)``, CUSUM over ``ood_h``, queries over ``max_queries``), kept at its peak because alarms latch until
+:meth:`~ExtractionMonitor.forget`. A row scores above 1 exactly when an alarm has fired, and gets ``on_alarm``.
 """
 
 from __future__ import annotations
 
 import math
-import threading
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from modelshield.errors import InvalidInputError, InvalidParameterError, ModelShieldError
+from modelshield.defenses.interface import (
+    Action,
+    ClientStates,
+    GuardDecision,
+    GuardMemory,
+    GuardRequest,
+    GuardStage,
+    alarm_action,
+)
+from modelshield.errors import InvalidInputError, InvalidParameterError, NotFittedError
+from modelshield.models.interface import Classifier
 
 __all__ = [
     "AttackDetection",
     "ExtractionMonitor",
     "MonitorDecision",
     "MonitorMeasurement",
-    "MonitorNotFittedError",
     "measure_monitor",
 ]
 
 
 _CALIBRATION_BATCH = 16  # calibration streams are replayed in batches of this size, as a gateway would see them
+_ABOVE_ONE = math.nextafter(1.0, 2.0)
 
 
-class MonitorNotFittedError(ModelShieldError, AttributeError):
-    """The monitor was used before :meth:`ExtractionMonitor.fit`."""
-
-    default_remedy = "Call fit(reference_x, reference_predicted) first."
+def _level(stat: float, limit: float, fired: bool) -> float:
+    """``stat / limit``, kept above 1 when the signal fired and at most 1 when it did not (so rounding cannot
+    disagree with the test that fired it)."""
+    ratio = stat / limit if limit > 0 else (math.inf if stat > 0 else 0.0)
+    return max(ratio, _ABOVE_ONE) if fired else min(ratio, 1.0)
 
 
 @dataclass(frozen=True)
@@ -108,16 +126,25 @@ class _Client:
     w: float | None = None
     signals: set[str] = field(default_factory=set)
     first_alarm_at: int | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    peak: float = 0.0  # the highest alarm level so far (above 1 once an alarm fired)
+
+    def entries(self) -> int:
+        """Stored queries and distances: the history this client holds."""
+        return len(self.order) + len(self.distances)
 
 
 class ExtractionMonitor:
     """Watches each client's query stream for model extraction (see the module docstring).
 
+    ``on_alarm`` is the action :meth:`inspect` gives the rows from the first alarm on (flag, or block).
+
     Learned attributes (after :meth:`fit`): ``delta_`` (PRADA threshold), ``center_``, ``scale_``, ``index_``
     (reference points for the OOD test), ``null_distances_`` (sorted held-out nearest-neighbour distances),
-    ``calibration_w_`` (each calibration stream's lowest W).
+    ``calibration_w_`` (each calibration stream's lowest W), ``n_classes_``, ``input_shape_``.
     """
+
+    #: The monitor releases the model's probabilities unchanged.
+    preserves_argmax = True
 
     def __init__(
         self,
@@ -136,7 +163,7 @@ class ExtractionMonitor:
         max_queries: int | None = None,
         calibration_streams: int = 50,
         calibration_length: int = 300,
-        seed: int = 0,
+        on_alarm: Action | str = Action.FLAG,
     ) -> None:
         if delta is not None and not 0.0 < delta < 1.0:
             raise InvalidParameterError(f"delta must lie in (0, 1), not {delta}.", remedy="Leave it None to calibrate.")
@@ -176,22 +203,38 @@ class ExtractionMonitor:
         self.max_queries = max_queries
         self.calibration_streams = calibration_streams
         self.calibration_length = calibration_length
-        self.seed = seed
-        self._lock = threading.Lock()
-        self._clients: OrderedDict[str, _Client] = OrderedDict()
+        self.on_alarm = alarm_action(on_alarm)
+        self._clients: ClientStates[_Client] = ClientStates(_Client, max_clients=max_clients)
+
+    @property
+    def name(self) -> str:
+        volume = f", max_queries={self.max_queries}" if self.max_queries is not None else ""
+        return f"extraction-monitor(prada{', ood' if self.ood else ''}{volume})"
+
+    @property
+    def stage(self) -> GuardStage:
+        return GuardStage.OUTPUT
 
     # -- fitting ---------------------------------------------------------------------------------------------------
-    def fit(self, reference_x: ArrayLike, reference_predicted: ArrayLike) -> ExtractionMonitor:
+    def fit(
+        self, classifier: Classifier, reference_x: ArrayLike, reference_y: ArrayLike | None = None, *, seed: int = 0
+    ) -> Self:
         """Learn the reference distribution and calibrate δ on benign streams replayed from it; returns ``self``.
 
-        ``reference_x``: the owner's data (training or held-out records); ``reference_predicted``: the model's
-        predicted class for each (true labels serve nearly as well).
+        ``reference_x``: the owner's data (training or held-out records), whose classes are ``classifier``'s
+        predictions on it (``reference_y`` is accepted for the guard protocol and unused: the monitor sees predicted
+        classes at inspection, so it calibrates on them). ``seed`` picks the index and the calibration streams.
+        Forgets every client.
         """
         x = np.asarray(reference_x)
         if x.dtype == object or not np.issubdtype(x.dtype, np.number) or x.ndim < 2:
             raise InvalidInputError(f"reference_x must be a numeric batch (n, ...), got shape {x.shape}.")
+        if tuple(x.shape[1:]) != classifier.input_shape:
+            raise InvalidInputError(
+                f"reference_x has inputs of shape {x.shape[1:]}; the model takes {classifier.input_shape}."
+            )
         flat = x.reshape(len(x), -1).astype(np.float64)
-        labels = self._labels(reference_predicted, len(flat))
+        labels = classifier.predict(x) if len(x) else np.zeros(0, np.int64)
         if len(flat) < 20 or not np.all(np.isfinite(flat)):
             raise InvalidInputError(
                 f"fit needs at least 20 finite reference records, got {len(flat)}.",
@@ -205,7 +248,7 @@ class ExtractionMonitor:
             floor = max(float(np.median(std[std > 0])) if np.any(std > 0) else 1.0, 1e-12) * 1e-3
             self.center_, self.scale_ = flat.mean(axis=0), np.maximum(std, floor)
         z = (flat - self.center_) / self.scale_
-        rng = np.random.default_rng(self.seed)
+        rng = np.random.default_rng(seed)
         order = rng.permutation(len(z))
         half = len(z) // 2
         index, held = order[half:][: self.max_index], order[:half]
@@ -231,20 +274,23 @@ class ExtractionMonitor:
                 )
             self.calibration_w_ = np.sort(np.asarray(lowest))
             self.delta_ = float(np.quantile(self.calibration_w_, self.target_fpr, method="lower"))
-        with self._lock:
-            self._clients.clear()
+        self.n_classes_ = classifier.n_classes
+        self._clients.clear()
         return self
 
-    @staticmethod
-    def _labels(predicted: ArrayLike, n: int) -> NDArray[np.int64]:
+    def _labels(self, predicted: ArrayLike, n: int) -> NDArray[np.int64]:
         labels = np.asarray(predicted)
         if labels.shape != (n,) or not (np.issubdtype(labels.dtype, np.integer) or n == 0):
             raise InvalidInputError(f"Expected {n} integer predicted classes, got an array of shape {labels.shape}.")
+        if n and (labels.min() < 0 or labels.max() >= self.n_classes_):
+            raise InvalidInputError(f"Predicted classes must lie in 0..{self.n_classes_ - 1}.")
         return labels.astype(np.int64)
 
     def _fitted(self) -> None:
         if not hasattr(self, "delta_"):
-            raise MonitorNotFittedError("This ExtractionMonitor is not fitted yet.")
+            raise NotFittedError(
+                "This ExtractionMonitor is not fitted yet.", remedy="Call fit(classifier, reference_x) first."
+            )
 
     def _nn_distance(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
         out = np.empty(len(z))
@@ -293,9 +339,7 @@ class ExtractionMonitor:
         return out
 
     # -- observing -------------------------------------------------------------------------------------------------
-    def observe(self, client_id: str, x_batch: ArrayLike, predicted: ArrayLike) -> MonitorDecision:
-        """Record a batch of one client's queries (with the model's predicted classes) and decide on the client."""
-        self._fitted()
+    def _standardised(self, x_batch: ArrayLike) -> NDArray[np.float64]:
         x = np.asarray(x_batch)
         if x.shape == self.input_shape_:
             x = x[np.newaxis]
@@ -305,44 +349,108 @@ class ExtractionMonitor:
             )
         if x.dtype == object or not np.issubdtype(x.dtype, np.number):
             raise InvalidInputError(f"Queries must be numeric, got dtype {x.dtype}.")
-        flat = x.reshape(len(x), -1).astype(np.float64)
+        flat = x.reshape(len(x), math.prod(self.input_shape_)).astype(np.float64)  # also for an empty batch
         if not np.all(np.isfinite(flat)):
             raise InvalidInputError("Queries contain NaN or infinite values.")
-        labels = self._labels(predicted, len(flat))
-        z = (flat - self.center_) / self.scale_
-        state = self._client(str(client_id))
-        with state.lock:
-            start = state.queries
-            for i, w in enumerate(self._prada_stream(state, z, labels, max(len(z), 1))):
-                if w is not None and w < self.delta_:
-                    self._fire(state, "prada", start + i + 1)
-            if self.ood and len(z):
-                # empirical p-value: share of held-out reference distances at least as large
-                dist = self._nn_distance(z)
-                n_null = len(self.null_distances_)
-                p = (n_null - np.searchsorted(self.null_distances_, dist, side="left") + 1) / (n_null + 1)
-                hit = p < self.ood_alpha
-                up = math.log(self.ood_alt / self.ood_alpha)
-                down = math.log((1 - self.ood_alt) / (1 - self.ood_alpha))
-                for i, h in enumerate(hit.tolist()):
-                    state.cusum = max(0.0, state.cusum + (up if h else down))
-                    if state.cusum > self.ood_h:
-                        self._fire(state, "ood", start + i + 1)
-                state.flagged += int(hit.sum())
-            state.queries += len(z)
-            if self.max_queries is not None and state.queries > self.max_queries:
-                self._fire(state, "volume", self.max_queries + 1)
-            return MonitorDecision(
-                client_id=str(client_id),
-                alarm=bool(state.signals),
-                signals=tuple(sorted(state.signals)),
-                queries=state.queries,
-                prada_w=state.w,
-                prada_delta=self.delta_,
-                ood_cusum=state.cusum,
-                ood_rate=state.flagged / state.queries if state.queries else 0.0,
-                first_alarm_at=state.first_alarm_at,
+        return np.asarray((flat - self.center_) / self.scale_, dtype=np.float64)
+
+    def _update(self, state: _Client, z: NDArray[np.float64], labels: NDArray[np.int64]) -> NDArray[np.float64]:
+        """Feed one batch of a client's standardised queries to its state (held under its lock); return the client's
+        alarm level after each query (see the module docstring)."""
+        start = state.queries
+        ws = self._prada_stream(state, z, labels, max(len(z), 1))
+        prada = [w is not None and w < self.delta_ for w in ws]
+        for i, fired in enumerate(prada):
+            if fired:
+                self._fire(state, "prada", start + i + 1)
+        cusums, ood = np.zeros(len(z)), np.zeros(len(z), dtype=bool)
+        if self.ood and len(z):
+            # empirical p-value: share of held-out reference distances at least as large
+            dist = self._nn_distance(z)
+            n_null = len(self.null_distances_)
+            p = (n_null - np.searchsorted(self.null_distances_, dist, side="left") + 1) / (n_null + 1)
+            hit = p < self.ood_alpha
+            up = math.log(self.ood_alt / self.ood_alpha)
+            down = math.log((1 - self.ood_alt) / (1 - self.ood_alpha))
+            for i, h in enumerate(hit.tolist()):
+                state.cusum = max(0.0, state.cusum + (up if h else down))
+                cusums[i], ood[i] = state.cusum, state.cusum > self.ood_h
+                if ood[i]:
+                    self._fire(state, "ood", start + i + 1)
+            state.flagged += int(hit.sum())
+        state.queries += len(z)
+        if self.max_queries is not None and state.queries > self.max_queries:
+            self._fire(state, "volume", self.max_queries + 1)
+        levels = np.empty(len(z))
+        for i, w in enumerate(ws):
+            level = _level(1.0 - w, 1.0 - self.delta_, prada[i]) if w is not None else 0.0
+            if self.ood:
+                level = max(level, _level(float(cusums[i]), self.ood_h, bool(ood[i])))
+            if self.max_queries is not None:
+                level = max(level, _level(start + i + 1, self.max_queries, start + i + 1 > self.max_queries))
+            state.peak = max(state.peak, level)
+            levels[i] = state.peak
+        return levels
+
+    def _decision(self, client_id: str, state: _Client) -> MonitorDecision:
+        return MonitorDecision(
+            client_id=client_id,
+            alarm=bool(state.signals),
+            signals=tuple(sorted(state.signals)),
+            queries=state.queries,
+            prada_w=state.w,
+            prada_delta=self.delta_,
+            ood_cusum=state.cusum,
+            ood_rate=state.flagged / state.queries if state.queries else 0.0,
+            first_alarm_at=state.first_alarm_at,
+        )
+
+    def observe(self, client_id: str, x_batch: ArrayLike, predicted: ArrayLike) -> MonitorDecision:
+        """Record a batch of one client's queries (with the model's predicted classes) and decide on the client."""
+        self._fitted()
+        z = self._standardised(x_batch)
+        labels = self._labels(predicted, len(z))
+        with self._clients.hold(str(client_id)) as state:
+            self._update(state, z, labels)
+            return self._decision(str(client_id), state)
+
+    def inspect(self, request: GuardRequest) -> GuardDecision:
+        """Record the request's queries with the classes its probabilities predict; rows from the client's first
+        alarm on get ``on_alarm``. The probabilities are released unchanged."""
+        self._fitted()
+        proba = request.require_probabilities(self.name)
+        if proba.shape[1] != self.n_classes_:
+            raise InvalidInputError(
+                f"The request has probabilities over {proba.shape[1]} classes; the model has {self.n_classes_}."
             )
+        z = self._standardised(request.x)
+        labels = np.argmax(proba, axis=1).astype(np.int64)
+        with self._clients.hold(request.client_id) as state:
+            levels = self._update(state, z, labels)
+            verdict = self._decision(request.client_id, state)
+        flagged = levels > 1.0
+        return GuardDecision(
+            guard=self.name,
+            stage=GuardStage.OUTPUT,
+            client_id=request.client_id,
+            actions=tuple(self.on_alarm if f else Action.ALLOW for f in flagged.tolist()),
+            scores=levels,
+            threshold=1.0,
+            reasons=self._reasons(verdict) if flagged.any() else (),
+            probabilities=proba,
+        )
+
+    def _reasons(self, verdict: MonitorDecision) -> tuple[str, ...]:
+        said = {
+            "prada": f"PRADA: the distances between this client's queries do not look like natural data (latest "
+            f"Shapiro-Wilk W {verdict.prada_w if verdict.prada_w is not None else float('nan'):.3f}, alarm below "
+            f"{verdict.prada_delta:.3f}).",
+            "ood": f"Off-distribution: {verdict.ood_rate:.0%} of this client's {verdict.queries} queries lie far from "
+            f"the owner's data (CUSUM {verdict.ood_cusum:.1f}, alarm above {self.ood_h:g}).",
+            "volume": f"Volume: {verdict.queries} queries exceed the cap of {self.max_queries}.",
+        }
+        first = f"Model extraction suspected since query {verdict.first_alarm_at} of this client (alarms latch)."
+        return (first, *(said[s] for s in verdict.signals))
 
     @staticmethod
     def _fire(state: _Client, signal: str, at: int) -> None:
@@ -350,26 +458,24 @@ class ExtractionMonitor:
         if state.first_alarm_at is None or at < state.first_alarm_at:
             state.first_alarm_at = at
 
-    def _client(self, client_id: str) -> _Client:
-        with self._lock:
-            state = self._clients.get(client_id)
-            if state is None:
-                state = self._clients[client_id] = _Client()
-                while len(self._clients) > self.max_clients:
-                    self._clients.popitem(last=False)
-            else:
-                self._clients.move_to_end(client_id)
-            return state
-
     def forget(self, client_id: str) -> None:
         """Drop everything stored about a client (e.g. after acting on an alarm)."""
-        with self._lock:
-            self._clients.pop(str(client_id), None)
+        self._clients.forget(str(client_id))
 
     @property
     def n_clients(self) -> int:
-        with self._lock:
-            return len(self._clients)
+        """The clients tracked now."""
+        return len(self._clients)
+
+    def memory(self) -> GuardMemory:
+        """Clients tracked, and their stored queries and distances, against ``max_clients`` and ``max_stored +
+        window`` per client."""
+        return GuardMemory(
+            clients=len(self._clients),
+            max_clients=self.max_clients,
+            entries=self._clients.total(_Client.entries),
+            max_entries=self.max_clients * (self.max_stored + self.window),
+        )
 
 
 # -- measurement -------------------------------------------------------------------------------------------------------

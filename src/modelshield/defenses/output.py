@@ -1,13 +1,25 @@
-"""Output hardening: classifiers that wrap a classifier and release less of what it computes.
+"""Output hardening: release less of what a model computes (top-k, rounding, labels only, noise, reverse sigmoid).
 
-    >>> from modelshield.defenses.output import LabelOnly, TopK, compare_output_defenses
-    >>> hardened = TopK(target.classifier, k=1)  # doctest: +SKIP
-    >>> hardened.predict_proba(x)  # doctest: +SKIP
-    >>> compare_output_defenses(target.classifier, target.train, target.test).rows  # doctest: +SKIP
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from modelshield.models import SklearnClassifier
+    >>> from modelshield.defenses.interface import GuardRequest
+    >>> from modelshield.defenses.output import TopK
+    >>> x = np.random.default_rng(0).normal(size=(60, 3)); y = np.arange(60) % 3
+    >>> model = SklearnClassifier(LogisticRegression().fit(x, y), input_shape=(3,))
+    >>> top1 = TopK(k=1).fit(model, x)
+    >>> decision = top1.inspect(GuardRequest("client-7", x[:2], probabilities=model.predict_proba(x[:2])))
+    >>> decision.probabilities.sum(axis=1), decision.action.value
+    (array([1., 1.]), 'allow')
+    >>> TopK(k=1).wrap(model).predict_proba(x[:2]).max(axis=1)
+    array([1., 1.], dtype=float32)
 
-Each wrapper is a black-box :class:`~modelshield.models.interface.Classifier` whose ``predict_proba`` returns the
-hardened probabilities (rows summing to 1, up to rounding where stated), so a gateway can put it in front of any
-model. What a wrapper *consumes* is explicit, through ``source``:
+Each hardening is an output-stage :class:`~modelshield.defenses.interface.InferenceGuard`: a gateway fits it once
+and calls :meth:`~OutputHardening.inspect` with the model's probabilities; the decision carries the probabilities
+to release (rows summing to 1, up to rounding where stated) and allows every row. :meth:`OutputHardening.wrap` puts
+the same hardening in front of a classifier instead, as a black-box
+:class:`~modelshield.models.interface.Classifier` (:class:`HardenedClassifier`), for audits and comparisons. What
+the wrapper *consumes* is explicit, through ``source``:
 
 - ``"logits"``: the inner model's :meth:`~modelshield.models.interface.GradientClassifier.logits` (pre-softmax
   scores; a white-box adapter such as :class:`~modelshield.models.torch_classifier.TorchClassifier`). The wrapper
@@ -16,15 +28,19 @@ model. What a wrapper *consumes* is explicit, through ``source``:
 - ``"probabilities"``: the inner model's ``predict_proba`` (any adapter, e.g. scikit-learn).
 - ``"auto"`` (default): logits when the inner model is a ``GradientClassifier``, else probabilities.
 
-Query accounting: every input the wrapper answers is forwarded once to the inner model, so the inner model's
-counter (``inner.queries``) advances exactly as the wrapper's own (``queries``) does; neither counts twice.
+A guard sees the probabilities the gateway passes it, so it works from those (log-probabilities are computed from
+them; near 1 they are less precise than from logits, which matters only to reverse sigmoid at extreme confidence).
+
+Query accounting: a guard spends no queries (it reads the request's probabilities). Every input the wrapper
+answers is forwarded once to the inner model, so the inner model's counter (``inner.queries``) advances exactly as
+the wrapper's own (``queries``) does; neither counts twice.
 
 These defenses change what one query reveals, not what the model learned. They blunt attacks that read
 confidence scores (membership inference by loss or confidence, model inversion from probabilities, extraction by
 distillation on soft labels). They do not stop attacks that need only the predicted label: label-only membership
 inference (Choquette-Choo et al. 2021; Li & Zhang 2021) probes how robust the label is under perturbation, and a
 model that labels its training data right and its test data wrong still leaks membership through labels alone.
-Argmax-preserving wrappers (all but noise without ``preserve_argmax``) cost no accuracy. Training-time defenses
+Argmax-preserving hardenings (all but noise without ``preserve_argmax``) cost no accuracy. Training-time defenses
 (:mod:`.dp`) are what bound the leakage.
 """
 
@@ -32,18 +48,28 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Mapping
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from modelshield.data.interface import Dataset
-from modelshield.errors import InvalidParameterError
+from modelshield.defenses.interface import (
+    Action,
+    ClientStates,
+    GuardDecision,
+    GuardMemory,
+    GuardRequest,
+    GuardStage,
+)
+from modelshield.errors import InvalidInputError, InvalidParameterError, NotFittedError
 from modelshield.models.interface import Classifier, FloatArray, GradientClassifier
 
 __all__ = [
+    "HardenedClassifier",
     "LabelOnly",
     "NoisyOutput",
     "OutputComparison",
@@ -58,11 +84,22 @@ __all__ = [
 
 Source = Literal["auto", "logits", "probabilities"]
 _TINY = 1e-12
+WRAPPER_CLIENT = ""  # the client id under which a HardenedClassifier's own queries are hardened
 
 
 def _softmax(z: NDArray[np.float64]) -> NDArray[np.float64]:
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return np.asarray(e / e.sum(axis=1, keepdims=True), dtype=np.float64)
+
+
+def _log(p: NDArray[np.float64]) -> NDArray[np.float64]:
+    return np.log(np.maximum(p, 1e-300))
+
+
+def _normalised(p: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Rows clipped at 0 and rescaled to sum to 1 (adapters round; a gateway may pass float32 rows)."""
+    p = np.clip(np.asarray(p, dtype=np.float64), 0.0, None)
+    return np.asarray(p / np.maximum(p.sum(axis=1, keepdims=True), _TINY), dtype=np.float64)
 
 
 def _swap_to(values: NDArray[np.float64], keep: NDArray[np.int64]) -> NDArray[np.float64]:
@@ -87,14 +124,130 @@ def _swap_to(values: NDArray[np.float64], keep: NDArray[np.int64]) -> NDArray[np
     return out
 
 
-class OutputHardening(Classifier):
-    """Base of the output wrappers: reads the inner model's logits or probabilities, returns hardened
-    probabilities. Subclasses implement :meth:`_harden` on one batch."""
+class OutputHardening(ABC):
+    """Base of the output hardenings: an output-stage guard that maps the model's probabilities (and
+    log-probabilities) of a batch to the probabilities to release. Subclasses implement :meth:`_harden`.
 
-    #: Whether the wrapper never changes a row's argmax (so costs no accuracy).
+    ``fit(classifier, ...)`` records the model's classes and input shape and the seed; reference data are not needed
+    (``reference_x`` may be omitted). Learned attributes: ``n_classes_``, ``input_shape_``, ``seed_``.
+    """
+
+    #: Whether the hardening never changes a row's argmax (so costs no accuracy).
     preserves_argmax: bool = True
+    #: Whether released rows sum to 1 (all but top-k without renormalisation).
+    sums_to_one: bool = True
 
-    def __init__(self, inner: Classifier, *, source: Source = "auto") -> None:
+    n_classes_: int
+    input_shape_: tuple[int, ...]
+    seed_: int
+
+    @property
+    def name(self) -> str:
+        """A short description with the parameters, e.g. ``"top-k(k=1)"``."""
+        return type(self).__name__
+
+    @property
+    def stage(self) -> GuardStage:
+        return GuardStage.OUTPUT
+
+    def fit(
+        self,
+        classifier: Classifier,
+        reference_x: ArrayLike | None = None,
+        reference_y: ArrayLike | None = None,
+        *,
+        seed: int = 0,
+    ) -> Self:
+        """Fit to ``classifier``'s classes and input shape; ``seed`` drives randomised hardenings. Returns ``self``."""
+        self._check_classes(classifier.n_classes)
+        self.n_classes_ = classifier.n_classes
+        self.input_shape_ = classifier.input_shape
+        self.seed_ = int(seed)
+        self._reset()
+        return self
+
+    def _check_classes(self, n_classes: int) -> None:
+        """Refuse a model whose number of classes the parameters do not fit."""
+        return None
+
+    def _reset(self) -> None:
+        """Drop per-client state (on a new fit)."""
+        return None
+
+    def _fitted(self) -> None:
+        if not hasattr(self, "seed_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} is not fitted yet.", remedy="Call fit(classifier) or wrap(classifier)."
+            )
+
+    def harden(
+        self,
+        probabilities: ArrayLike,
+        x: ArrayLike,
+        *,
+        client_id: str = WRAPPER_CLIENT,
+        log_probabilities: ArrayLike | None = None,
+    ) -> NDArray[np.float64]:
+        """The probabilities to release for a batch: the model's ``probabilities`` (rows renormalised) on inputs
+        ``x``, for ``client_id``; pass ``log_probabilities`` when they are known more precisely (from logits)."""
+        self._fitted()
+        p = _normalised(np.asarray(probabilities, dtype=np.float64))
+        if p.ndim != 2 or p.shape[1] != self.n_classes_:
+            raise InvalidInputError(f"Probabilities of shape {p.shape}; the model has {self.n_classes_} classes.")
+        arr = np.ascontiguousarray(x, dtype=np.float32)
+        if arr.shape != (len(p), *self.input_shape_):
+            raise InvalidInputError(
+                f"Inputs of shape {arr.shape} for {len(p)} rows of probabilities; expected "
+                f"({len(p)}, {', '.join(map(str, self.input_shape_))})."
+            )
+        log_p = _log(p) if log_probabilities is None else np.asarray(log_probabilities, dtype=np.float64)
+        return self._harden(p, log_p, arr, client_id)
+
+    @abstractmethod
+    def _harden(
+        self, p: NDArray[np.float64], log_p: NDArray[np.float64], x: FloatArray, client_id: str
+    ) -> NDArray[np.float64]:
+        """The released probabilities of one batch, from its probabilities and log-probabilities."""
+
+    def inspect(self, request: GuardRequest) -> GuardDecision:
+        """Release the hardened probabilities; every row is allowed, scored by how far its release moved (L1)."""
+        self._fitted()
+        raw = request.require_probabilities(self.name)
+        out = self.harden(raw, request.x, client_id=request.client_id)
+        p = _normalised(raw)
+        return GuardDecision(
+            guard=self.name,
+            stage=GuardStage.OUTPUT,
+            client_id=request.client_id,
+            actions=(Action.ALLOW,) * request.n,
+            scores=np.abs(out - p).sum(axis=1),
+            threshold=None,
+            probabilities=out,
+        )
+
+    def forget(self, client_id: str) -> None:
+        """Nothing to forget: only :class:`NoisyOutput` with fresh noise keeps per-client state."""
+        return None
+
+    def memory(self) -> GuardMemory:
+        return GuardMemory()
+
+    def wrap(self, inner: Classifier, *, source: Source = "auto", seed: int = 0) -> HardenedClassifier:
+        """Fit to ``inner`` (with ``seed``) and return ``inner`` behind this hardening, as a classifier."""
+        return HardenedClassifier(inner, self.fit(inner, seed=seed), source=source)
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+class HardenedClassifier(Classifier):
+    """A black-box classifier whose ``predict_proba`` releases ``hardening``'s output on ``inner``'s answers.
+
+    ``hardening`` must be fitted to ``inner`` (:meth:`OutputHardening.wrap` does both). ``source`` says what the
+    hardening reads from ``inner``: logits (softmaxed here) or probabilities; see the module docstring.
+    """
+
+    def __init__(self, inner: Classifier, hardening: OutputHardening, *, source: Source = "auto") -> None:
         if not isinstance(inner, Classifier):
             raise InvalidParameterError(f"inner must be a Classifier, not {type(inner).__name__}.")
         if source not in ("auto", "logits", "probabilities"):
@@ -104,6 +257,13 @@ class OutputHardening(Classifier):
                 f"source='logits' needs a model that exposes logits; {type(inner).__name__} gives probabilities.",
                 remedy="Use source='probabilities' (or 'auto').",
             )
+        hardening._fitted()
+        if hardening.n_classes_ != inner.n_classes or hardening.input_shape_ != inner.input_shape:
+            raise InvalidParameterError(
+                f"{hardening.name} was fitted to a model with {hardening.n_classes_} classes and inputs "
+                f"{hardening.input_shape_}, not to this one ({inner.n_classes}, {inner.input_shape}).",
+                remedy="Fit it to this model: hardening.wrap(inner).",
+            )
         super().__init__(
             n_classes=inner.n_classes,
             input_shape=inner.input_shape,
@@ -111,34 +271,37 @@ class OutputHardening(Classifier):
             batch_size=inner.batch_size,
         )
         self.inner = inner
-        self.source: Literal["logits", "probabilities"] = (
-            ("logits" if isinstance(inner, GradientClassifier) else "probabilities") if source == "auto" else source
-        )
+        self.hardening = hardening
+        # source "logits" or "auto" over a white-box model: read logits (checked above that the model has them)
+        self.logits_source = inner if source != "probabilities" and isinstance(inner, GradientClassifier) else None
+
+    @property
+    def source(self) -> Literal["logits", "probabilities"]:
+        """What the hardening reads from the inner model."""
+        return "logits" if self.logits_source is not None else "probabilities"
 
     @property
     def name(self) -> str:
-        """A short description with the parameters, e.g. ``"top-k(k=1)"``."""
-        return type(self).__name__
+        """The hardening's name, e.g. ``"top-k(k=1)"``."""
+        return self.hardening.name
+
+    @property
+    def preserves_argmax(self) -> bool:
+        return self.hardening.preserves_argmax
 
     def _inner_outputs(self, x: FloatArray) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """``(probabilities, log-probabilities)`` of one batch, from logits or probabilities as configured."""
-        if self.source == "logits":
-            assert isinstance(self.inner, GradientClassifier)  # noqa: S101 - checked in __init__
-            z = np.asarray(self.inner.logits(x), dtype=np.float64)
+        if self.logits_source is not None:
+            z = np.asarray(self.logits_source.logits(x), dtype=np.float64)
             z = z - z.max(axis=1, keepdims=True)
             log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
             return np.exp(log_p), log_p
-        p = np.asarray(self.inner.predict_proba(x), dtype=np.float64)
-        p = np.clip(p, 0.0, None)
-        p = p / np.maximum(p.sum(axis=1, keepdims=True), _TINY)  # adapters round; make rows sum to 1 again
-        return p, np.log(np.maximum(p, 1e-300))
+        p = _normalised(np.asarray(self.inner.predict_proba(x), dtype=np.float64))
+        return p, _log(p)
 
     def _predict_proba(self, x: FloatArray) -> NDArray[np.floating]:
         p, log_p = self._inner_outputs(x)
-        return self._harden(p, log_p, x)
-
-    def _harden(self, p: NDArray[np.float64], log_p: NDArray[np.float64], x: FloatArray) -> NDArray[np.float64]:
-        raise NotImplementedError
+        return self.hardening._harden(p, log_p, x, WRAPPER_CLIENT)
 
     def __repr__(self) -> str:
         return f"{self.name} over {self.inner!r}"
@@ -149,20 +312,24 @@ class TopK(OutputHardening):
     sum to 1 (the others are 0); ``False`` leaves them as they were and sets the others to 0, so the row sums to the
     top-k mass. Ties at the k-th place are broken by class index. Argmax-preserving."""
 
-    def __init__(self, inner: Classifier, *, k: int = 1, renormalize: bool = True, source: Source = "auto") -> None:
+    def __init__(self, *, k: int = 1, renormalize: bool = True) -> None:
         if k < 1:
             raise InvalidParameterError(f"k must be at least 1, not {k}.", remedy="Keep k >= 1 (k=1 is label-only).")
-        super().__init__(inner, source=source)
-        if k > inner.n_classes:
-            raise InvalidParameterError(f"k={k} exceeds the model's {inner.n_classes} classes.")
         self.k = k
         self.renormalize = renormalize
+        self.sums_to_one = renormalize
 
     @property
     def name(self) -> str:
         return f"top-k(k={self.k}{'' if self.renormalize else ', raw'})"
 
-    def _harden(self, p: NDArray[np.float64], log_p: NDArray[np.float64], x: FloatArray) -> NDArray[np.float64]:
+    def _check_classes(self, n_classes: int) -> None:
+        if self.k > n_classes:
+            raise InvalidParameterError(f"k={self.k} exceeds the model's {n_classes} classes.")
+
+    def _harden(
+        self, p: NDArray[np.float64], log_p: NDArray[np.float64], x: FloatArray, client_id: str
+    ) -> NDArray[np.float64]:
         order = np.argsort(-p, axis=1, kind="stable")
         out = np.zeros_like(p)
         rows = np.arange(len(p))[:, None]
@@ -178,17 +345,18 @@ class Rounding(OutputHardening):
     rounding), with the argmax kept strictly on top (one grid step is moved to it from a competitor when rounding
     would make a tie). Argmax-preserving."""
 
-    def __init__(self, inner: Classifier, *, decimals: int = 2, source: Source = "auto") -> None:
+    def __init__(self, *, decimals: int = 2) -> None:
         if not 0 <= decimals <= 6:
             raise InvalidParameterError(f"decimals must lie in 0..6, not {decimals}.")
-        super().__init__(inner, source=source)
         self.decimals = decimals
 
     @property
     def name(self) -> str:
         return f"rounding(decimals={self.decimals})"
 
-    def _harden(self, p: NDArray[np.float64], log_p: NDArray[np.float64], x: FloatArray) -> NDArray[np.float64]:
+    def _harden(
+        self, p: NDArray[np.float64], log_p: NDArray[np.float64], x: FloatArray, client_id: str
+    ) -> NDArray[np.float64]:
         scale = 10**self.decimals
         scaled = p * scale
         units = np.floor(scaled).astype(np.int64)
@@ -220,10 +388,17 @@ class LabelOnly(OutputHardening):
     def name(self) -> str:
         return "label-only"
 
-    def _harden(self, p: NDArray[np.float64], log_p: NDArray[np.float64], x: FloatArray) -> NDArray[np.float64]:
+    def _harden(
+        self, p: NDArray[np.float64], log_p: NDArray[np.float64], x: FloatArray, client_id: str
+    ) -> NDArray[np.float64]:
         out = np.zeros_like(p)
         out[np.arange(len(p)), np.argmax(p, axis=1)] = 1.0
         return out
+
+
+@dataclass
+class _Requests:
+    count: int = 0  # requests answered for the client so far
 
 
 class NoisyOutput(OutputHardening):
@@ -232,23 +407,24 @@ class NoisyOutput(OutputHardening):
     the log-probabilities, then softmax). With ``preserve_argmax`` (default) the true top class's score is swapped
     with the noisy winner's where the noise made another class win, so accuracy is unchanged.
 
-    The noise comes from ``seed``. With ``repeatable=True`` (default) it is a function of ``(seed, input bytes)``, so
-    asking the same question twice gets the same answer and averaging repeated queries gains nothing; with ``False``
-    each query draws fresh noise, which ``n`` repeats average down by ``sqrt(n)``. ``scale`` is the stated noise
-    scale, per class score; it is not a differential-privacy guarantee for the training data.
+    The noise is a function of the ``seed`` given to :meth:`fit`, never of a shared generator. With
+    ``repeatable=True`` (default) it is a function of ``(seed, the row's bytes)``: asking the same question twice
+    gets the same answer, so averaging repeated queries gains nothing, and the answer does not depend on who asks
+    or when. With ``False`` each query gets fresh noise, a function of ``(seed, client, the client's request count,
+    the row's place in the batch)``, which ``n`` repeats average down by ``sqrt(n)``; the request counts are kept for
+    at most ``max_clients`` clients (least recently seen forgotten first, and its count restarts). ``scale`` is the
+    stated noise scale, per class score; it is not a differential-privacy guarantee for the training data.
     """
 
     def __init__(
         self,
-        inner: Classifier,
         *,
         scale: float,
         distribution: Literal["laplace", "gaussian"] = "laplace",
         space: Literal["probabilities", "logits"] = "probabilities",
         preserve_argmax: bool = True,
         repeatable: bool = True,
-        seed: int = 0,
-        source: Source = "auto",
+        max_clients: int = 10_000,
     ) -> None:
         if not (scale > 0 and math.isfinite(scale)):
             raise InvalidParameterError(f"scale must be a positive finite number, not {scale}.")
@@ -256,36 +432,52 @@ class NoisyOutput(OutputHardening):
             raise InvalidParameterError(f"distribution must be 'laplace' or 'gaussian', not {distribution!r}.")
         if space not in ("probabilities", "logits"):
             raise InvalidParameterError(f"space must be 'probabilities' or 'logits', not {space!r}.")
-        super().__init__(inner, source=source)
         self.scale = float(scale)
         self.distribution = distribution
         self.space = space
         self.preserves_argmax = preserve_argmax
         self.repeatable = repeatable
-        self.seed = seed
-        self._rng = np.random.default_rng(seed)
+        self.max_clients = max_clients
+        self._requests: ClientStates[_Requests] = ClientStates(_Requests, max_clients=max_clients)
 
     @property
     def name(self) -> str:
         keep = ", argmax kept" if self.preserves_argmax else ""
-        return f"noise({self.distribution}, scale={self.scale:g}, {self.space}{keep})"
+        fresh = "" if self.repeatable else ", fresh"
+        return f"noise({self.distribution}, scale={self.scale:g}, {self.space}{keep}{fresh})"
 
-    def _noise(self, x: FloatArray, k: int) -> NDArray[np.float64]:
-        draw: Callable[[np.random.Generator, int], NDArray[np.float64]]
+    def _reset(self) -> None:
+        self._requests.clear()
+
+    def _draw(self, digest: bytes, k: int) -> NDArray[np.float64]:
+        rng = np.random.default_rng(int.from_bytes(digest, "little"))
         if self.distribution == "laplace":
-            draw = lambda g, n: g.laplace(0.0, self.scale, size=n)  # noqa: E731
-        else:
-            draw = lambda g, n: g.normal(0.0, self.scale, size=n)  # noqa: E731
-        if not self.repeatable:
-            return np.stack([draw(self._rng, k) for _ in range(len(x))]) if len(x) else np.empty((0, k))
-        rows = []
-        for row in np.ascontiguousarray(x):
-            digest = hashlib.blake2b(row.tobytes(), digest_size=16, key=str(self.seed).encode()).digest()
-            rows.append(draw(np.random.default_rng(int.from_bytes(digest, "little")), k))
-        return np.stack(rows) if rows else np.empty((0, k))
+            return rng.laplace(0.0, self.scale, size=k)
+        return rng.normal(0.0, self.scale, size=k)
 
-    def _harden(self, p: NDArray[np.float64], log_p: NDArray[np.float64], x: FloatArray) -> NDArray[np.float64]:
-        noise = self._noise(x, p.shape[1])
+    def _noise(self, x: FloatArray, k: int, client_id: str) -> NDArray[np.float64]:
+        if len(x) == 0:
+            return np.empty((0, k))
+        key = str(self.seed_).encode()
+        if self.repeatable:
+            rows = np.ascontiguousarray(x)
+            digests = [hashlib.blake2b(row.tobytes(), digest_size=16, key=key).digest() for row in rows]
+        else:
+            with self._requests.hold(client_id) as requests:
+                request = requests.count
+                requests.count += 1
+            client = client_id.encode()
+            prefix = len(client).to_bytes(8, "little") + client + request.to_bytes(8, "little")
+            digests = [
+                hashlib.blake2b(prefix + i.to_bytes(8, "little"), digest_size=16, key=key, person=b"fresh").digest()
+                for i in range(len(x))
+            ]
+        return np.stack([self._draw(d, k) for d in digests])
+
+    def _harden(
+        self, p: NDArray[np.float64], log_p: NDArray[np.float64], x: FloatArray, client_id: str
+    ) -> NDArray[np.float64]:
+        noise = self._noise(x, p.shape[1], client_id)
         if self.space == "logits":
             noisy = log_p + noise
             out = _softmax(noisy)
@@ -297,6 +489,14 @@ class NoisyOutput(OutputHardening):
         if self.preserves_argmax:
             out = _swap_to(out, np.argmax(p, axis=1))
         return out
+
+    def forget(self, client_id: str) -> None:
+        """Drop the client's request count (fresh noise only)."""
+        self._requests.forget(client_id)
+
+    def memory(self) -> GuardMemory:
+        """Clients whose request count is kept (fresh noise only); a count is no history, so no entries."""
+        return GuardMemory(clients=len(self._requests), max_clients=0 if self.repeatable else self.max_clients)
 
 
 class ReverseSigmoid(OutputHardening):
@@ -310,12 +510,11 @@ class ReverseSigmoid(OutputHardening):
     clipping, the argmax is restored by a swap as in :class:`NoisyOutput`, so accuracy is unchanged.
     """
 
-    def __init__(self, inner: Classifier, *, beta: float = 1.0, gamma: float = 0.1, source: Source = "auto") -> None:
+    def __init__(self, *, beta: float = 1.0, gamma: float = 0.1) -> None:
         if not (beta >= 0 and math.isfinite(beta)):
             raise InvalidParameterError(f"beta must be a non-negative number, not {beta}.")
         if not (gamma > 0 and math.isfinite(gamma)):
             raise InvalidParameterError(f"gamma must be a positive number, not {gamma}.")
-        super().__init__(inner, source=source)
         self.beta = float(beta)
         self.gamma = float(gamma)
 
@@ -323,7 +522,9 @@ class ReverseSigmoid(OutputHardening):
     def name(self) -> str:
         return f"reverse-sigmoid(beta={self.beta:g}, gamma={self.gamma:g})"
 
-    def _harden(self, p: NDArray[np.float64], log_p: NDArray[np.float64], x: FloatArray) -> NDArray[np.float64]:
+    def _harden(
+        self, p: NDArray[np.float64], log_p: NDArray[np.float64], x: FloatArray, client_id: str
+    ) -> NDArray[np.float64]:
         # logit(y) = log y - log(1 - y), from log-probabilities so that y near 1 stays finite.
         log_rest = np.log(np.maximum(-np.expm1(np.minimum(log_p, -1e-16)), 1e-300))
         logit = np.clip(log_p - log_rest, -700.0, 700.0)
@@ -340,7 +541,7 @@ class ReverseSigmoid(OutputHardening):
 
 @dataclass(frozen=True)
 class OutputDefenseRow:
-    """One wrapper's effect on a loss-threshold and a confidence-threshold membership attack, and its cost."""
+    """One hardening's effect on a loss-threshold and a confidence-threshold membership attack, and its cost."""
 
     defense: str
     loss_auc: float
@@ -358,7 +559,7 @@ class OutputDefenseRow:
 
 @dataclass(frozen=True)
 class OutputComparison:
-    """The membership-attack effect and accuracy cost of each output wrapper, the undefended model first."""
+    """The membership-attack effect and accuracy cost of each output hardening, the undefended model first."""
 
     rows: tuple[OutputDefenseRow, ...]
     n_members: int
@@ -383,16 +584,17 @@ class OutputComparison:
         }
 
 
-def default_output_defenses(seed: int = 0) -> dict[str, Callable[[Classifier], Classifier]]:
-    """The wrappers :func:`compare_output_defenses` measures by default, by name."""
-    return {
-        "top-k(k=2)": lambda c: TopK(c, k=2),
-        "rounding(decimals=1)": lambda c: Rounding(c, decimals=1),
-        "label-only": LabelOnly,
-        "noise(laplace, scale=0.1, probabilities, argmax kept)": lambda c: NoisyOutput(c, scale=0.1, seed=seed),
-        "noise(laplace, scale=1, logits, argmax kept)": lambda c: NoisyOutput(c, scale=1.0, space="logits", seed=seed),
-        "reverse-sigmoid(beta=1, gamma=0.1)": lambda c: ReverseSigmoid(c, beta=1.0, gamma=0.1),
-    }
+def default_output_defenses() -> dict[str, OutputHardening]:
+    """The hardenings :func:`compare_output_defenses` measures by default, by name (unfitted)."""
+    hardenings: tuple[OutputHardening, ...] = (
+        TopK(k=2),
+        Rounding(decimals=1),
+        LabelOnly(),
+        NoisyOutput(scale=0.1),
+        NoisyOutput(scale=1.0, space="logits"),
+        ReverseSigmoid(beta=1.0, gamma=0.1),
+    )
+    return {h.name: h for h in hardenings}
 
 
 def _attack_scores(proba: NDArray[np.float64], y: NDArray[np.int64]) -> tuple[NDArray[np.float64], ...]:
@@ -405,27 +607,30 @@ def compare_output_defenses(
     classifier: Classifier,
     members: Dataset,
     non_members: Dataset,
-    defenses: Mapping[str, Callable[[Classifier], Classifier]] | None = None,
+    defenses: Mapping[str, OutputHardening] | None = None,
+    *,
+    seed: int = 0,
 ) -> OutputComparison:
-    """Measure each output wrapper against simple membership attacks on ``classifier``.
+    """Measure each output hardening against simple membership attacks on ``classifier``.
 
     ``members`` are records it was trained on (``target.train``), ``non_members`` held-out ones (``target.test``).
     Each attack thresholds one score read from the wrapper's released probabilities: the loss attack
     ``log p_y`` (Yeom et al. 2018) and the confidence attack ``max_j p_j``; reported as AUC and TPR at 1% FPR
     (:func:`~modelshield.attacks.metrics.roc_summary`). The accuracy cost is measured on ``non_members``.
-    ``defenses`` maps a name to a function wrapping a classifier (default :func:`default_output_defenses`).
+    ``defenses`` maps a name to a hardening (default :func:`default_output_defenses`); each is fitted to
+    ``classifier`` with ``seed`` and put in front of it (:meth:`OutputHardening.wrap`).
     """
     from modelshield.attacks.metrics import roc_summary
 
     x = np.concatenate([members.x, non_members.x])
     y = np.concatenate([members.y, non_members.y])
     labels = np.r_[np.ones(len(members), bool), np.zeros(len(non_members), bool)]
-    wrappers: dict[str, Callable[[Classifier], Classifier]] = {"none": lambda c: c}
-    wrappers.update(defenses if defenses is not None else default_output_defenses())
+    models: dict[str, Classifier] = {"none": classifier}
+    for name, hardening in (defenses if defenses is not None else default_output_defenses()).items():
+        models[name] = hardening.wrap(classifier, seed=seed)
     rows: list[OutputDefenseRow] = []
     base_accuracy = float("nan")
-    for name, wrap in wrappers.items():
-        model = wrap(classifier)
+    for name, model in models.items():
         proba = np.asarray(model.predict_proba(x), dtype=np.float64)
         accuracy = float(np.mean(np.argmax(proba[~labels], axis=1) == y[~labels]))
         if name == "none":
@@ -441,7 +646,7 @@ def compare_output_defenses(
                 tpr_supported=summaries[0].at_fpr[0].supported,
                 accuracy=accuracy,
                 accuracy_cost=base_accuracy - accuracy,
-                preserves_argmax=bool(getattr(model, "preserves_argmax", True)),
+                preserves_argmax=model.preserves_argmax if isinstance(model, HardenedClassifier) else True,
             )
         )
     return OutputComparison(rows=tuple(rows), n_members=len(members), n_non_members=len(non_members))

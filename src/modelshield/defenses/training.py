@@ -8,7 +8,8 @@ ensembles.
     >>> trained = adversarial_training(factory, target.train, eps=0.1, seed=0)  # doctest: +SKIP
     >>> trained.classifier.accuracy(target.test.x, target.test.y)  # doctest: +SKIP
 
-Each function takes a factory of the untrained network (called once per model, after seeding torch), the training
+Each function takes a factory of the untrained network (called once per model; the parameters it returns are then
+drawn again from a generator seeded with ``seed``, see :func:`~modelshield.models.nets.seeded_network`), the training
 :class:`~modelshield.data.interface.Dataset` and keyword-only hyper-parameters, and returns a
 :class:`TrainedModel`: the :class:`~modelshield.models.torch_classifier.TorchClassifier`, the wall-clock training
 time, and the mean loss of each epoch. Training is batched (Adam or SGD, shuffled by a seeded generator, as the zoo
@@ -114,13 +115,11 @@ def _range(bounds: Bounds | None, device: torch.device) -> tuple[torch.Tensor, t
 
 
 def _new_network(factory: Factory, train: Dataset, seed: int, device: torch.device) -> nn.Module:
-    """A fresh network from ``factory`` under ``seed``; standardising layers fitted to the training inputs."""
-    from modelshield.models.nets import Standardize
+    """A fresh network from ``factory``, its parameters drawn from a generator seeded with ``seed``; standardising
+    layers fitted to the training inputs."""
+    from modelshield.models.nets import Standardize, seeded_network
 
-    torch.manual_seed(seed)
-    net = factory()
-    if not isinstance(net, nn.Module):
-        raise InvalidParameterError(f"The network factory returned {type(net).__name__}, not a torch.nn.Module.")
+    net = seeded_network(factory, seed)
     x = torch.from_numpy(np.array(train.x))
     for module in net.modules():
         if isinstance(module, Standardize):

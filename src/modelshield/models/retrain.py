@@ -76,9 +76,15 @@ def _check(x: NDArray[Any], y: NDArray[Any], masks: NDArray[np.bool_], n_classes
 class TorchTrainer:
     """Trains copies of a PyTorch network from ``factory`` with one recipe, all models in one vectorised loop.
 
-    ``factory`` must build the same architecture on every call (it is seeded per model). Networks containing a
+    ``factory`` must build the same architecture on every call; each model's parameters are then drawn from its own
+    generator, seeded with ``seed + m`` (:func:`~modelshield.models.nets.seeded_network`), never from torch's global
+    one, so trainers in concurrent threads do not disturb each other. Networks containing a
     :class:`~modelshield.models.nets.Standardize` layer have it fitted to each model's own training records. Every
     model must train on the same number of records (the masks' row sums), so that the batches line up.
+
+    The trainer leaves torch's intra-op thread count alone (it is one setting for the whole process). Its small,
+    vectorised models gain little from intra-op threads and lose a lot to them when the cores are busy: an
+    application that trains them should set the count once at start-up (``modelshield --threads``, by default 1).
     """
 
     factory: Callable[[], nn.Module]
@@ -127,18 +133,10 @@ class TorchTrainer:
                 f"between {sizes.min()} and {sizes.max()} records.",
                 remedy="Draw each model's subset with the same size.",
             )
-        import torch
-
         out = np.empty((len(masks), len(x), n_classes), np.float32)
-        threads = torch.get_num_threads()
-        # Small networks gain nothing from intra-op threads, and on a busy machine lose a lot to them.
-        torch.set_num_threads(1)
-        try:
-            for start in range(0, len(masks), self.chunk):
-                stop = min(start + self.chunk, len(masks))
-                out[start:stop] = self._chunk(x, y, masks[start:stop], seed + start)
-        finally:
-            torch.set_num_threads(threads)
+        for start in range(0, len(masks), self.chunk):
+            stop = min(start + self.chunk, len(masks))
+            out[start:stop] = self._chunk(x, y, masks[start:stop], seed + start)
         return out
 
     def fit_modules(
@@ -149,12 +147,7 @@ class TorchTrainer:
         _check(x, y, masks, n_classes)
         import torch
 
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            params, buffers, _, nets = self._train(x, y, masks, seed)
-        finally:
-            torch.set_num_threads(threads)
+        params, buffers, _, nets = self._train(x, y, masks, seed)
         with torch.no_grad():
             for m, net in enumerate(nets):
                 state = {k: v[m].detach().clone() for k, v in {**params, **buffers}.items()}
@@ -187,7 +180,7 @@ class TorchTrainer:
         import torch
         from torch.func import functional_call, stack_module_state, vmap
 
-        from modelshield.models.nets import Standardize
+        from modelshield.models.nets import Standardize, seeded_network
 
         n_models = len(masks)
         xt = torch.from_numpy(np.array(x, dtype=np.float32))  # a writable copy: datasets are read-only
@@ -195,8 +188,7 @@ class TorchTrainer:
         subsets = torch.from_numpy(np.stack([np.flatnonzero(m) for m in masks]))  # (models, size)
         nets = []
         for m in range(n_models):
-            torch.manual_seed(seed + m)
-            net = self.factory()
+            net = seeded_network(self.factory, seed + m)
             for module in net.modules():
                 if isinstance(module, Standardize):
                     module.fit(xt[subsets[m]].reshape(subsets.shape[1], -1))

@@ -4,7 +4,8 @@
     >>> [f.value for f in OutputFormat]
     ['text', 'json', 'sarif', 'html']
 
-Renderers only read a :class:`~modelshield.findings.Report`; they never recompute what it says.
+Renderers only read a :class:`~modelshield.findings.Report` (or, in :mod:`~modelshield.reporting.scan`, a scan
+report); they never recompute what it says.
 """
 
 from __future__ import annotations
@@ -20,17 +21,22 @@ from modelshield.reporting.json import (
     render_json,
 )
 from modelshield.reporting.sarif import render_sarif
+from modelshield.reporting.scan import ScanResults, render_scan_json, render_scan_sarif, render_scan_text
 from modelshield.reporting.terminal import render_terminal
 
 __all__ = [
     "REPORT_SCHEMA_PATH",
     "SCAN_SCHEMA_PATH",
     "OutputFormat",
+    "ScanResults",
     "load_report_schema",
     "load_scan_schema",
     "render_html",
     "render_json",
     "render_sarif",
+    "render_scan_json",
+    "render_scan_sarif",
+    "render_scan_text",
     "render_terminal",
     "write_reports",
 ]

@@ -263,7 +263,7 @@ def read_header(reader: BinaryIO, name: str) -> Header:
     """
     first = reader.readline(len(VERSION_LINE))
     if first != VERSION_LINE:
-        sniff(first + reader.read(len(LEGACY_MAGIC)), name)
+        sniff(first + reader.read(64), name)
     raw, stanzas = bytearray(first), []
     args: list[str] | None = None
     body: list[bytes] = []
@@ -461,9 +461,10 @@ def encrypt_payload(reader: BinaryIO, writer: BinaryIO, file_key: bytes, nonce: 
 def decrypt_payload(reader: BinaryIO, writer: BinaryIO, file_key: bytes, name: str) -> PayloadStats:
     """Decrypt the payload chunk by chunk, writing each one as soon as it authenticates.
 
-    Raises :class:`VerificationError` for a missing nonce, a chunk that does not authenticate (modified, reordered,
-    dropped, duplicated), a stream without a final chunk (truncated), anything after the final chunk, or an empty
-    final chunk after others.
+    As in the reference implementation, a full-size chunk is opened as a middle chunk and, failing that, as the
+    final one, so no read-ahead is needed. Raises :class:`VerificationError` for a missing nonce, a chunk that does
+    not authenticate (modified, reordered, dropped, duplicated), a stream that ends without a final chunk
+    (truncated), anything after the final chunk, or an empty final chunk after others.
     """
     nonce = read_exact(reader, NONCE_SIZE)
     if len(nonce) < NONCE_SIZE:
@@ -471,26 +472,33 @@ def decrypt_payload(reader: BinaryIO, writer: BinaryIO, file_key: bytes, name: s
     aead = ChaCha20Poly1305(hkdf(file_key, nonce, b"payload"))
     out = memoryview(bytearray(CHUNK_SIZE))
     index, plaintext_bytes, read = 0, 0, NONCE_SIZE
-    current = read_exact(reader, _SEALED_CHUNK)
     while True:
-        following = read_exact(reader, _SEALED_CHUNK) if len(current) == _SEALED_CHUNK else b""
-        last = not following
-        if len(current) < _TAG:
-            raise _corrupt(name, "the encrypted data is truncated")
-        try:
-            size = aead.decrypt_into(_chunk_nonce(index, last), current, None, out[: len(current) - _TAG])
-        except InvalidTag:
+        chunk = read_exact(reader, _SEALED_CHUNK)
+        if len(chunk) < _TAG:
+            raise _corrupt(name, "the encrypted data is truncated (it ends without a final chunk)")
+        target = out[: len(chunk) - _TAG]
+        size, last = None, len(chunk) < _SEALED_CHUNK
+        for final in (False, True) if not last else (True,):
+            try:
+                size = aead.decrypt_into(_chunk_nonce(index, final), chunk, None, target)
+            except InvalidTag:
+                continue
+            last = final
+            break
+        if size is None:
             raise _corrupt(
                 name, f"chunk {index} does not authenticate (data modified, reordered, truncated or appended)"
-            ) from None
+            )
+        read += len(chunk)
         if last and size == 0 and index > 0:
             raise _corrupt(name, "the final chunk is empty")
-        writer.write(out[:size])
+        writer.write(out[:size])  # the final chunk too, before the check below, as the reference implementation
         plaintext_bytes += size
-        read += len(current)
+        if last and reader.read(1):
+            raise _corrupt(name, "there is data after the final chunk")
         if last:
             return PayloadStats(index + 1, plaintext_bytes, read)
-        current, index = following, index + 1
+        index += 1
 
 
 # --- small whole-buffer helpers (identity files) --------------------------------------------------------------------

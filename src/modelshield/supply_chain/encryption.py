@@ -1,398 +1,347 @@
-"""Encryption at rest for data sets and model files: streaming AES-256-GCM, any size, constant memory.
+"""Encryption at rest for data sets and model files, in the age format: any size, constant memory.
 
     >>> from pathlib import Path
     >>> from modelshield.supply_chain.encryption import decrypt_file, encrypt_file
     >>> from modelshield.supply_chain.keys import KeyAlgorithm, generate_keypair
     >>> keys = generate_keypair(KeyAlgorithm.X25519_MLKEM768)
-    >>> encrypt_file(Path("model.safetensors"), Path("model.enc"), recipient=keys.public())  # doctest: +SKIP
-    >>> decrypt_file(Path("model.enc"), Path("model.safetensors"), identity=keys)  # doctest: +SKIP
+    >>> keys.public().age_recipient()[:7]
+    'age1pq1'
+    >>> encrypt_file(Path("model.safetensors"), Path("model.age"), recipients=[keys.public()])  # doctest: +SKIP
+    >>> decrypt_file(Path("model.age"), Path("model.safetensors"), identities=[keys])  # doctest: +SKIP
 
-Each file gets a fresh random 32-byte *file key*, wrapped for one recipient (hybrid X25519 + ML-KEM-768, so the
-file stays confidential if either primitive is broken) or under a passphrase (scrypt). The payload is a STREAM
-construction as in age and Tink's streaming AEAD: fixed-size chunks, each sealed with AES-256-GCM under a nonce
-that holds the chunk's index and a flag marking the last chunk, so reordered, dropped, duplicated or appended
-chunks and truncation anywhere (at a chunk boundary too) fail to authenticate. :func:`decrypt_file` writes to a
+Files are age v1 (c2sp.org/age), so `age`, `rage` and their libraries read what this writes and the other way
+round. A fresh 16-byte file key is wrapped once per recipient:
+
+- ``mlkem768x25519``: age's post-quantum hybrid recipient (``age1pq1...``, age 1.3 and later): HPKE with the
+  MLKEM768-X25519 KEM, confidential unless both ML-KEM-768 and X25519 are broken. The default for
+  `modelshield keygen`.
+- ``X25519``: age's classical recipient (``age1...``), for the keys people already have.
+- ``scrypt``: a passphrase, alone in the file (age forbids mixing it with recipients).
+
+A file is encrypted for several recipients of one kind: post-quantum recipients are never mixed with X25519 ones,
+which would leave the file open to whoever breaks X25519. The payload is age's STREAM: 64 KiB chunks of
+ChaCha20-Poly1305 whose nonces carry the chunk index and a last-chunk flag, so modified, reordered, dropped,
+duplicated or appended chunks and truncation anywhere fail to authenticate. :func:`decrypt_file` writes to a
 temporary file beside the output and renames it into place only after the last chunk authenticated: a damaged
-file yields no plaintext at all.
-
-File format, version 1 (all integers big-endian)::
-
-    offset  size  field
-    0       8     magic b"\\x89MSENC\\r\\n"
-    8       1     version, 1
-    9       1     key wrapping: 1 = recipient (x25519-mlkem768), 2 = passphrase (scrypt)
-    10      4     chunk size C in bytes of plaintext, 64 <= C <= 64 MiB
-    14      7     nonce prefix, random
-    21      2     stanza length L, exactly 1200 (recipient) or 67 (passphrase)
-    23      L     stanza, below
-    23+L    32    header MAC: HMAC-SHA256(header key, bytes 0 .. 23+L)
-    55+L    ...   chunks: C + 16 bytes each, the last one 16 .. C + 16 bytes (an empty file has one 16-byte chunk)
-
-    recipient stanza                              passphrase stanza
-    0     32    recipient fingerprint (raw)     0    16   salt, random
-    32    32    ephemeral X25519 public key     16   1    log2 N, 15 .. 20
-    64    1088  ML-KEM-768 ciphertext           17   1    r, 1 .. 16
-    1152  48    wrapped file key                18   1    p, 1 .. 4   (and 128 * r * N <= 1 GiB)
-                                                19   48   wrapped file key
-
-Keys:
-
-- recipient wrap key = HKDF-SHA256(ikm = X25519 shared secret || ML-KEM shared secret, salt = ephemeral public key
-  || ML-KEM ciphertext, info = b"modelshield-enc/v1 x25519-mlkem768" || recipient fingerprint). The fingerprint
-  is SHA-256 over both public keys' SubjectPublicKeyInfo (:attr:`PublicKeySet.fingerprint`).
-- passphrase wrap key = scrypt(passphrase, salt, N, r, p), 32 bytes.
-- wrapped file key = AES-256-GCM(wrap key, nonce 0^12 (each wrap key is used once), file key, associated data =
-  every header byte before the wrapped key).
-- header key = HKDF-SHA256(file key, info = b"modelshield-enc/v1 header"); payload key likewise with
-  b"modelshield-enc/v1 payload".
-- chunk i = AES-256-GCM(payload key, nonce = nonce prefix || uint32 i || 0x01 if last else 0x00, plaintext,
-  associated data = header MAC), ciphertext followed by its 16-byte tag.
-
-At most 2**32 chunks per file (4 PiB at the default 1 MiB chunk size).
+file yields no plaintext at all. docs/encryption-format.md has the byte layout and why the format is age.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
-import hashlib
-import hmac
 import logging
 import os
 import secrets
-import struct
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from modelshield.errors import FileFormatError, InvalidParameterError, VerificationError
-from modelshield.supply_chain.keys import PrivateKeySet, PublicKeySet
+from modelshield.supply_chain import _age
+from modelshield.supply_chain.keys import KeyAlgorithm, PrivateKeySet, PublicKeySet
 
 __all__ = [
-    "DEFAULT_CHUNK_SIZE",
-    "DEFAULT_SCRYPT_LOG_N",
-    "MAGIC",
+    "AGE_FORMAT",
+    "DEFAULT_SCRYPT_WORK_FACTOR",
+    "MAX_SCRYPT_WORK_FACTOR",
+    "EncryptedFileInfo",
     "EncryptionResult",
     "KeyWrapping",
     "decrypt_file",
     "decrypt_stream",
     "encrypt_file",
     "encrypt_stream",
+    "inspect_encrypted",
     "is_encrypted",
 ]
 
 logger = logging.getLogger(__name__)
 
-MAGIC = b"\x89MSENC\r\n"
-VERSION = 1
-DEFAULT_CHUNK_SIZE = 1 << 20
-MIN_CHUNK_SIZE, MAX_CHUNK_SIZE = 64, 1 << 26
-DEFAULT_SCRYPT_LOG_N = 17
-MIN_SCRYPT_LOG_N, MAX_SCRYPT_LOG_N = 15, 20
-_SCRYPT_R, _SCRYPT_P = 8, 1
-_MAX_SCRYPT_MEMORY = 1 << 30
-
-_PREFIX = struct.Struct(">8sBBI7sH")  # magic, version, wrapping, chunk size, nonce prefix, stanza length
-_TAG = 16
-_KEY = 32
-_MAC = 32
-_WRAPPED = _KEY + _TAG
-_X25519_PUBLIC = 32
-_MLKEM_CIPHERTEXT = 1088
-_RECIPIENT_STANZA = 32 + _X25519_PUBLIC + _MLKEM_CIPHERTEXT + _WRAPPED
-_PASSPHRASE_STANZA = 16 + 3 + _WRAPPED
-_MAX_CHUNKS = 1 << 32
-_ZERO_NONCE = bytes(12)
-_LABEL = b"modelshield-enc/v1 "
-
-_TAMPERED = "Do not use the file; obtain it again from a trusted source."
+AGE_FORMAT = "age-encryption.org/v1"
+DEFAULT_SCRYPT_WORK_FACTOR = 18  # age's default: 256 MiB and about a second
+MIN_SCRYPT_WORK_FACTOR = 15
+MAX_SCRYPT_WORK_FACTOR = 22  # what the age reference implementation accepts: 4 GiB
+DEFAULT_MAX_SCRYPT_WORK_FACTOR = 20  # what decryption accepts unless told otherwise: 1 GiB
 
 
 class KeyWrapping(enum.StrEnum):
-    """How the file key is protected."""
+    """How a file key is wrapped: the age stanza type."""
 
-    RECIPIENT = "x25519-mlkem768"
-    PASSPHRASE = "scrypt"  # noqa: S105 (a KDF name, not a password)
+    MLKEM768X25519 = _age.HYBRID
+    X25519 = _age.X25519
+    SCRYPT = _age.SCRYPT
 
 
-_WRAPPING_CODE = {KeyWrapping.RECIPIENT: 1, KeyWrapping.PASSPHRASE: 2}
-_STANZA_LENGTH = {KeyWrapping.RECIPIENT: _RECIPIENT_STANZA, KeyWrapping.PASSPHRASE: _PASSPHRASE_STANZA}
+_KIND_OF = {KeyAlgorithm.X25519: KeyWrapping.X25519, KeyAlgorithm.X25519_MLKEM768: KeyWrapping.MLKEM768X25519}
 
 
 @dataclass(frozen=True)
 class EncryptionResult:
-    """What one encryption or decryption did. Holds no key material."""
+    """What one encryption or decryption did. Holds no key material.
+
+    ``recipients`` are the age recipient strings the file key was wrapped for (encryption), or the one whose
+    identity unwrapped it (decryption); empty for a passphrase.
+    """
 
     wrapping: KeyWrapping
-    chunk_size: int
+    recipients: tuple[str, ...]
     chunks: int
     plaintext_bytes: int
     ciphertext_bytes: int
-    recipient_fingerprint: str | None = None  # hex, for KeyWrapping.RECIPIENT
 
 
 @dataclass(frozen=True)
-class _Header:
-    raw: bytes  # every byte before the header MAC
-    wrapping: KeyWrapping
-    chunk_size: int
-    nonce_prefix: bytes
-    stanza: bytes
+class EncryptedFileInfo:
+    """What the header of an encrypted file says, read without any key (nothing in it is authenticated yet)."""
+
+    format: str
+    stanza_types: tuple[str, ...]  # in header order, each once
+    stanzas: int
+    header_bytes: int
 
     @property
-    def wrapped_key_aad(self) -> bytes:
-        return self.raw[:-_WRAPPED]
-
-    @property
-    def wrapped_key(self) -> bytes:
-        return self.raw[-_WRAPPED:]
+    def post_quantum(self) -> bool:
+        """Whether every stanza is post-quantum hybrid, so that no stanza of the file yields to a quantum attack."""
+        return self.stanza_types == (KeyWrapping.MLKEM768X25519.value,)
 
 
-def _hkdf(ikm: bytes, info: bytes, salt: bytes | None = None) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=_KEY, salt=salt, info=_LABEL + info).derive(ikm)
+# --- encryption -----------------------------------------------------------------------------------------------------
+
+Entropy = Callable[[int], bytes]
+HybridWrap = Callable[[bytes, hpke.MLKEM768X25519PublicKey], _age.Stanza]
 
 
-def _recipient_wrap_key(ss_x25519: bytes, ss_mlkem: bytes, ephemeral: bytes, ciphertext: bytes, fpr: bytes) -> bytes:
-    return _hkdf(ss_x25519 + ss_mlkem, b"x25519-mlkem768" + fpr, salt=ephemeral + ciphertext)
-
-
-def _scrypt(passphrase: bytes, salt: bytes, log_n: int, r: int, p: int) -> bytes:
-    return Scrypt(salt=salt, length=_KEY, n=1 << log_n, r=r, p=p).derive(passphrase)
-
-
-def _check_scrypt(log_n: int, r: int, p: int) -> str | None:
-    """Why these scrypt parameters are refused, or None: bounds keep a hostile header from costing GiBs or hours."""
-    if not MIN_SCRYPT_LOG_N <= log_n <= MAX_SCRYPT_LOG_N:
-        return f"scrypt log2 N is {log_n}, outside {MIN_SCRYPT_LOG_N}..{MAX_SCRYPT_LOG_N}"
-    if not (1 <= r <= 16 and 1 <= p <= 4) or 128 * r * (1 << log_n) > _MAX_SCRYPT_MEMORY:
-        return f"scrypt r={r}, p={p} with log2 N={log_n} is outside the accepted bounds"
-    return None
-
-
-_NEEDS_HYBRID = "Generate one with `modelshield keygen --algorithm x25519-mlkem768`."
-
-
-def _public_halves(keys: PublicKeySet) -> tuple[x25519.X25519PublicKey, mlkem.MLKEM768PublicKey]:
-    match keys.keys:
-        case (x25519.X25519PublicKey() as x, mlkem.MLKEM768PublicKey() as k):
-            return x, k
-    raise InvalidParameterError(
-        f"The recipient is a {keys.algorithm.value} key; encryption needs an x25519-mlkem768 key.",
-        remedy=_NEEDS_HYBRID,
-    )
-
-
-def _private_halves(keys: PrivateKeySet) -> tuple[x25519.X25519PrivateKey, mlkem.MLKEM768PrivateKey]:
-    match keys.keys:
-        case (x25519.X25519PrivateKey() as x, mlkem.MLKEM768PrivateKey() as k):
-            return x, k
-    raise InvalidParameterError(
-        f"The identity is a {keys.algorithm.value} key; decryption needs an x25519-mlkem768 key.",
-        remedy=_NEEDS_HYBRID,
-    )
-
-
-def _one_of(key: object, passphrase: bytes | None, key_name: str) -> None:
-    if (key is None) == (passphrase is None):
-        raise InvalidParameterError(
-            f"Give exactly one of {key_name} and passphrase.",
-            remedy=f"Pass {key_name}= for a key pair or passphrase= for a passphrase, not both.",
-        )
+def _check_passphrase(passphrase: bytes | None) -> None:
     if passphrase is not None and not isinstance(passphrase, bytes):
         raise InvalidParameterError("The passphrase must be bytes.", remedy="Encode it, e.g. text.encode('utf-8').")
     if passphrase is not None and not passphrase:
         raise InvalidParameterError("The passphrase is empty.", remedy="Use a long, random passphrase.")
 
 
-def _new_header(
-    recipient: PublicKeySet | None, passphrase: bytes | None, chunk_size: int, scrypt_log_n: int
-) -> tuple[_Header, bytes]:
-    """A header for a fresh file key, and that key."""
-    if isinstance(chunk_size, bool) or not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
+def _recipient_kind(recipient: object) -> KeyWrapping:
+    if not isinstance(recipient, PublicKeySet):
         raise InvalidParameterError(
-            f"chunk_size is {chunk_size!r}; it must be an int from {MIN_CHUNK_SIZE} to {MAX_CHUNK_SIZE} bytes."
+            f"A recipient is a {type(recipient).__name__}, not a PublicKeySet.",
+            remedy="Pass recipients=[...] with keys from load_recipients() or parse_age_recipient().",
         )
-    file_key = secrets.token_bytes(_KEY)
-    nonce_prefix = secrets.token_bytes(7)
-    wrap_key: bytes
-    if recipient is not None:
-        x_public, k_public = _public_halves(recipient)
-        fpr = bytes.fromhex(recipient.fingerprint)
-        ephemeral = x25519.X25519PrivateKey.generate()
-        ephemeral_public = ephemeral.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
-        ss_mlkem, ciphertext = k_public.encapsulate()
-        try:
-            ss_x25519 = ephemeral.exchange(x_public)
-        except ValueError as exc:  # a low-order point: not a usable public key
-            raise InvalidParameterError("The recipient's X25519 public key is invalid.", remedy=_NEEDS_HYBRID) from exc
-        wrap_key = _recipient_wrap_key(ss_x25519, ss_mlkem, ephemeral_public, ciphertext, fpr)
-        wrapping, stanza_head = KeyWrapping.RECIPIENT, fpr + ephemeral_public + ciphertext
-    elif passphrase is not None:
-        problem = _check_scrypt(scrypt_log_n, _SCRYPT_R, _SCRYPT_P)
-        if problem:
-            raise InvalidParameterError(
-                f"scrypt_log_n: {problem}.", remedy=f"Keep the default, {DEFAULT_SCRYPT_LOG_N}."
-            )
-        salt = secrets.token_bytes(16)
-        wrap_key = _scrypt(passphrase, salt, scrypt_log_n, _SCRYPT_R, _SCRYPT_P)
-        wrapping, stanza_head = KeyWrapping.PASSPHRASE, salt + bytes((scrypt_log_n, _SCRYPT_R, _SCRYPT_P))
-    else:
-        raise InvalidParameterError("Give a recipient or a passphrase.")
-    prefix = _PREFIX.pack(MAGIC, VERSION, _WRAPPING_CODE[wrapping], chunk_size, nonce_prefix, _STANZA_LENGTH[wrapping])
-    aad = prefix + stanza_head
-    raw = aad + AESGCM(wrap_key).encrypt(_ZERO_NONCE, file_key, aad)
-    return _Header(raw, wrapping, chunk_size, nonce_prefix, raw[_PREFIX.size :]), file_key
-
-
-def _read_exact(reader: BinaryIO, size: int) -> bytes:
-    """Up to ``size`` bytes; fewer only at the end of the stream (tolerates short reads of pipes and sockets)."""
-    data = reader.read(size)
-    if len(data) == size or not data:
-        return data
-    parts = [data]
-    got = len(data)
-    while got < size:
-        more = reader.read(size - got)
-        if not more:
-            break
-        parts.append(more)
-        got += len(more)
-    return b"".join(parts)
-
-
-def _corrupt(name: str, what: str) -> VerificationError:
-    return VerificationError(f"{name}: {what}; the file is corrupt or was tampered with.", remedy=_TAMPERED)
-
-
-def _read_header(reader: BinaryIO, name: str) -> tuple[_Header, bytes]:
-    """The parsed header and its MAC; every field is bounds-checked before anything is allocated from it."""
-    prefix = _read_exact(reader, _PREFIX.size)
-    if prefix[: len(MAGIC)] != MAGIC:
-        raise FileFormatError(
-            f"{name} is not a modelshield encrypted file (no {MAGIC!r} magic).",
-            remedy="Pass a file written by `modelshield encrypt` or encrypt_file().",
-        )
-    if prefix[8] != VERSION:
-        raise FileFormatError(
-            f"{name} is encrypted in format version {prefix[8]}; this modelshield reads version {VERSION}.",
-            remedy="Upgrade modelshield (pip install -U modelshield).",
-        )
-    if len(prefix) < _PREFIX.size:
-        raise _corrupt(name, "the header is truncated")
-    _, _, code, chunk_size, nonce_prefix, stanza_length = _PREFIX.unpack(prefix)
-    wrapping = next((w for w, c in _WRAPPING_CODE.items() if c == code), None)
-    if wrapping is None:
-        raise _corrupt(name, f"unknown key wrapping {code}")
-    if stanza_length != _STANZA_LENGTH[wrapping]:
-        raise _corrupt(name, f"the key stanza is {stanza_length} bytes, not {_STANZA_LENGTH[wrapping]}")
-    if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
-        raise _corrupt(name, f"chunk size {chunk_size} is outside {MIN_CHUNK_SIZE}..{MAX_CHUNK_SIZE}")
-    rest = _read_exact(reader, stanza_length + _MAC)
-    if len(rest) < stanza_length + _MAC:
-        raise _corrupt(name, "the header is truncated")
-    stanza, mac = rest[:stanza_length], rest[stanza_length:]
-    if wrapping is KeyWrapping.PASSPHRASE:
-        problem = _check_scrypt(*stanza[16:19])
-        if problem:
-            raise _corrupt(name, problem)
-    return _Header(prefix + stanza, wrapping, chunk_size, nonce_prefix, stanza), mac
-
-
-def _unwrap(header: _Header, identity: PrivateKeySet | None, passphrase: bytes | None, name: str) -> bytes:
-    if header.wrapping is KeyWrapping.RECIPIENT and identity is None:
+    kind = _KIND_OF.get(recipient.algorithm)
+    if kind is None:
         raise InvalidParameterError(
-            f"{name} is encrypted for a recipient key, not with a passphrase.",
-            remedy="Pass the recipient's private key (identity=, CLI: --identity).",
+            f"A recipient is a {recipient.algorithm.value} signing key; encryption needs an x25519-mlkem768 or "
+            "x25519 key.",
+            remedy="Generate one with `modelshield keygen --algorithm x25519-mlkem768` (or use `age-keygen`).",
         )
-    if header.wrapping is KeyWrapping.PASSPHRASE and passphrase is None:
+    return kind
+
+
+def _stanzas(
+    file_key: bytes,
+    recipients: Sequence[PublicKeySet],
+    passphrase: bytes | None,
+    work_factor: int,
+    entropy: Entropy,
+    wrap_hybrid: HybridWrap,
+) -> tuple[KeyWrapping, list[_age.Stanza]]:
+    if passphrase is not None:
+        return KeyWrapping.SCRYPT, [_age.wrap_scrypt(file_key, passphrase, work_factor, entropy(16))]
+    kinds = {_recipient_kind(r) for r in recipients}
+    if len(kinds) > 1:
         raise InvalidParameterError(
-            f"{name} is encrypted with a passphrase, not for a recipient key.",
-            remedy="Pass the passphrase (passphrase=, CLI: --passphrase-env VAR).",
+            "The recipients mix post-quantum hybrid (x25519-mlkem768, age1pq1...) and X25519 (age1...) keys: anyone "
+            "who breaks X25519 would read the file through the X25519 stanza. age refuses this too.",
+            remedy="Encrypt for recipients of one kind; give every recipient a post-quantum key.",
         )
-    stanza, hint = header.stanza, ""
-    if identity is not None:
-        x_private, k_private = _private_halves(identity)
-        fpr, ephemeral, ciphertext = stanza[:32], stanza[32:64], stanza[64:-_WRAPPED]
-        # The fingerprint from the header goes into the KDF (it is authenticated by the wrapped key's tag); both
-        # shared secrets are always computed, so each half of the identity is needed on its own.
-        try:
-            ss_x25519 = x_private.exchange(x25519.X25519PublicKey.from_public_bytes(ephemeral))
-        except ValueError as exc:  # a low-order point gives an all-zero secret
-            raise _corrupt(name, "the ephemeral X25519 key is invalid") from exc
-        wrap_key = _recipient_wrap_key(ss_x25519, k_private.decapsulate(ciphertext), ephemeral, ciphertext, fpr)
-        mine = identity.public().fingerprint
-        if fpr.hex() != mine:
-            hint = f" It is encrypted for key {fpr.hex()[:16]}…, and the identity given is {mine[:16]}…."
-        what = "the file key does not unwrap with this identity (wrong key, or a modified header)."
-    elif passphrase is not None:
-        wrap_key = _scrypt(passphrase, stanza[:16], *stanza[16:19])
-        what = "the file key does not unwrap (wrong passphrase, or a modified header)."
-    else:
-        raise InvalidParameterError("Give an identity or a passphrase.")
-    try:
-        return AESGCM(wrap_key).decrypt(_ZERO_NONCE, header.wrapped_key, header.wrapped_key_aad)
-    except InvalidTag:
-        raise VerificationError(
-            f"{name}: {what}{hint}", remedy="Check the key or passphrase; if it is right, the file was modified."
-        ) from None
+    (kind,) = kinds
+    return kind, [_stanza(file_key, recipient, entropy, wrap_hybrid) for recipient in recipients]
+
+
+def _stanza(file_key: bytes, recipient: PublicKeySet, entropy: Entropy, wrap_hybrid: HybridWrap) -> _age.Stanza:
+    match recipient.keys:
+        case (x25519.X25519PublicKey() as x, mlkem.MLKEM768PublicKey() as k):
+            return wrap_hybrid(file_key, hpke.MLKEM768X25519PublicKey(k, x))
+        case (x25519.X25519PublicKey() as x,):
+            try:
+                return _age.wrap_x25519(file_key, x, x25519.X25519PrivateKey.from_private_bytes(entropy(32)))
+            except ValueError as exc:  # a low-order point: not a usable public key
+                raise InvalidParameterError(
+                    f"The X25519 recipient {recipient.age_recipient()} is not a valid public key."
+                ) from exc
+    raise InvalidParameterError(f"A {recipient.algorithm.value} key is not an age recipient.")  # pragma: no cover
+
+
+def _check_plan(recipients: Sequence[PublicKeySet], passphrase: bytes | None, work_factor: int) -> None:
+    _check_passphrase(passphrase)
+    if isinstance(recipients, PublicKeySet | str | bytes):
+        raise InvalidParameterError(
+            "recipients must be a sequence of PublicKeySet.", remedy="Pass recipients=[key], not recipients=key."
+        )
+    if passphrase is not None and recipients:
+        raise InvalidParameterError(
+            "Give recipients or a passphrase, not both: age does not allow a passphrase beside recipients (whoever "
+            "holds a recipient key could otherwise rewrite a file that passphrase holders trust).",
+            remedy="Encrypt for recipient keys (--recipient), or with a passphrase (--passphrase-env) alone.",
+        )
+    if passphrase is None and not recipients:
+        raise InvalidParameterError(
+            "Give at least one recipient, or a passphrase.",
+            remedy="Pass recipients=[...] (CLI: --recipient, repeatable) or passphrase= (CLI: --passphrase-env).",
+        )
+    if isinstance(work_factor, bool) or not MIN_SCRYPT_WORK_FACTOR <= work_factor <= MAX_SCRYPT_WORK_FACTOR:
+        raise InvalidParameterError(
+            f"scrypt_work_factor is {work_factor!r}; it must be an int from {MIN_SCRYPT_WORK_FACTOR} to "
+            f"{MAX_SCRYPT_WORK_FACTOR} (log2 of scrypt's N).",
+            remedy=f"Keep the default, {DEFAULT_SCRYPT_WORK_FACTOR}.",
+        )
+
+
+def _encrypt(
+    reader: BinaryIO,
+    writer: BinaryIO,
+    *,
+    recipients: Sequence[PublicKeySet],
+    passphrase: bytes | None,
+    work_factor: int,
+    entropy: Entropy = secrets.token_bytes,
+    wrap_hybrid: HybridWrap = _age.wrap_hybrid,
+) -> EncryptionResult:
+    """:func:`encrypt_stream` with its randomness injectable: the known-answer tests pass fixed bytes here."""
+    _check_plan(recipients, passphrase, work_factor)
+    file_key = entropy(_age.FILE_KEY_SIZE)
+    wrapping, stanzas = _stanzas(file_key, recipients, passphrase, work_factor, entropy, wrap_hybrid)
+    header = _age.encode_header(stanzas, file_key)
+    writer.write(header)
+    stats = _age.encrypt_payload(reader, writer, file_key, entropy(_age.NONCE_SIZE))
+    return EncryptionResult(
+        wrapping,
+        tuple(r.age_recipient() for r in recipients),
+        stats.chunks,
+        stats.plaintext_bytes,
+        len(header) + stats.ciphertext_bytes,
+    )
 
 
 def encrypt_stream(
     reader: BinaryIO,
     writer: BinaryIO,
     *,
-    recipient: PublicKeySet | None = None,
+    recipients: Sequence[PublicKeySet] = (),
     passphrase: bytes | None = None,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-    scrypt_log_n: int = DEFAULT_SCRYPT_LOG_N,
+    scrypt_work_factor: int = DEFAULT_SCRYPT_WORK_FACTOR,
 ) -> EncryptionResult:
-    """Encrypt everything ``reader`` yields into ``writer``, for ``recipient`` or under ``passphrase`` (exactly one).
+    """Encrypt everything ``reader`` yields into ``writer`` as an age file, for ``recipients`` or a ``passphrase``.
 
-    Memory stays at about two chunks whatever the size. ``scrypt_log_n`` is log2 of scrypt's cost N
-    (15..20; 17 takes about half a second and 128 MiB).
+    Recipients are x25519-mlkem768 keys (post-quantum) or x25519 keys, not both kinds. ``scrypt_work_factor`` is
+    log2 of scrypt's N for a passphrase (15..22; 18, age's default, takes about a second and 256 MiB). Memory
+    stays at two 64 KiB chunks whatever the size.
     """
-    _one_of(recipient, passphrase, "recipient")
-    header, file_key = _new_header(recipient, passphrase, chunk_size, scrypt_log_n)
-    header_mac = hmac.digest(_hkdf(file_key, b"header"), header.raw, hashlib.sha256)
-    aead = AESGCM(_hkdf(file_key, b"payload"))
-    writer.write(header.raw + header_mac)
-    written = len(header.raw) + _MAC
-    out = memoryview(bytearray(chunk_size + _TAG))
-    prefix, plaintext_bytes = header.nonce_prefix, 0
-    current = _read_exact(reader, chunk_size)
-    for index in range(_MAX_CHUNKS):
-        following = _read_exact(reader, chunk_size) if len(current) == chunk_size else b""
-        last = not following
-        nonce = prefix + index.to_bytes(4, "big") + (b"\x01" if last else b"\x00")
-        size = aead.encrypt_into(nonce, current, header_mac, out[: len(current) + _TAG])
-        writer.write(out[:size])
-        written += size
-        plaintext_bytes += len(current)
-        if last:
-            break
-        current = following
-    else:
+    return _encrypt(reader, writer, recipients=recipients, passphrase=passphrase, work_factor=scrypt_work_factor)
+
+
+# --- decryption -----------------------------------------------------------------------------------------------------
+
+
+def _check_credentials(identities: Sequence[PrivateKeySet], passphrase: bytes | None, max_work_factor: int) -> None:
+    _check_passphrase(passphrase)
+    if isinstance(identities, PrivateKeySet | str | bytes):
         raise InvalidParameterError(
-            f"The input is larger than {_MAX_CHUNKS} chunks of {chunk_size} bytes.", remedy="Use a larger chunk_size."
+            "identities must be a sequence of PrivateKeySet.", remedy="Pass identities=[key], not identities=key."
         )
-    return EncryptionResult(
-        header.wrapping,
-        chunk_size,
-        index + 1,
-        plaintext_bytes,
-        written,
-        recipient.fingerprint if recipient is not None else None,
+    if (passphrase is None) == (not identities):
+        raise InvalidParameterError(
+            "Give identities or a passphrase (exactly one of the two).",
+            remedy="Pass identities=[...] (CLI: --identity, repeatable) or passphrase= (CLI: --passphrase-env).",
+        )
+    for identity in identities:
+        if not isinstance(identity, PrivateKeySet) or identity.algorithm not in _KIND_OF:
+            what = identity.algorithm.value if isinstance(identity, PrivateKeySet) else type(identity).__name__
+            raise InvalidParameterError(
+                f"An identity is a {what} key; decryption needs an x25519-mlkem768 or x25519 private key.",
+                remedy="Pass the private key (.key) of one of the file's recipients.",
+            )
+    if isinstance(max_work_factor, bool) or not 1 <= max_work_factor <= MAX_SCRYPT_WORK_FACTOR:
+        raise InvalidParameterError(
+            f"max_scrypt_work_factor is {max_work_factor!r}; it must be an int from 1 to {MAX_SCRYPT_WORK_FACTOR}."
+        )
+
+
+_KNOWN = frozenset(k.value for k in KeyWrapping)
+
+
+def _describe(types: Sequence[str]) -> str:
+    known = [t for t in types if t in _KNOWN]
+    return ", ".join(known) if known else "unknown kinds of"
+
+
+def _try_identity(stanza: _age.Stanza, identity: PrivateKeySet, name: str) -> bytes | None:
+    """The file key if ``stanza`` is for ``identity``; None if not (another type, or another key)."""
+    match stanza.type, identity.keys:
+        case _age.X25519, (x25519.X25519PrivateKey() as x,):
+            return _age.unwrap_x25519(stanza, x, name)
+        case _age.HYBRID, (x25519.X25519PrivateKey() as x, mlkem.MLKEM768PrivateKey() as k):
+            return _age.unwrap_hybrid(stanza, hpke.MLKEM768X25519PrivateKey(k, x), x, name)
+    return None
+
+
+def _unwrap(
+    header: _age.Header,
+    identities: Sequence[PrivateKeySet],
+    passphrase: bytes | None,
+    max_work_factor: int,
+    name: str,
+) -> tuple[bytes, KeyWrapping, tuple[str, ...]]:
+    """The file key, how it was wrapped, and the recipient that unwrapped it."""
+    types = header.types
+    if _age.SCRYPT in types and len(header.stanzas) > 1:
+        raise VerificationError(
+            f"{name}: a passphrase (scrypt) stanza must be alone in the header; the file is corrupt or was "
+            "tampered with.",
+            remedy="Do not use the file; obtain it again from a trusted source.",
+            subject=name,
+        )
+    if passphrase is not None:
+        if _age.SCRYPT not in types and any(t in _KNOWN for t in types):
+            raise InvalidParameterError(
+                f"{name} is encrypted for {_describe(types)} recipient keys, not with a passphrase.",
+                remedy="Pass a recipient's private key (identities=, CLI: --identity).",
+            )
+        if types == (_age.SCRYPT,):
+            file_key = _age.unwrap_scrypt(header.stanzas[0], passphrase, max_work_factor, name)
+            if file_key is not None:
+                return file_key, KeyWrapping.SCRYPT, ()
+        raise VerificationError(
+            f"{name}: the file key does not unwrap with this passphrase (wrong passphrase, or a modified header).",
+            remedy="Check the passphrase; if it is right, the file was modified.",
+            subject=name,
+        )
+    if types == (_age.SCRYPT,):
+        raise InvalidParameterError(
+            f"{name} is encrypted with a passphrase, not for recipient keys.",
+            remedy="Pass the passphrase (passphrase=, CLI: --passphrase-env VAR).",
+        )
+    kinds = {_KIND_OF[i.algorithm].value for i in identities}
+    if not kinds & set(types) and any(t in _KNOWN for t in types):
+        raise InvalidParameterError(
+            f"{name} is encrypted for {_describe(types)} recipients, and the identities given are "
+            f"{', '.join(sorted(kinds))} keys.",
+            remedy="Pass the private key of one of the file's recipients, of the same kind.",
+        )
+    for stanza in header.stanzas:
+        for identity in identities:
+            file_key = _try_identity(stanza, identity, name)
+            if file_key is not None:
+                return file_key, KeyWrapping(stanza.type), (identity.public().age_recipient(),)
+    count = len(header.stanzas)
+    raise VerificationError(
+        f"{name}: none of the {count} recipient stanza{'s' if count > 1 else ''} ({_describe(types)}) unwraps with the "
+        f"{len(identities)} identit{'ies' if len(identities) > 1 else 'y'} given (wrong key, or a modified header).",
+        remedy="Check that you pass the private key of one of the file's recipients; if so, the file was modified.",
+        subject=name,
     )
 
 
@@ -400,56 +349,53 @@ def decrypt_stream(
     reader: BinaryIO,
     writer: BinaryIO,
     *,
-    identity: PrivateKeySet | None = None,
+    identities: Sequence[PrivateKeySet] = (),
     passphrase: bytes | None = None,
+    max_scrypt_work_factor: int = DEFAULT_MAX_SCRYPT_WORK_FACTOR,
     name: str = "<stream>",
 ) -> EncryptionResult:
-    """Decrypt what :func:`encrypt_stream` wrote, with the recipient's ``identity`` or the ``passphrase``.
+    """Decrypt an age file from ``reader`` with any of ``identities``, or with the ``passphrase``.
 
     Each chunk is written as soon as it authenticates, so when truncation or tampering is detected further on,
     earlier chunks are already in ``writer``; use :func:`decrypt_file` to get all or nothing. ``name`` labels
-    error messages. Raises :class:`VerificationError` when anything fails to authenticate, and
-    :class:`FileFormatError` when the input is not an encrypted file of a version this code reads.
+    error messages. A passphrase file whose scrypt work factor exceeds ``max_scrypt_work_factor`` (20: 1 GiB of
+    memory) is refused before scrypt runs. Raises :class:`VerificationError` when anything fails to authenticate
+    or no identity matches, :class:`FileFormatError` when the input is not an age v1 file, and
+    :class:`InvalidParameterError` when the credential is of the wrong kind for the file.
     """
-    _one_of(identity, passphrase, "identity")
-    header, header_mac = _read_header(reader, name)
-    file_key = _unwrap(header, identity, passphrase, name)
-    if not hmac.compare_digest(hmac.digest(_hkdf(file_key, b"header"), header.raw, hashlib.sha256), header_mac):
-        raise _corrupt(name, "the header does not authenticate")
-    aead = AESGCM(_hkdf(file_key, b"payload"))
-    chunk = header.chunk_size + _TAG
-    out = memoryview(bytearray(header.chunk_size))
-    prefix, plaintext_bytes, read = header.nonce_prefix, 0, len(header.raw) + _MAC
-    current = _read_exact(reader, chunk)
-    for index in range(_MAX_CHUNKS):
-        following = _read_exact(reader, chunk) if len(current) == chunk else b""
-        last = not following
-        if len(current) < _TAG:
-            raise _corrupt(name, "the encrypted data is truncated")
-        nonce = prefix + index.to_bytes(4, "big") + (b"\x01" if last else b"\x00")
-        try:
-            size = aead.decrypt_into(nonce, current, header_mac, out[: len(current) - _TAG])
-        except InvalidTag:
-            raise _corrupt(
-                name, f"chunk {index} does not authenticate (data modified, reordered, truncated or appended)"
-            ) from None
-        writer.write(out[:size])
-        plaintext_bytes += size
-        read += len(current)
-        if last:
-            break
-        current = following
-    else:
-        raise _corrupt(name, f"the encrypted data runs past {_MAX_CHUNKS} chunks")
-    fingerprint = header.stanza[:32].hex() if header.wrapping is KeyWrapping.RECIPIENT else None
-    return EncryptionResult(header.wrapping, header.chunk_size, index + 1, plaintext_bytes, read, fingerprint)
+    _check_credentials(identities, passphrase, max_scrypt_work_factor)
+    header = _age.read_header(reader, name)
+    file_key, wrapping, recipient = _unwrap(header, identities, passphrase, max_scrypt_work_factor, name)
+    header.verify_mac(file_key, name)
+    stats = _age.decrypt_payload(reader, writer, file_key, name)
+    return EncryptionResult(
+        wrapping, recipient, stats.chunks, stats.plaintext_bytes, header.size + stats.ciphertext_bytes
+    )
+
+
+# --- files ----------------------------------------------------------------------------------------------------------
+
+
+def inspect_encrypted(path: Path) -> EncryptedFileInfo:
+    """Read the header of ``path`` (no key needed, nothing authenticated): the format and its stanza types.
+
+    The kind of file is told from its header alone, never from its name. Not an age v1 file:
+    :class:`FileFormatError`; a malformed header: :class:`VerificationError`.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            header = _age.read_header(fh, str(path))
+    except (FileNotFoundError, IsADirectoryError) as exc:
+        raise FileFormatError(f"{path} is not a readable file.", remedy="Check the path.") from exc
+    return EncryptedFileInfo(AGE_FORMAT, header.types, len(header.stanzas), header.size)
 
 
 def is_encrypted(path: Path) -> bool:
-    """Whether ``path`` starts with the magic bytes of this format (nothing is verified)."""
+    """Whether ``path`` starts like an age v1 file (nothing is verified)."""
     try:
-        with path.open("rb") as fh:
-            return fh.read(len(MAGIC)) == MAGIC
+        with Path(path).open("rb") as fh:
+            return fh.read(len(_age.VERSION_LINE)) == _age.VERSION_LINE
     except OSError:
         return False
 
@@ -520,25 +466,23 @@ def encrypt_file(
     src: Path,
     dst: Path,
     *,
-    recipient: PublicKeySet | None = None,
+    recipients: Sequence[PublicKeySet] = (),
     passphrase: bytes | None = None,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
     overwrite: bool = False,
-    scrypt_log_n: int = DEFAULT_SCRYPT_LOG_N,
+    scrypt_work_factor: int = DEFAULT_SCRYPT_WORK_FACTOR,
 ) -> EncryptionResult:
-    """Encrypt ``src`` to ``dst`` for ``recipient`` (an x25519-mlkem768 public key) or under ``passphrase``.
+    """Encrypt ``src`` to the age file ``dst`` for ``recipients`` (one kind) or with ``passphrase``.
 
-    Exactly one of the two. ``dst`` appears complete or not at all; an existing ``dst`` is replaced only with
-    ``overwrite=True``.
+    ``dst`` appears complete or not at all; an existing ``dst`` is replaced only with ``overwrite=True``.
     """
-    _one_of(recipient, passphrase, "recipient")
+    _check_plan(recipients, passphrase, scrypt_work_factor)
     result = _through_temp(
         src,
         dst,
         overwrite=overwrite,
         mode=_PUBLIC_MODE,
         work=lambda r, w: encrypt_stream(
-            r, w, recipient=recipient, passphrase=passphrase, chunk_size=chunk_size, scrypt_log_n=scrypt_log_n
+            r, w, recipients=recipients, passphrase=passphrase, scrypt_work_factor=scrypt_work_factor
         ),
     )
     logger.info("encrypted %s -> %s (%s, %d chunks)", src, dst, result.wrapping.value, result.chunks)
@@ -549,23 +493,32 @@ def decrypt_file(
     src: Path,
     dst: Path,
     *,
-    identity: PrivateKeySet | None = None,
+    identities: Sequence[PrivateKeySet] = (),
     passphrase: bytes | None = None,
     overwrite: bool = False,
+    max_scrypt_work_factor: int = DEFAULT_MAX_SCRYPT_WORK_FACTOR,
 ) -> EncryptionResult:
-    """Decrypt ``src`` to ``dst`` (mode 0600) with the recipient's ``identity`` or the ``passphrase``.
+    """Decrypt the age file ``src`` to ``dst`` (mode 0600) with any of ``identities``, or with ``passphrase``.
 
     The plaintext goes to a temporary file beside ``dst`` that is renamed into place only after the last chunk
     authenticated: if anything was modified, truncated, reordered or the key is wrong, this raises
-    :class:`VerificationError` and writes nothing. Not an encrypted file: :class:`FileFormatError`.
+    :class:`VerificationError` and writes nothing, and an existing ``dst`` is left as it was. Not an age file:
+    :class:`FileFormatError`.
     """
-    _one_of(identity, passphrase, "identity")
+    _check_credentials(identities, passphrase, max_scrypt_work_factor)
     result = _through_temp(
         src,
         dst,
         overwrite=overwrite,
         mode=0o600,
-        work=lambda r, w: decrypt_stream(r, w, identity=identity, passphrase=passphrase, name=str(src)),
+        work=lambda r, w: decrypt_stream(
+            r,
+            w,
+            identities=identities,
+            passphrase=passphrase,
+            max_scrypt_work_factor=max_scrypt_work_factor,
+            name=str(src),
+        ),
     )
     logger.info("decrypted %s -> %s (%s, %d chunks)", src, dst, result.wrapping.value, result.chunks)
     return result

@@ -29,8 +29,12 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["CorpusEntry", "write_corpus"]
+if TYPE_CHECKING:
+    from modelshield.supply_chain.formats import ModelFormat
+
+__all__ = ["CorpusEntry", "format_samples", "write_corpus"]
 
 
 @dataclass(frozen=True)
@@ -346,9 +350,16 @@ def _benign_writers() -> dict[str, Callable[[Path], object]]:
         import torch
 
         def net() -> torch.nn.Module:
-            torch.manual_seed(0)
-            return torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
-                                       torch.nn.Linear(4 * 6 * 6, 10))  # fmt: skip
+            # Layers made on the meta device skip their default initialisation (which draws from torch's global
+            # generator); they are filled from a generator of their own: the same weights every time, and no
+            # global state touched.
+            model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, device="meta"), torch.nn.ReLU(), torch.nn.Flatten(),
+                                        torch.nn.Linear(4 * 6 * 6, 10, device="meta")).to_empty(device="cpu")  # fmt: skip
+            generator = torch.Generator().manual_seed(0)
+            with torch.no_grad():
+                for parameter in model.parameters():
+                    parameter.copy_(0.1 * torch.randn(parameter.shape, generator=generator))
+            return model
 
         writers["benign.torch-state-dict.pt"] = lambda p: torch.save(net().state_dict(), p)
         writers["benign.torch-full-module.pt"] = lambda p: torch.save(net(), p)
@@ -459,3 +470,62 @@ def write_corpus(directory: Path, *, benign: bool = True) -> list[CorpusEntry]:
                 write(directory / name)
                 entries.append(CorpusEntry(name, False, "benign"))
     return entries
+
+
+def _npy(data: bytes = bytes(8 * 4)) -> bytes:
+    header = f"{{'descr': '<f8', 'fortran_order': False, 'shape': ({len(data) // 8},), }}"
+    header += " " * (118 - len(header)) + "\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + data
+
+
+def _safetensors(header: dict[str, object], data: bytes) -> bytes:
+    raw = json.dumps(header).encode()
+    return struct.pack("<Q", len(raw)) + raw + data
+
+
+def format_samples() -> dict[ModelFormat, tuple[bytes, ...]]:
+    """Small files of every format (benign and malicious, a few hundred bytes each), for scanner conformance tests.
+
+    Built from bytes alone, in milliseconds, without PyTorch; ONNX is included when the ``onnx`` package is.
+    """
+    from modelshield.supply_chain.formats import ModelFormat
+
+    clean = pickle.dumps({"w": [1.0, 2.0], "name": "layer"}, protocol=2)
+    evil = call_v2("os", "system")
+    samples: dict[ModelFormat, tuple[bytes, ...]] = {
+        ModelFormat.PICKLE: (clean, evil, call_v4("builtins", "eval", "1"), _memo_decoy(), _framed()),
+        ModelFormat.NUMPY: (_npy(), _npy_object(evil)),
+        ModelFormat.PYTORCH_ZIP: (_torch_like(clean), _torch_like(evil), _name_mismatch(), _bad_crc()),
+        ModelFormat.TORCHSCRIPT: (_zip({"m/constants.pkl": evil, "m/code/__torch__/m.py": b"def f(): pass\n"}),),
+        ModelFormat.PYTORCH_EXPORT: (_zip({"m/archive_format": b"pt2", "m/models/model.json": b"{}"}),),
+        ModelFormat.SKOPS: (_zip({"schema.json": b"{}", "k.npy": _npy()}),),
+        ModelFormat.NUMPY_NPZ: (_zip({"a.npy": _npy(), "b.npy": _npy_object(evil)}, stored=False),),
+        ModelFormat.ZIP: (_zip({"weights": evil, "inner.zip": _zip({"x.pkl": clean})}),),
+        ModelFormat.TAR: (_tar({"weights": evil, "notes.txt": b"hello"}),),
+        ModelFormat.PYTORCH_LEGACY_TAR: (_tar({"pickle": evil, "storages": clean, "tensors": clean}),),
+        ModelFormat.COMPRESSED: (
+            gzip.compress(clean),
+            zlib.compress(evil),
+            lzma.compress(evil),
+            lzma.compress(clean, format=lzma.FORMAT_ALONE),
+            bz2.compress(evil),
+        ),
+        ModelFormat.SAFETENSORS: (
+            _safetensors({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, bytes(8)),
+            _safetensors({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 64]}, "__metadata__": {}}, bytes(16)),
+        ),
+        ModelFormat.KERAS: (_keras_lambda(), _keras_module()),
+        ModelFormat.HDF5: (_h5_lambda(),),
+        ModelFormat.GGUF: (
+            _gguf("{% for m in messages %}{{ m['content'] }}{% endfor %}"),
+            _gguf("{{ cycler.__init__.__globals__.os.popen('id').read() }}"),
+        ),
+        ModelFormat.TF_SAVEDMODEL: (_saved_model(["Placeholder", "MatMul"]), _saved_model(["Const", "ReadFile"])),
+    }
+    try:
+        import onnx  # noqa: F401 - only to know whether the ONNX sample can be built
+
+        samples[ModelFormat.ONNX] = (_onnx_external_escape(),)
+    except ImportError:
+        pass
+    return samples

@@ -373,8 +373,7 @@ def _train_torch(entry: ZooEntry, split: DatasetSplit, seed: int, out: Path) -> 
     recipe = entry.recipe
     train, test = split.train, split.test
     params = _arch_params(entry, train.schema.input_shape, train.n_classes)
-    torch.manual_seed(seed)
-    net = build_network(recipe["arch"], params)
+    net = build_network(recipe["arch"], params, seed=seed)  # initialised from a local generator, not torch's global
     x = torch.from_numpy(train.x.copy())
     y = torch.from_numpy(train.y.copy())
     for module in net.modules():

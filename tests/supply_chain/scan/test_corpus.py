@@ -51,3 +51,17 @@ def test_parallel_scan_agrees_with_serial(corpus: tuple[Path, list[CorpusEntry]]
     serial = scan_paths([root], workers=1)
     assert parallel.files
     assert [(f.path, f.max_severity) for f in parallel.files] == [(f.path, f.max_severity) for f in serial.files]
+
+
+def test_corpus_leaves_torch_global_generator_alone(tmp_path: Path) -> None:
+    import torch
+
+    from modelshield.testing.scan_corpus import _benign_writers
+
+    write = _benign_writers()["benign.torch-state-dict.pt"]
+    state = torch.get_rng_state()
+    write(tmp_path / "a.pt")
+    write(tmp_path / "b.pt")
+    assert torch.equal(torch.get_rng_state(), state)
+    a, b = torch.load(tmp_path / "a.pt"), torch.load(tmp_path / "b.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a) and a["0.weight"].abs().sum() > 0

@@ -230,3 +230,29 @@ def test_mutated_archives_never_crash(which: int, edits: list[tuple[int, int]]) 
         data[position % len(data)] = value
     findings = scan_stream(io.BytesIO(bytes(data)), len(data), location="fuzz")
     assert all(f.location is not None and f.location.startswith("fuzz") for f in findings)
+
+
+def test_member_name_cut_to_nothing_by_a_nul_byte_is_scanned_not_a_crash() -> None:
+    data = bytearray(_zip_seed())
+    data[209] = 0  # the first byte of the central directory's name of "a/data.pkl"
+    assert data[209 - 46 : 209 - 42] == b"PK\x01\x02"
+    findings = scan_stream(io.BytesIO(bytes(data)), len(data), location="z.zip")
+    assert [f.id for f in findings] == ["archive.name-mismatch"]
+
+
+def test_onnx_strings_that_are_not_utf8_are_reported_not_a_crash(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper
+
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [1], [0.0])
+    weight.ClearField("float_data")
+    weight.data_location = TensorProto.EXTERNAL
+    entry = weight.external_data.add()
+    entry.key, entry.value = "location", "../XXXX"
+    graph = helper.make_graph([helper.make_node("Identity", ["w"], ["y"], domain="com.XXXX")], "g", [],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])], [weight])  # fmt: skip
+    raw = helper.make_model(graph).SerializeToString().replace(b"XXXX", b"\xff\xfe\xfd\xfc")
+    path = tmp_path / "m.onnx"
+    path.write_bytes(raw)
+    found = {f.id: f for f in scan_file(path).findings}
+    assert set(found) == {"onnx.external-data-escape", "onnx.custom-domain"}
+    assert "\ufffd" in found["onnx.custom-domain"].description

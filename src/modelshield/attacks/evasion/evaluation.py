@@ -33,7 +33,8 @@ import numpy as np
 
 from modelshield.attacks.evasion.interface import Constraints, EvasionResult, Norm
 from modelshield.errors import InvalidParameterError
-from modelshield.models.interface import Classifier, FloatArray, GradientClassifier, IntArray
+from modelshield.models.interface import Classifier, FloatArray, IntArray
+from modelshield.models.torch_classifier import TorchClassifier
 
 __all__ = ["Reliability", "RobustnessEvaluation", "evaluate_robustness"]
 
@@ -118,7 +119,6 @@ def evaluate_robustness(
         raise InvalidParameterError("eps must be one or more positive numbers.", remedy="E.g. eps=(0.05, 0.1).")
     t0 = time.perf_counter()
     queries_before = classifier.queries
-    white = isinstance(classifier, GradientClassifier) and type(classifier).__name__ == "TorchClassifier"
     robust: dict[str, list[float]] = {}
     worst: list[float] = []
     per_class: list[tuple[float, ...]] = []
@@ -127,7 +127,7 @@ def evaluate_robustness(
     clean_accuracy = float(np.mean(clean_pred == y))
     classes = np.arange(classifier.n_classes)
     for e in eps:
-        results = _attacks(classifier, x, y, e, norm, steps, seed, constraints, white, blackbox_queries)
+        results = _attacks(classifier, x, y, e, norm, steps, seed, constraints, blackbox_queries)
         for r in results:
             robust.setdefault(r.attack.split("(")[0], []).append(r.robust_accuracy)
         w = _worst(results, x)
@@ -137,17 +137,17 @@ def evaluate_robustness(
     distances: tuple[float, ...] = ()
     unbounded = None
     reliability: list[Reliability] = []
-    if white and check_reliability:
+    if isinstance(classifier, TorchClassifier) and check_reliability:
         from modelshield.attacks.evasion.whitebox import deepfool, pgd
 
         if norm is Norm.L2 or constraints is None or constraints.trivial:
-            df = deepfool(classifier, x, y, constraints=constraints)  # type: ignore[arg-type]
+            df = deepfool(classifier, x, y, constraints=constraints)
             distances = tuple(float(d) for d in df.distances[df.clean_correct & df.success])
         wide = _range_width(classifier, constraints, norm)
         if wide is not None:
-            unbounded = pgd(classifier, x, y, eps=wide, norm=norm, steps=steps, seed=seed,  # type: ignore[arg-type]
+            unbounded = pgd(classifier, x, y, eps=wide, norm=norm, steps=steps, seed=seed,
                             constraints=constraints).robust_accuracy  # fmt: skip
-        hard = pgd(classifier, x, y, eps=eps[-1], norm=norm, steps=4 * steps, restarts=5, seed=seed + 1,  # type: ignore[arg-type]
+        hard = pgd(classifier, x, y, eps=eps[-1], norm=norm, steps=4 * steps, restarts=5, seed=seed + 1,
                    constraints=constraints)  # fmt: skip
         reliability = _reliability(robust, worst, eps, len(y), unbounded, hard.robust_accuracy)
         if norm is Norm.LINF:
@@ -187,20 +187,19 @@ def _attacks(
     steps: int,
     seed: int,
     constraints: Constraints | None,
-    white: bool,
     blackbox_queries: int,
 ) -> list[EvasionResult]:
-    if white:
+    if isinstance(classifier, TorchClassifier):
         from modelshield.attacks.evasion.whitebox import apgd, fgsm, pgd
 
         clf = classifier
         results = [
-            fgsm(clf, x, y, eps=eps, norm=norm, constraints=constraints),  # type: ignore[arg-type]
-            pgd(clf, x, y, eps=eps, norm=norm, steps=steps, seed=seed, constraints=constraints),  # type: ignore[arg-type]
-            apgd(clf, x, y, eps=eps, norm=norm, steps=max(steps, 50), seed=seed, constraints=constraints),  # type: ignore[arg-type]
+            fgsm(clf, x, y, eps=eps, norm=norm, constraints=constraints),
+            pgd(clf, x, y, eps=eps, norm=norm, steps=steps, seed=seed, constraints=constraints),
+            apgd(clf, x, y, eps=eps, norm=norm, steps=max(steps, 50), seed=seed, constraints=constraints),
         ]
         if classifier.n_classes >= 3:
-            results.append(apgd(clf, x, y, eps=eps, norm=norm, loss="dlr", steps=max(steps, 50), seed=seed,  # type: ignore[arg-type]
+            results.append(apgd(clf, x, y, eps=eps, norm=norm, loss="dlr", steps=max(steps, 50), seed=seed,
                                 constraints=constraints))  # fmt: skip
         return results
     from modelshield.attacks.evasion import blackbox

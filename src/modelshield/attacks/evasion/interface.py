@@ -6,13 +6,17 @@
 
 An attack returns an :class:`EvasionResult`: the adversarial inputs, whether each one fools the model (measured
 again on the returned array, never taken from the attack's own bookkeeping), the perturbation norms, and the
-queries it spent. :class:`Constraints` keeps adversarial records valid: inside the ε-ball, inside the valid range,
-immutable features untouched, integer and categorical features on whole values.
+queries it spent; it is an :class:`~modelshield.attacks.interface.AttackResult`, whose
+:meth:`EvasionResult.metrics` are the field's figures (robust accuracy, success rate, clean accuracy, mean distance).
+:class:`Constraints` keeps adversarial records valid: inside the ε-ball, inside the valid range, immutable features
+untouched, integer and categorical features on whole values.
 """
 
 from __future__ import annotations
 
 import enum
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,6 +66,9 @@ class EvasionResult:
     distances: NDArray[np.float64]  # per-sample norm of x_adv - x
     queries: int  # forward passes (one per sample) and gradient computations spent
     seconds: float
+    #: The rows of the target's test set that were attacked, when a plug-in drew the sample (``x_adv[i]`` attacks
+    #: ``target.test.x[indices[i]]``); None when the caller passed the inputs.
+    indices: IntArray | None = None
 
     @property
     def success(self) -> NDArray[np.bool_]:
@@ -82,6 +89,21 @@ class EvasionResult:
         """Share of the inputs the model got right that the attack turned wrong."""
         right = self.clean_correct
         return float(np.mean(self.success[right])) if right.any() else float("nan")
+
+    @property
+    def mean_distance(self) -> float:
+        """Mean perturbation norm of the successful examples of inputs the model got right (NaN when none)."""
+        fooled = self.clean_correct & self.success
+        return float(np.mean(self.distances[fooled])) if fooled.any() else math.nan
+
+    def metrics(self) -> Mapping[str, float]:
+        """Robust accuracy, success rate, clean accuracy and mean distance (NaN where undefined)."""
+        return {
+            "robust_accuracy": self.robust_accuracy,
+            "success_rate": self.success_rate,
+            "clean_accuracy": self.clean_accuracy,
+            "mean_distance": self.mean_distance,
+        }
 
     @classmethod
     def measure(

@@ -488,21 +488,25 @@ def assess_membership(
     x = np.concatenate([members.x, non_members.x]).astype(np.float32, copy=False)
     y = np.concatenate([members.y, non_members.y]).astype(np.int64, copy=False)
     is_member = np.r_[np.ones(len(members), bool), np.zeros(len(non_members), bool)]
-    before = classifier.queries
-    logp = target_log_proba(classifier, x)
-    queries = classifier.queries - before
+    wanted = [a for a in attacks if a.startswith(("lira", "rmia"))]
     results: list[MembershipResult] = []
     skipped: list[str] = []
+    if trainer is None:
+        skipped += [f"{a}: needs a training recipe for reference models (none given)" for a in wanted]
+        wanted = []
+    # The score-based attacks share one pass over the records (their queries); label-only makes its own.
+    logp = np.empty((0, 0))
+    queries = 0
+    if wanted or "loss" in attacks or "population" in attacks:
+        before = classifier.queries
+        logp = target_log_proba(classifier, x)
+        queries = classifier.queries - before
     if "loss" in attacks:
         results.append(_with_queries(loss_attack(logp, y, is_member), queries))
     if "population" in attacks:
         results.append(_with_queries(population_attack(logp, y, is_member, seed=seed), queries))
     reference: ReferenceModels | None = None
-    wanted = [a for a in attacks if a.startswith(("lira", "rmia"))]
-    if wanted and trainer is None:
-        skipped += [f"{a}: needs a training recipe for reference models (none given)" for a in wanted]
-    elif wanted:
-        assert trainer is not None  # noqa: S101 - narrowed above
+    if wanted and trainer is not None:
         reference = reference_models(
             trainer,
             x,

@@ -73,7 +73,11 @@ class ReferenceModels:
 
 @dataclass(frozen=True, eq=False)
 class MembershipResult:
-    """One attack's membership scores on the records under test, with the field's metrics."""
+    """One attack's membership scores on the records under test, with the field's metrics.
+
+    An :class:`~modelshield.attacks.interface.AttackResult`: ``queries`` are the target's queries, ``seconds`` the
+    attack's time (for the plug-ins of :mod:`.plugins`, reference models included).
+    """
 
     attack: str
     scores: NDArray[np.float64]  # one per record, higher = more likely a member
@@ -83,6 +87,11 @@ class MembershipResult:
     queries: int = 0  # queries to the target model
     seconds: float = 0.0
     notes: tuple[str, ...] = ()
+
+    def metrics(self) -> dict[str, float]:
+        """The field's figures: AUC, membership advantage, best balanced accuracy, and the TPR at 0.1% and 1%
+        FPR (``"tpr_at_0.1%_fpr"``, ``"tpr_at_1.0%_fpr"``)."""
+        return self.summary.metrics()
 
     def roc(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """``(fpr, tpr)`` at every distinct threshold."""

@@ -24,6 +24,7 @@ from modelshield.attacks.poisoning.triggers import (
     blend_trigger,
     feature_trigger,
     patch_trigger,
+    standard_trigger,
 )
 
 __all__ = [
@@ -43,5 +44,6 @@ __all__ = [
     "feature_trigger",
     "patch_trigger",
     "poison",
+    "standard_trigger",
     "susceptibility",
 ]

@@ -33,7 +33,7 @@ from modelshield.errors import InvalidInputError, InvalidParameterError
 
 if TYPE_CHECKING:
     from modelshield.attacks.poisoning.triggers import Trigger
-    from modelshield.models.torch_classifier import TorchClassifier
+    from modelshield.models.interface import GradientClassifier
 
 __all__ = [
     "Backdoor",
@@ -166,7 +166,7 @@ class CleanLabelBackdoor:
 
     trigger: Trigger
     target: int
-    surrogate: TorchClassifier
+    surrogate: GradientClassifier
     eps: float
     steps: int = 20
     name: str = field(default="clean-label", init=False)

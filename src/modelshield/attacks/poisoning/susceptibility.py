@@ -11,13 +11,16 @@ test inputs; a model's mask swaps its share of clean records for their poisoned 
 exactly as many records, and its outputs on the (never trained) test rows come back with the rest.
 
 The attack success rate carries an exact (Clopper–Pearson) 95% interval; the clean accuracy is measured on the
-untouched test split. :meth:`SusceptibilityCurve.fraction_needed` is the smallest measured fraction whose success
+untouched test split. A curve is an :class:`~modelshield.attacks.interface.AttackResult`: its
+:meth:`SusceptibilityCurve.metrics` are the success rate and clean accuracy at the largest fraction, beside the clean
+baseline's. :meth:`SusceptibilityCurve.fraction_needed` is the smallest measured fraction whose success
 rate reaches a goal while clean accuracy stays within ``max_accuracy_drop`` of the clean model's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,12 +47,29 @@ class CurvePoint:
 
 @dataclass(frozen=True)
 class SusceptibilityCurve:
+    """Attack success and clean accuracy per poison fraction, the clean model (fraction 0) first."""
+
     attack: str
     points: tuple[CurvePoint, ...]  # fraction 0 first
     n_train: int
     n_success_inputs: int
     repeats: int
     trainer: str
+    queries: int = 0  # queries to the target's model (a clean-label attack's surrogate gradients); retraining none
+    seconds: float = 0.0
+
+    def metrics(self) -> Mapping[str, float]:
+        """At the largest poison fraction: ``attack_success_rate``, ``clean_accuracy`` and ``clean_accuracy_drop``
+        (from the clean model's); and the clean model's ``baseline_success_rate`` and ``baseline_clean_accuracy``."""
+        top, base = self.points[-1], self.baseline
+        return {
+            "fraction": top.fraction,
+            "attack_success_rate": top.success_rate,
+            "clean_accuracy": top.clean_accuracy,
+            "clean_accuracy_drop": base.clean_accuracy - top.clean_accuracy,
+            "baseline_success_rate": base.success_rate,
+            "baseline_clean_accuracy": base.clean_accuracy,
+        }
 
     @property
     def baseline(self) -> CurvePoint:
@@ -78,6 +98,7 @@ def susceptibility(
     """Train a model per poison fraction (``repeats`` each, with their own poison draws) and measure the attack."""
     if repeats < 1:
         raise InvalidParameterError(f"repeats must be at least 1, not {repeats}.")
+    t0 = time.perf_counter()
     levels = sorted({0.0, *(float(f) for f in fractions)})
     counts = [n_poison(f, len(train)) for f in levels]
     inputs = attack.success_inputs(test)
@@ -125,4 +146,5 @@ def susceptibility(
         n_success_inputs=len(inputs.y),
         repeats=repeats,
         trainer=str(spec.get("name", spec.get("estimator", spec.get("kind", "")))),
+        seconds=time.perf_counter() - t0,
     )

@@ -19,12 +19,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from modelshield.errors import InvalidInputError, InvalidParameterError
+
+if TYPE_CHECKING:
+    from modelshield.data.interface import Dataset
+    from modelshield.models.interface import Bounds
 
 __all__ = [
     "BlendTrigger",
@@ -34,6 +38,7 @@ __all__ = [
     "blend_trigger",
     "feature_trigger",
     "patch_trigger",
+    "standard_trigger",
 ]
 
 FloatArray = NDArray[np.float32]
@@ -250,3 +255,17 @@ def feature_trigger(
         input_shape=tuple(np.asarray(x).shape[1:]),
         names=labels,
     )
+
+
+def standard_trigger(data: Dataset, bounds: Bounds | None = None, *, seed: int = 0) -> Trigger:
+    """The trigger the audit and the BadNets plug-in stamp: for images of at least 4x4 pixels a solid square at
+    the range's top value in the bottom-right corner (3x3, or 2x2 below 6x6 pixels); for other data three features
+    (fewer when fewer vary), drawn with ``seed``, set to their 99th percentile in ``data``."""
+    shape = data.schema.input_shape
+    if len(shape) == 3 and min(shape[1:]) >= 4:
+        low = float(np.min(bounds.low)) if bounds is not None else float(data.x.min())
+        high = float(np.max(bounds.high)) if bounds is not None else float(data.x.max())
+        size = 3 if min(shape[1:]) >= 6 else 2
+        return patch_trigger(shape, shape="square", size=size, position="bottom-right", low=low, high=high)
+    n_features = min(3, max(1, int(np.sum(data.x.reshape(len(data), -1).std(axis=0) > 0))))
+    return feature_trigger(data.x, n_features=n_features, quantile=0.99, names=data.schema.names, seed=seed)

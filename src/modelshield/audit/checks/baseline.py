@@ -4,25 +4,46 @@
     >>> import numpy as np
     >>> round(expected_calibration_error(np.array([[0.9, 0.1], [0.2, 0.8]]), np.array([0, 1])), 3)
     0.15
+    >>> from modelshield.audit.checks.baseline import BASELINE, BaselineMeasurement, TrainFit
+    >>> m = BaselineMeasurement(test_accuracy=0.8, balanced_accuracy=0.8, expected_calibration_error=0.05,
+    ...                         test_loss=0.5, test_samples=100, recall=(0.8, 0.8), label_names=("a", "b"),
+    ...                         train=TrainFit(accuracy=0.99, loss=0.05, samples=100))
+    >>> [(f.id, f.severity.value) for f in BASELINE.judge(m)]
+    [('baseline.performance', 'info'), ('baseline.generalization-gap', 'medium')]
 
 Findings: ``baseline.performance`` (info: accuracy, balanced accuracy, per-class recall, expected calibration
 error) and ``baseline.generalization-gap`` when the model does clearly better on its training data than on unseen
 data — the signal membership inference feeds on. Severity: low from an accuracy gap of 0.05, medium from 0.15
 (:data:`GAP_THRESHOLDS`); low also when the mean loss on unseen data exceeds the training loss by 0.1 nats and
 at least twofold (:data:`LOSS_GAP_LOW`). The membership-inference check measures the actual leak.
+
+:meth:`BaselineCheck.measure` predicts on at most :attr:`BaselineSettings.samples` test (and training) records:
+1,000 (quick), 5,000 (standard) or 50,000 (thorough); :meth:`BaselineCheck.judge` applies the rules above.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 from numpy.typing import NDArray
 
-from modelshield.audit.interface import Check, CheckContext
-from modelshield.findings import Chart, Finding, OwaspMl, Severity
+from modelshield.audit.interface import Budget, Check, CheckContext
+from modelshield.findings import Chart, Finding, JSONValue, OwaspMl, Severity
 
-__all__ = ["BASELINE", "GAP_THRESHOLDS", "LOSS_GAP_LOW", "expected_calibration_error"]
+__all__ = [
+    "BASELINE",
+    "GAP_THRESHOLDS",
+    "LOSS_GAP_LOW",
+    "BaselineCheck",
+    "BaselineMeasurement",
+    "BaselineSettings",
+    "TrainFit",
+    "expected_calibration_error",
+    "gap_severity",
+]
 
 #: Accuracy gap (train minus test) at which the generalisation-gap finding reaches each severity.
 GAP_THRESHOLDS: tuple[tuple[float, Severity], ...] = ((0.15, Severity.MEDIUM), (0.05, Severity.LOW))
@@ -41,7 +62,7 @@ def expected_calibration_error(proba: NDArray[np.floating], y: NDArray[np.intege
     for b in np.unique(bins):
         mask = bins == b
         total += mask.sum() * abs(float(correct[mask].mean()) - float(confidence[mask].mean()))
-    return total / len(y) if len(y) else float("nan")
+    return float(total / len(y)) if len(y) else float("nan")
 
 
 def _mean_loss(proba: NDArray[np.floating], y: NDArray[np.integer]) -> float:
@@ -57,76 +78,152 @@ def _sample(
     return x[idx], y[idx]
 
 
-def baseline_findings(context: CheckContext) -> Sequence[Finding]:
-    target, clf = context.target, context.target.classifier
-    limit = context.budget.samples * 5
-    x, y = _sample(target.test.x, target.test.y, limit, context.rng)
-    proba = clf.predict_proba(x)
-    pred = proba.argmax(axis=1)
-    labels = target.test.label_names
-    recall = [float(np.mean(pred[y == k] == k)) if np.any(y == k) else float("nan") for k in range(clf.n_classes)]
-    accuracy = float(np.mean(pred == y))
-    balanced = float(np.nanmean(recall))
-    ece = expected_calibration_error(proba, y)
-    test_loss = _mean_loss(proba, y)
-    metrics: dict[str, float | int] = {
-        "test_accuracy": accuracy,
-        "balanced_accuracy": balanced,
-        "expected_calibration_error": ece,
-        "test_loss": test_loss,
-        "test_samples": len(y),
-    }
-    findings = []
-    gap: float | None = None
-    if target.train is not None:
-        xt, yt = _sample(target.train.x, target.train.y, limit, context.rng)
-        proba_t = clf.predict_proba(xt)
-        train_accuracy = float(np.mean(proba_t.argmax(axis=1) == yt))
-        train_loss = _mean_loss(proba_t, yt)
-        gap = train_accuracy - accuracy
-        metrics.update(train_accuracy=train_accuracy, train_loss=train_loss, accuracy_gap=gap, train_samples=len(yt))
-    findings.append(
-        Finding(
-            id="baseline.performance",
-            check="baseline",
-            title=f"Clean test accuracy {accuracy:.1%}",
-            severity=Severity.INFO,
-            description=(
-                f"On {len(y)} test inputs the model is right {accuracy:.1%} of the time (balanced accuracy "
-                f"{balanced:.1%}); expected calibration error {ece:.3f}. Robust accuracies are read against this."
-            ),
-            metrics=metrics,
-            charts=(
-                Chart(
-                    title="Recall per class (clean test data)",
-                    kind="bar",
-                    x=tuple(labels),
-                    series={"recall": tuple(recall)},
-                    x_label="class",
-                    y_label="recall",
-                    y_range=(0.0, 1.0),
-                ),
-            ),
-        )
+@dataclass(frozen=True)
+class BaselineSettings:
+    """What a budget buys the baseline check."""
+
+    samples: int  # most test records, and most training records, the model is asked about
+
+
+@dataclass(frozen=True)
+class TrainFit:
+    """How the model fits (a sample of) its training data."""
+
+    accuracy: float
+    loss: float  # mean cross-entropy, nats
+    samples: int
+
+
+@dataclass(frozen=True)
+class BaselineMeasurement:
+    """Clean test performance, and the fit of the training data when the target has it."""
+
+    test_accuracy: float
+    balanced_accuracy: float
+    expected_calibration_error: float
+    test_loss: float  # mean cross-entropy, nats
+    test_samples: int
+    recall: tuple[float, ...]  # per class (NaN for a class absent from the sample)
+    label_names: tuple[str, ...]
+    train: TrainFit | None = None
+
+
+def gap_severity(accuracy_gap: float, train_loss: float, test_loss: float) -> Severity | None:
+    """The generalisation-gap finding's severity (:data:`GAP_THRESHOLDS`, :data:`LOSS_GAP_LOW`); None: no finding."""
+    severity = next((s for threshold, s in GAP_THRESHOLDS if accuracy_gap >= threshold), None)
+    if severity is None and test_loss - train_loss >= LOSS_GAP_LOW and test_loss >= 2 * train_loss:
+        severity = Severity.LOW
+    return severity
+
+
+class BaselineCheck(Check[BaselineSettings, BaselineMeasurement]):
+    """Clean accuracy, per-class recall, calibration, and the train/test gap."""
+
+    name = "baseline"
+    title = "Clean performance and generalisation"
+    description = "Clean accuracy, per-class recall, calibration, and the train/test gap."
+    budgets: Mapping[Budget, BaselineSettings] = MappingProxyType(
+        {
+            Budget.QUICK: BaselineSettings(samples=1_000),
+            Budget.STANDARD: BaselineSettings(samples=5_000),
+            Budget.THOROUGH: BaselineSettings(samples=50_000),
+        }
     )
-    if gap is not None:
-        severity = next((s for threshold, s in GAP_THRESHOLDS if gap >= threshold), None)
-        loss_gap = test_loss - float(metrics["train_loss"])
-        if severity is None and loss_gap >= LOSS_GAP_LOW and test_loss >= 2 * float(metrics["train_loss"]):
-            severity = Severity.LOW
+
+    def measure(self, context: CheckContext, settings: BaselineSettings) -> BaselineMeasurement:
+        """Predict on a sample of the test set (and of the training set, when known)."""
+        target, clf = context.target, context.target.classifier
+        x, y = _sample(target.test.x, target.test.y, settings.samples, context.rng)
+        proba = clf.predict_proba(x)
+        pred = proba.argmax(axis=1)
+        recall = tuple(
+            float(np.mean(pred[y == k] == k)) if np.any(y == k) else float("nan") for k in range(clf.n_classes)
+        )
+        train = None
+        if target.train is not None:
+            xt, yt = _sample(target.train.x, target.train.y, settings.samples, context.rng)
+            proba_t = clf.predict_proba(xt)
+            train = TrainFit(
+                accuracy=float(np.mean(proba_t.argmax(axis=1) == yt)), loss=_mean_loss(proba_t, yt), samples=len(yt)
+            )
+        return BaselineMeasurement(
+            test_accuracy=float(np.mean(pred == y)),
+            balanced_accuracy=float(np.nanmean(recall)),
+            expected_calibration_error=expected_calibration_error(proba, y),
+            test_loss=_mean_loss(proba, y),
+            test_samples=len(y),
+            recall=recall,
+            label_names=tuple(target.test.label_names),
+            train=train,
+        )
+
+    def judge(self, measurement: BaselineMeasurement) -> Sequence[Finding]:
+        """``baseline.performance`` (info), and ``baseline.generalization-gap`` rated by :func:`gap_severity`."""
+        m = measurement
+        accuracy, balanced, ece, test_loss = (
+            m.test_accuracy,
+            m.balanced_accuracy,
+            m.expected_calibration_error,
+            m.test_loss,
+        )
+        metrics: dict[str, JSONValue] = {
+            "test_accuracy": accuracy,
+            "balanced_accuracy": balanced,
+            "expected_calibration_error": ece,
+            "test_loss": test_loss,
+            "test_samples": m.test_samples,
+        }
+        if m.train is not None:
+            metrics.update(
+                train_accuracy=m.train.accuracy,
+                train_loss=m.train.loss,
+                accuracy_gap=m.train.accuracy - accuracy,
+                train_samples=m.train.samples,
+            )
+        findings = [
+            Finding(
+                id="baseline.performance",
+                check=self.name,
+                title=f"Clean test accuracy {accuracy:.1%}",
+                severity=Severity.INFO,
+                description=(
+                    f"On {m.test_samples} test inputs the model is right {accuracy:.1%} of the time (balanced "
+                    f"accuracy {balanced:.1%}); expected calibration error {ece:.3f}. Robust accuracies are read "
+                    "against this."
+                ),
+                metrics=metrics,
+                charts=(
+                    Chart(
+                        title="Recall per class (clean test data)",
+                        kind="bar",
+                        x=m.label_names,
+                        series={"recall": m.recall},
+                        x_label="class",
+                        y_label="recall",
+                        y_range=(0.0, 1.0),
+                    ),
+                ),
+            )
+        ]
+        if m.train is None:
+            return findings
+        gap = m.train.accuracy - accuracy
+        train_loss = m.train.loss
+        severity = gap_severity(gap, train_loss, test_loss)
         if severity is not None:
+            loss_gap = test_loss - train_loss
             findings.append(
                 Finding(
                     id="baseline.generalization-gap",
-                    check="baseline",
+                    check=self.name,
                     title=(
                         f"Model fits its training data much better than unseen data (accuracy gap {gap:.1%}, "
                         f"loss gap {loss_gap:.3f})"
                     ),
                     severity=severity,
                     description=(
-                        f"Train accuracy {metrics['train_accuracy']:.1%} against test accuracy {accuracy:.1%}; "
-                        f"mean loss {metrics['train_loss']:.3f} on training data against {test_loss:.3f} on test "
+                        f"Train accuracy {m.train.accuracy:.1%} against test accuracy {accuracy:.1%}; "
+                        f"mean loss {train_loss:.3f} on training data against {test_loss:.3f} on test "
                         "data. Over-fitting is what membership-inference attacks exploit to tell members apart."
                     ),
                     remediation=(
@@ -138,17 +235,12 @@ def baseline_findings(context: CheckContext) -> Sequence[Finding]:
                     metrics={
                         "accuracy_gap": gap,
                         "loss_gap": loss_gap,
-                        "train_loss": metrics["train_loss"],
+                        "train_loss": train_loss,
                         "test_loss": test_loss,
                     },
                 )
             )
-    return findings
+        return findings
 
 
-BASELINE = Check(
-    name="baseline",
-    title="Clean performance and generalisation",
-    description="Clean accuracy, per-class recall, calibration, and the train/test gap.",
-    run=baseline_findings,
-)
+BASELINE = BaselineCheck()

@@ -1,9 +1,12 @@
 """The ``poisoning`` check: how little poisoned training data it takes to plant a backdoor or degrade the model, and
 whether sanitising the data would have caught it.
 
-    >>> from modelshield.audit.checks.poisoning import POISONING, FRACTIONS
-    >>> POISONING.name, FRACTIONS["quick"][-1]
-    ('poisoning', 0.05)
+    >>> from modelshield.audit.checks.poisoning import POISONING, FRACTIONS, backdoor_severity, flip_severity
+    >>> from modelshield.audit.interface import Budget
+    >>> POISONING.name, FRACTIONS["quick"][-1], POISONING.settings(Budget.QUICK).repeats
+    ('poisoning', 0.05, 1)
+    >>> backdoor_severity(0.01, measured=True), flip_severity(0.06)
+    (<Severity.HIGH: 'high'>, <Severity.MEDIUM: 'medium'>)
 
 The check retrains the target's recipe (``Target.trainer``) on poisoned copies of its own training data:
 
@@ -27,6 +30,10 @@ Severity, :data:`BACKDOOR_RULES` and :data:`FLIP_RULES`:
 Severity describes the model's susceptibility, not the sanitiser; the finding says whether sanitising the data
 would have removed the backdoor.
 
+:meth:`PoisoningCheck.measure` does the work (retraining, sanitising, scanning) under the budget's
+:class:`PoisoningSettings` (the fractions and repeats above) and returns a :class:`PoisoningMeasurement`;
+:meth:`PoisoningCheck.judge` applies the rules (:func:`backdoor_severity`, :func:`flip_severity`).
+
 PyTorch image classifiers are also scanned for a backdoor already in them (Neural Cleanse on test inputs):
 ``poisoning.backdoor-scan`` is high when a class has an anomalously small reversed trigger, info otherwise
 (OWASP ML10, ATLAS AML.T0018).
@@ -35,20 +42,40 @@ PyTorch image classifiers are also scanned for a backdoor already in them (Neura
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from modelshield.audit.interface import Check, CheckContext, Requirement
-from modelshield.findings import Chart, Finding, OwaspMl, Severity
+from modelshield.attacks.poisoning import SusceptibilityCurve
+from modelshield.audit.interface import Budget, Check, CheckContext, Requirement
+from modelshield.errors import InvalidParameterError
+from modelshield.findings import Chart, Finding, JSONValue, OwaspMl, Severity
 
 if TYPE_CHECKING:
-    from modelshield.attacks.poisoning import PoisonAttack, SusceptibilityCurve
+    from modelshield.attacks.poisoning import PoisonAttack
     from modelshield.data.interface import Dataset
     from modelshield.models.retrain import Trainer
     from modelshield.target import Target
 
-__all__ = ["BACKDOOR_RULES", "DETECTION_FRACTION", "FLIP_RULES", "FRACTIONS", "POISONING"]
+__all__ = [
+    "BACKDOOR_RULES",
+    "DETECTION_FRACTION",
+    "FLIP_FRACTIONS",
+    "FLIP_RULES",
+    "FRACTIONS",
+    "POISONING",
+    "REPEATS",
+    "BackdoorScan",
+    "DetectorQuality",
+    "PoisoningCheck",
+    "PoisoningMeasurement",
+    "PoisoningSettings",
+    "SanitiserMeasurement",
+    "backdoor_severity",
+    "flip_severity",
+]
 
 #: Poison fractions of the susceptibility curves, per budget.
 FRACTIONS: Mapping[str, tuple[float, ...]] = {
@@ -79,51 +106,103 @@ _ATLAS_BACKDOOR = ("AML.T0020", "AML.T0018")
 _ATLAS_FLIP = ("AML.T0020",)
 
 
+@dataclass(frozen=True)
+class PoisoningSettings:
+    """What a budget buys the poisoning check: the curves' poison fractions and models per fraction."""
+
+    fractions: tuple[float, ...]  # backdoor poison fractions (those above the eligible share are skipped)
+    flip_fractions: tuple[float, ...]  # label-flipping fractions; must include FLIP_DETECTION_FRACTION
+    repeats: int  # models per fraction, each with its own poison draw
+
+    def __post_init__(self) -> None:
+        if FLIP_DETECTION_FRACTION not in self.flip_fractions:
+            raise InvalidParameterError(
+                f"flip_fractions must include {FLIP_DETECTION_FRACTION:g}, the fraction label flipping is judged at."
+            )
+        if self.repeats < 1:
+            raise InvalidParameterError(f"repeats must be at least 1, not {self.repeats}.")
+
+
+@dataclass(frozen=True)
+class DetectorQuality:
+    """One detector of the sanitiser against the truth."""
+
+    method: str
+    recall: float
+    clean_flagged: float
+    auc: float
+
+
+@dataclass(frozen=True)
+class SanitiserMeasurement:
+    """Sanitising a poisoned training set, and the attack after retraining on what is left."""
+
+    fraction: float  # poison fraction of the training set that was sanitised
+    poisoned_records: int
+    precision: float
+    recall: float
+    clean_flagged: float  # share of clean records removed
+    removed: int
+    success_after: float  # attack success of the model retrained on the sanitised data
+    clean_accuracy_after: float
+    detectors: tuple[DetectorQuality, ...]
+
+
+@dataclass(frozen=True)
+class BackdoorScan:
+    """Neural Cleanse on the target's own model: per class (indexed by class), and the classes it flags."""
+
+    flagged: tuple[int, ...]
+    anomaly_index: tuple[float, ...]
+    mask_norms: tuple[float, ...]  # L1 norm of each class's reversed trigger mask, pixels
+    attack_success: tuple[float, ...]  # the reversed trigger's success on held-out inputs
+    threshold: float
+    inputs: int
+
+
+@dataclass(frozen=True)
+class PoisoningMeasurement:
+    """The backdoor and label-flipping susceptibility curves, the sanitiser on each, and the backdoor scan."""
+
+    backdoor: SusceptibilityCurve  # attack: the backdoor's description
+    backdoor_sanitiser: SanitiserMeasurement
+    label_flip: SusceptibilityCurve
+    flip_sanitiser: SanitiserMeasurement
+    scan: BackdoorScan | None = None  # PyTorch image classifiers only
+
+
+def backdoor_severity(needed: float | None, *, measured: bool) -> Severity:
+    """Severity from the smallest poison fraction that plants a working backdoor (:data:`BACKDOOR_RULES`);
+    ``needed`` None: low when some fraction was measured, info when none was."""
+    if needed is None:
+        return Severity.LOW if measured else Severity.INFO
+    for limit, severity in BACKDOOR_RULES:
+        if needed <= limit:
+            return severity
+    return Severity.LOW
+
+
+def flip_severity(loss: float) -> Severity:
+    """Severity from the clean accuracy lost at 10% flipped labels (:data:`FLIP_RULES`)."""
+    for limit, severity in FLIP_RULES:
+        if loss >= limit:
+            return severity
+    return Severity.INFO
+
+
+def _needs(target: Target) -> tuple[Dataset, Trainer]:
+    train, trainer = target.train, target.trainer
+    if train is None or trainer is None:  # the runner skips such targets (Requirement.TRAIN_DATA, TRAINER)
+        raise InvalidParameterError("The poisoning check needs the target's training data and training recipe.")
+    return train, trainer
+
+
 def _backdoor(target: Target, rng: np.random.Generator, seed: int) -> PoisonAttack:
-    from modelshield.attacks.poisoning import Backdoor, feature_trigger, patch_trigger
+    from modelshield.attacks.poisoning import Backdoor, standard_trigger
 
-    train = target.train
-    assert train is not None  # noqa: S101 - the check requires training data
-    shape = train.schema.input_shape
+    train, _ = _needs(target)
     goal = int(rng.integers(train.n_classes))
-    if len(shape) == 3 and min(shape[1:]) >= 4:
-        bounds = target.classifier.clip_values
-        low = float(np.min(bounds.low)) if bounds is not None else float(train.x.min())
-        high = float(np.max(bounds.high)) if bounds is not None else float(train.x.max())
-        size = 3 if min(shape[1:]) >= 6 else 2
-        trigger = patch_trigger(shape, shape="square", size=size, position="bottom-right", low=low, high=high)
-        return Backdoor(trigger, goal)
-    n_features = min(3, max(1, int(np.sum(train.x.reshape(len(train), -1).std(axis=0) > 0))))
-    names = train.schema.names
-    return Backdoor(feature_trigger(train.x, n_features=n_features, quantile=0.99, names=names, seed=seed), goal)
-
-
-def _curve_chart(curve: SusceptibilityCurve, title: str, success: str) -> Chart:
-    return Chart(
-        title=title,
-        kind="line",
-        x=tuple(round(100 * p.fraction, 3) for p in curve.points),
-        series={
-            success: tuple(round(p.success_rate, 4) for p in curve.points),
-            "clean accuracy": tuple(round(p.clean_accuracy, 4) for p in curve.points),
-        },
-        x_label="poisoned training records (%)",
-        y_label="rate",
-        y_range=(0.0, 1.0),
-    )
-
-
-def _curve_metrics(curve: SusceptibilityCurve) -> list[dict[str, Any]]:
-    return [
-        {
-            "fraction": p.fraction,
-            "records": p.n_poison,
-            "success_rate": round(p.success_rate, 4),
-            "success_interval": [round(v, 4) for v in p.success_interval],
-            "clean_accuracy": round(p.clean_accuracy, 4),
-        }
-        for p in curve.points
-    ]
+    return Backdoor(standard_trigger(train, target.classifier.clip_values, seed=seed), goal)
 
 
 def _after(trainer: Trainer, clean: Dataset, test: Dataset, attack: PoisonAttack, seed: int) -> tuple[float, float]:
@@ -141,16 +220,14 @@ def _after(trainer: Trainer, clean: Dataset, test: Dataset, attack: PoisonAttack
 
 def _sanitiser(
     target: Target, attack: PoisonAttack, fraction: float, seed: int, *, model_detectors: bool = True
-) -> dict[str, Any]:
+) -> SanitiserMeasurement:
     """Poison at ``fraction``, sanitise (with a model trained on the poisoned data when the recipe is PyTorch),
     retrain on what is left; the sanitiser's quality and the attack's success afterwards."""
     from modelshield.attacks.poisoning import poison
     from modelshield.defenses.sanitize import detection_quality, sanitize
     from modelshield.models.retrain import TorchTrainer
 
-    train, trainer = target.train, target.trainer
-    assert train is not None  # noqa: S101 - the check requires it
-    assert trainer is not None  # noqa: S101 - the check requires it
+    train, trainer = _needs(target)
     poisoned = poison(train, attack, fraction, seed=seed)
     data = poisoned.dataset
     classifier = None
@@ -170,87 +247,170 @@ def _sanitiser(
     result = sanitize(data, classifier=classifier, trainer=trainer, methods=methods, seed=seed)
     quality = detection_quality(result.removed, poisoned.poisoned)
     success, accuracy = _after(trainer, result.clean, target.test, attack, seed)
-    return {
-        "fraction": fraction,
-        "poisoned_records": poisoned.n_poisoned,
-        "detectors": [d.method for d in result.detections],
-        "precision": round(quality.precision, 4),
-        "recall": round(quality.recall, 4),
-        "clean_flagged": round(quality.clean_flagged, 4),
-        "removed": quality.flagged,
-        "success_after": round(success, 4),
-        "clean_accuracy_after": round(accuracy, 4),
-        "per_detector": {
-            d.method: {
-                "recall": round(q.recall, 4),
-                "clean_flagged": round(q.clean_flagged, 4),
-                "auc": round(q.auc, 4),
-            }
-            for d in result.detections
-            for q in [detection_quality(d, poisoned.poisoned)]
+    detectors = []
+    for d in result.detections:
+        q = detection_quality(d, poisoned.poisoned)
+        detectors.append(DetectorQuality(d.method, recall=q.recall, clean_flagged=q.clean_flagged, auc=q.auc))
+    return SanitiserMeasurement(
+        fraction=fraction,
+        poisoned_records=poisoned.n_poisoned,
+        precision=quality.precision,
+        recall=quality.recall,
+        clean_flagged=quality.clean_flagged,
+        removed=quality.flagged,
+        success_after=success,
+        clean_accuracy_after=accuracy,
+        detectors=tuple(detectors),
+    )
+
+
+def _backdoor_scan(ctx: CheckContext) -> BackdoorScan | None:
+    """Neural Cleanse on the target's own model (PyTorch image classifiers): is a backdoor already in it?"""
+    from modelshield.models.torch_classifier import TorchClassifier
+
+    classifier = ctx.target.classifier
+    if not isinstance(classifier, TorchClassifier) or len(classifier.input_shape) != 3:
+        return None
+    from modelshield.defenses.backdoor import neural_cleanse
+
+    x, _ = ctx.sample_test(limit=SCAN_INPUTS)
+    result = neural_cleanse(classifier, x, seed=ctx.seed)
+    return BackdoorScan(
+        flagged=tuple(int(c) for c in result.flagged),
+        anomaly_index=tuple(float(a) for a in result.anomaly_index),
+        mask_norms=tuple(float(n) for n in result.mask_norms),
+        attack_success=tuple(float(a) for a in result.attack_success),
+        threshold=float(result.threshold),
+        inputs=result.n_optimised + result.n_held_out,
+    )
+
+
+def _curve_chart(curve: SusceptibilityCurve, title: str, success: str) -> Chart:
+    return Chart(
+        title=title,
+        kind="line",
+        x=tuple(round(100 * p.fraction, 3) for p in curve.points),
+        series={
+            success: tuple(round(p.success_rate, 4) for p in curve.points),
+            "clean accuracy": tuple(round(p.clean_accuracy, 4) for p in curve.points),
         },
+        x_label="poisoned training records (%)",
+        y_label="rate",
+        y_range=(0.0, 1.0),
+    )
+
+
+def _curve_metrics(curve: SusceptibilityCurve) -> list[JSONValue]:
+    return [
+        {
+            "fraction": p.fraction,
+            "records": p.n_poison,
+            "success_rate": round(p.success_rate, 4),
+            "success_interval": [round(v, 4) for v in p.success_interval],
+            "clean_accuracy": round(p.clean_accuracy, 4),
+        }
+        for p in curve.points
+    ]
+
+
+def _sanitiser_metrics(s: SanitiserMeasurement) -> dict[str, JSONValue]:
+    per_detector: dict[str, JSONValue] = {
+        d.method: {"recall": round(d.recall, 4), "clean_flagged": round(d.clean_flagged, 4), "auc": round(d.auc, 4)}
+        for d in s.detectors
+    }
+    return {
+        "fraction": s.fraction,
+        "poisoned_records": s.poisoned_records,
+        "detectors": [d.method for d in s.detectors],
+        "precision": round(s.precision, 4),
+        "recall": round(s.recall, 4),
+        "clean_flagged": round(s.clean_flagged, 4),
+        "removed": s.removed,
+        "success_after": round(s.success_after, 4),
+        "clean_accuracy_after": round(s.clean_accuracy_after, 4),
+        "per_detector": per_detector,
     }
 
 
-def _backdoor_severity(needed: float | None, measured: bool) -> Severity:
-    if needed is None:
-        return Severity.LOW if measured else Severity.INFO
-    for limit, severity in BACKDOOR_RULES:
-        if needed <= limit:
-            return severity
-    return Severity.LOW
-
-
-def _flip_severity(loss: float) -> Severity:
-    for limit, severity in FLIP_RULES:
-        if loss >= limit:
-            return severity
-    return Severity.INFO
-
-
-def _sanitiser_sentence(s: Mapping[str, Any], what: str) -> str:
+def _sanitiser_sentence(s: SanitiserMeasurement, what: str) -> str:
     return (
-        f"Sanitising a training set with {100 * s['fraction']:g}% {what} ({', '.join(s['detectors'])}) removed "
-        f"{100 * s['recall']:.0f}% of the poison and {100 * s['clean_flagged']:.1f}% of the clean records; "
-        f"retrained on the rest, the attack succeeds {100 * s['success_after']:.1f}% of the time "
-        f"(clean accuracy {100 * s['clean_accuracy_after']:.1f}%)."
+        f"Sanitising a training set with {100 * s.fraction:g}% {what} ({', '.join(d.method for d in s.detectors)}) "
+        f"removed {100 * round(s.recall, 4):.0f}% of the poison and {100 * round(s.clean_flagged, 4):.1f}% of the "
+        f"clean records; retrained on the rest, the attack succeeds {100 * round(s.success_after, 4):.1f}% of the "
+        f"time (clean accuracy {100 * round(s.clean_accuracy_after, 4):.1f}%)."
     )
 
 
-def poisoning_findings(ctx: CheckContext) -> Sequence[Finding]:
-    from modelshield.attacks.poisoning import LabelFlip, susceptibility
+class PoisoningCheck(Check[PoisoningSettings, PoisoningMeasurement]):
+    """Backdoor and label-flipping susceptibility curves; the sanitiser's recall and the attack after it."""
 
-    target = ctx.target
-    train, trainer = target.train, target.trainer
-    assert train is not None  # noqa: S101 - the check requires it
-    assert trainer is not None  # noqa: S101 - the check requires it
-    budget = ctx.budget.value
-    repeats = REPEATS[budget]
-    findings = []
-
-    backdoor = _backdoor(target, ctx.rng, ctx.seed)
-    eligible = float(np.mean(backdoor.eligible(train)))
-    fractions = tuple(f for f in FRACTIONS[budget] if f < eligible)
-    curve = susceptibility(trainer, train, target.test, backdoor, fractions, repeats=repeats, seed=ctx.seed)
-    needed = curve.fraction_needed(GOAL, max_accuracy_drop=MAX_ACCURACY_DROP)
-    severity = _backdoor_severity(needed, measured=len(curve.points) > 1)
-    sanitiser = _sanitiser(target, backdoor, DETECTION_FRACTION, ctx.seed)
-    base = curve.baseline
-    reach = (
-        f"{100 * needed:g}% poisoned training records ({round(needed * len(train))} of {len(train)}) give a working "
-        f"backdoor: triggered inputs reach the target class at least {100 * GOAL:.0f}% of the time"
-        if needed is not None
-        else f"no measured poison fraction (up to {100 * fractions[-1]:g}%) reached {100 * GOAL:.0f}% success "
-        f"while keeping clean accuracy within {100 * MAX_ACCURACY_DROP:g} points"
+    name = "poisoning"
+    title = "Data poisoning"
+    description = "Backdoor and label-flipping susceptibility curves; the sanitiser's recall and the attack after it."
+    requires = frozenset({Requirement.TRAIN_DATA, Requirement.TRAINER})
+    budgets: Mapping[Budget, PoisoningSettings] = MappingProxyType(
+        {
+            budget: PoisoningSettings(
+                fractions=FRACTIONS[budget.value],
+                flip_fractions=FLIP_FRACTIONS[budget.value],
+                repeats=REPEATS[budget.value],
+            )
+            for budget in Budget
+        }
     )
-    findings.append(
-        Finding(
+
+    def measure(self, context: CheckContext, settings: PoisoningSettings) -> PoisoningMeasurement:
+        """Retrain the target's recipe on poisoned copies of its training data, sanitise, scan the model."""
+        from modelshield.attacks.poisoning import LabelFlip, susceptibility
+
+        target = context.target
+        train, trainer = _needs(target)
+        backdoor = _backdoor(target, context.rng, context.seed)
+        eligible = float(np.mean(backdoor.eligible(train)))
+        fractions = tuple(f for f in settings.fractions if f < eligible)
+        curve = susceptibility(trainer, train, target.test, backdoor, fractions, repeats=settings.repeats,
+                               seed=context.seed)  # fmt: skip
+        sanitiser = _sanitiser(target, backdoor, DETECTION_FRACTION, context.seed)
+        flip = LabelFlip()
+        flips = susceptibility(trainer, train, target.test, flip, settings.flip_fractions, repeats=settings.repeats,
+                               seed=context.seed)  # fmt: skip
+        # flipped labels carry no trigger: the out-of-fold label check is the detector for them
+        flip_sanitiser = _sanitiser(target, flip, FLIP_DETECTION_FRACTION, context.seed, model_detectors=False)
+        return PoisoningMeasurement(
+            backdoor=curve,
+            backdoor_sanitiser=sanitiser,
+            label_flip=flips,
+            flip_sanitiser=flip_sanitiser,
+            scan=_backdoor_scan(context),
+        )
+
+    def judge(self, measurement: PoisoningMeasurement) -> Sequence[Finding]:
+        """``poisoning.backdoor`` (:func:`backdoor_severity`), ``poisoning.label-flip`` (:func:`flip_severity`),
+        and ``poisoning.backdoor-scan`` when the model was scanned (high when a class is flagged, else info)."""
+        m = measurement
+        findings = [self._backdoor_finding(m.backdoor, m.backdoor_sanitiser), self._flip_finding(m)]
+        if m.scan is not None:
+            findings.append(self._scan_finding(m.scan))
+        return findings
+
+    def _backdoor_finding(self, curve: SusceptibilityCurve, sanitiser: SanitiserMeasurement) -> Finding:
+        needed = curve.fraction_needed(GOAL, max_accuracy_drop=MAX_ACCURACY_DROP)
+        severity = backdoor_severity(needed, measured=len(curve.points) > 1)
+        base = curve.baseline
+        reach = (
+            f"{100 * needed:g}% poisoned training records ({round(needed * curve.n_train)} of {curve.n_train}) give "
+            f"a working backdoor: triggered inputs reach the target class at least {100 * GOAL:.0f}% of the time"
+            if needed is not None
+            else f"no measured poison fraction (up to {100 * curve.points[-1].fraction:g}%) reached "
+            f"{100 * GOAL:.0f}% success while keeping clean accuracy within {100 * MAX_ACCURACY_DROP:g} points"
+        )
+        return Finding(
             id="poisoning.backdoor",
-            check="poisoning",
+            check=self.name,
             title="Backdoor from poisoned training data",
             severity=severity,
             description=(
-                f"Retraining the model's recipe on poisoned copies of its training data ({backdoor.describe()}): "
+                f"Retraining the model's recipe on poisoned copies of its training data ({curve.attack}): "
                 f"{reach}. Without poison the trigger sends {100 * base.success_rate:.1f}% of inputs to the "
                 f"target; clean accuracy {100 * base.clean_accuracy:.1f}%. " + _sanitiser_sentence(sanitiser, "poison")
             ),
@@ -262,34 +422,34 @@ def poisoning_findings(ctx: CheckContext) -> Sequence[Finding]:
             owasp=OwaspMl.ML02,
             atlas=_ATLAS_BACKDOOR,
             metrics={
-                "attack": backdoor.describe(),
+                "attack": curve.attack,
                 "fraction_needed": needed,
                 "goal": GOAL,
                 "max_accuracy_drop": MAX_ACCURACY_DROP,
-                "curve": _curve_metrics(curve),  # type: ignore[dict-item]
-                "repeats": repeats,
-                "sanitiser": sanitiser,
+                "curve": _curve_metrics(curve),
+                "repeats": curve.repeats,
+                "sanitiser": _sanitiser_metrics(sanitiser),
             },
             charts=(_curve_chart(curve, "Backdoor success against poison fraction", "attack success"),),
         )
-    )
 
-    flip = LabelFlip()
-    flips = susceptibility(trainer, train, target.test, flip, FLIP_FRACTIONS[budget], repeats=repeats, seed=ctx.seed)
-    at_ten = next(p for p in flips.points if p.fraction == FLIP_DETECTION_FRACTION)
-    loss = flips.baseline.clean_accuracy - at_ten.clean_accuracy
-    # flipped labels carry no trigger: the out-of-fold label check is the detector for them
-    flip_sanitiser = _sanitiser(target, flip, FLIP_DETECTION_FRACTION, ctx.seed, model_detectors=False)
-    findings.append(
-        Finding(
+    def _flip_finding(self, m: PoisoningMeasurement) -> Finding:
+        flips = m.label_flip
+        at_ten = next((p for p in flips.points if p.fraction == FLIP_DETECTION_FRACTION), None)
+        if at_ten is None:
+            raise InvalidParameterError(
+                f"The label-flipping curve has no point at {FLIP_DETECTION_FRACTION:g}, the fraction it is judged at."
+            )
+        loss = flips.baseline.clean_accuracy - at_ten.clean_accuracy
+        return Finding(
             id="poisoning.label-flip",
-            check="poisoning",
+            check=self.name,
             title="Accuracy loss from flipped training labels",
-            severity=_flip_severity(loss),
+            severity=flip_severity(loss),
             description=(
                 f"Flipping {100 * FLIP_DETECTION_FRACTION:g}% of the training labels at random costs "
                 f"{100 * loss:.1f} points of clean accuracy ({100 * flips.baseline.clean_accuracy:.1f}% -> "
-                f"{100 * at_ten.clean_accuracy:.1f}%). " + _sanitiser_sentence(flip_sanitiser, "flipped labels")
+                f"{100 * at_ten.clean_accuracy:.1f}%). " + _sanitiser_sentence(m.flip_sanitiser, "flipped labels")
             ),
             remediation=(
                 "Check labels at ingestion: `modelshield data sanitize` with the training recipe finds labels that "
@@ -299,83 +459,60 @@ def poisoning_findings(ctx: CheckContext) -> Sequence[Finding]:
             atlas=_ATLAS_FLIP,
             metrics={
                 "accuracy_loss_at_10pct": round(loss, 4),
-                "curve": _curve_metrics(flips),  # type: ignore[dict-item]
-                "repeats": repeats,
-                "sanitiser": flip_sanitiser,
+                "curve": _curve_metrics(flips),
+                "repeats": flips.repeats,
+                "sanitiser": _sanitiser_metrics(m.flip_sanitiser),
             },
             charts=(_curve_chart(flips, "Label flipping against poison fraction", "test error"),),
         )
-    )
-    scan = _backdoor_scan(ctx)
-    if scan is not None:
-        findings.append(scan)
-    return findings
 
-
-def _backdoor_scan(ctx: CheckContext) -> Finding | None:
-    """Neural Cleanse on the target's own model (PyTorch image classifiers): is a backdoor already in it?"""
-    from modelshield.models.torch_classifier import TorchClassifier
-
-    classifier = ctx.target.classifier
-    if not isinstance(classifier, TorchClassifier) or len(classifier.input_shape) != 3:
-        return None
-    from modelshield.defenses.backdoor import neural_cleanse
-
-    x, _ = ctx.sample_test(limit=SCAN_INPUTS)
-    result = neural_cleanse(classifier, x, seed=ctx.seed)
-    flagged = list(result.flagged)
-    metrics: dict[str, Any] = {
-        "flagged_classes": flagged,
-        "anomaly_index": [round(float(a), 3) for a in result.anomaly_index],
-        "mask_l1": [round(float(n), 3) for n in result.mask_norms],
-        "reversed_trigger_success": [round(float(a), 4) for a in result.attack_success],
-        "threshold": result.threshold,
-        "inputs": result.n_optimised + result.n_held_out,
-    }
-    names = classifier.n_classes
-    chart = Chart(
-        title="Smallest trigger to each class (Neural Cleanse)",
-        kind="bar",
-        x=tuple(str(c) for c in range(names)),
-        series={"mask L1 (pixels)": tuple(round(float(n), 3) for n in result.mask_norms)},
-        x_label="class",
-        y_label="mask L1",
-    )
-    if flagged:
-        description = (
-            f"Neural Cleanse finds an anomalously small trigger to class(es) {', '.join(map(str, flagged))} "
-            f"(anomaly index {max(result.anomaly_index[c] for c in flagged):.1f} > {result.threshold:g}): a "
-            "shortcut a backdoor would make. The model may have been trained on poisoned data."
+    def _scan_finding(self, scan: BackdoorScan) -> Finding:
+        flagged = list(scan.flagged)
+        metrics: dict[str, JSONValue] = {
+            "flagged_classes": list(flagged),
+            "anomaly_index": [round(a, 3) for a in scan.anomaly_index],
+            "mask_l1": [round(n, 3) for n in scan.mask_norms],
+            "reversed_trigger_success": [round(a, 4) for a in scan.attack_success],
+            "threshold": scan.threshold,
+            "inputs": scan.inputs,
+        }
+        chart = Chart(
+            title="Smallest trigger to each class (Neural Cleanse)",
+            kind="bar",
+            x=tuple(str(c) for c in range(len(scan.mask_norms))),
+            series={"mask L1 (pixels)": tuple(round(n, 3) for n in scan.mask_norms)},
+            x_label="class",
+            y_label="mask L1",
         )
-    else:
-        description = (
-            f"Neural Cleanse finds no class with an anomalously small trigger (largest anomaly index "
-            f"{float(result.anomaly_index.max()):.1f}, threshold {result.threshold:g}). It detects patch triggers; "
-            "blended or input-specific triggers can pass it."
+        if flagged:
+            description = (
+                f"Neural Cleanse finds an anomalously small trigger to class(es) {', '.join(map(str, flagged))} "
+                f"(anomaly index {max(scan.anomaly_index[c] for c in flagged):.1f} > {scan.threshold:g}): a "
+                "shortcut a backdoor would make. The model may have been trained on poisoned data."
+            )
+        else:
+            description = (
+                f"Neural Cleanse finds no class with an anomalously small trigger (largest anomaly index "
+                f"{max(scan.anomaly_index):.1f}, threshold {scan.threshold:g}). It detects patch triggers; "
+                "blended or input-specific triggers can pass it."
+            )
+        return Finding(
+            id="poisoning.backdoor-scan",
+            check=self.name,
+            title="Backdoor scan of the model (Neural Cleanse)",
+            severity=Severity.HIGH if flagged else Severity.INFO,
+            description=description,
+            remediation=(
+                "Do not deploy a flagged model: retrain it on data sanitised with `modelshield data sanitize`, and "
+                "screen inputs at inference with STRIP."
+                if flagged
+                else "Keep scanning models after every training run."
+            ),
+            owasp=OwaspMl.ML10,
+            atlas=("AML.T0018",),
+            metrics=metrics,
+            charts=(chart,),
         )
-    return Finding(
-        id="poisoning.backdoor-scan",
-        check="poisoning",
-        title="Backdoor scan of the model (Neural Cleanse)",
-        severity=Severity.HIGH if flagged else Severity.INFO,
-        description=description,
-        remediation=(
-            "Do not deploy a flagged model: retrain it on data sanitised with `modelshield data sanitize`, and screen "
-            "inputs at inference with STRIP."
-            if flagged
-            else "Keep scanning models after every training run."
-        ),
-        owasp=OwaspMl.ML10,
-        atlas=("AML.T0018",),
-        metrics=metrics,
-        charts=(chart,),
-    )
 
 
-POISONING = Check(
-    name="poisoning",
-    title="Data poisoning",
-    description="Backdoor and label-flipping susceptibility curves; the sanitiser's recall and the attack after it.",
-    run=poisoning_findings,
-    requires=frozenset({Requirement.TRAIN_DATA, Requirement.TRAINER}),
-)
+POISONING = PoisoningCheck()

@@ -4,32 +4,44 @@
     >>> SUPPLY.requires
     frozenset({<Requirement.MODEL_FILE: 'model-file'>})
 
-The findings are the scanner's (:mod:`modelshield.supply_chain.scan`), reported under this check.
+:meth:`SupplyCheck.measure` is the scanner's scan of the file (:func:`modelshield.supply_chain.scan.scan_file`, the
+same work under every budget); :meth:`SupplyCheck.judge` reports the scanner's findings, with their severities,
+under this check's name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from types import MappingProxyType
 
-from modelshield.audit.interface import Check, CheckContext, Requirement
+from modelshield.audit.interface import Budget, Check, CheckContext, NoSettings, Requirement
+from modelshield.errors import InvalidParameterError
 from modelshield.findings import Finding
-from modelshield.supply_chain.scan import scan_file
+from modelshield.supply_chain.scan import FileScan, scan_file
 
-__all__ = ["SUPPLY"]
-
-
-def supply_findings(context: CheckContext) -> Sequence[Finding]:
-    path = context.target.model_path
-    if path is None:  # the runner skips such targets (Requirement.MODEL_FILE)
-        return []
-    return [replace(f, check="supply") for f in scan_file(path).findings]
+__all__ = ["SUPPLY", "SupplyCheck"]
 
 
-SUPPLY = Check(
-    name="supply",
-    title="Model file scan",
-    description="Static scan of the model file for code that runs on load (pickles, archives, object arrays).",
-    run=supply_findings,
-    requires=frozenset({Requirement.MODEL_FILE}),
-)
+class SupplyCheck(Check[NoSettings, FileScan]):
+    """Static scan of the model file for code that runs on load (pickles, archives, object arrays)."""
+
+    name = "supply"
+    title = "Model file scan"
+    description = "Static scan of the model file for code that runs on load (pickles, archives, object arrays)."
+    requires = frozenset({Requirement.MODEL_FILE})
+    budgets: Mapping[Budget, NoSettings] = MappingProxyType({budget: NoSettings() for budget in Budget})
+
+    def measure(self, context: CheckContext, settings: NoSettings) -> FileScan:
+        """Scan the model file."""
+        path = context.target.model_path
+        if path is None:  # the runner skips such targets (Requirement.MODEL_FILE)
+            raise InvalidParameterError("The supply check needs the target's model file.")
+        return scan_file(path)
+
+    def judge(self, measurement: FileScan) -> Sequence[Finding]:
+        """The scanner's findings, as they are, under this check's name."""
+        return [replace(f, check=self.name) for f in measurement.findings]
+
+
+SUPPLY = SupplyCheck()

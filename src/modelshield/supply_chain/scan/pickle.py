@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol, cast, overload
 
-from modelshield.supply_chain.scan.policy import DEFAULT_POLICY, Classification, Policy, Verdict
+from modelshield.supply_chain.scan.policy import DEFAULT_POLICY, Classification, Classifier, Verdict
 
 __all__ = ["ImportRef", "PickleAnalysis", "PickleLimits", "analyse_pickle", "analyse_pickle_buffer"]
 
@@ -242,7 +242,7 @@ class _Walk:
     data: _Buffer
     base: int
     end: int
-    policy: Policy
+    policy: Classifier  # a Policy, or a scan run's VerdictCache over one
     limits: PickleLimits
     imports: list[ImportRef] = field(default_factory=list)
     dynamic: list[int] = field(default_factory=list)
@@ -668,7 +668,7 @@ def analyse_pickle_buffer(
     start: int = 0,
     end: int | None = None,
     *,
-    policy: Policy = DEFAULT_POLICY,
+    policy: Classifier = DEFAULT_POLICY,
     limits: PickleLimits | None = None,
 ) -> PickleAnalysis:
     """Analyse the pickle(s) in ``data[start:end]``; offsets in the result are relative to ``start``."""
@@ -717,7 +717,11 @@ def analyse_pickle_buffer(
 
 
 def analyse_pickle(
-    stream: BinaryIO, *, policy: Policy = DEFAULT_POLICY, limits: PickleLimits | None = None, size: int | None = None
+    stream: BinaryIO,
+    *,
+    policy: Classifier = DEFAULT_POLICY,
+    limits: PickleLimits | None = None,
+    size: int | None = None,
 ) -> PickleAnalysis:
     """Analyse the pickle(s) at the stream's current position; ``size`` bounds the readable bytes.
 

@@ -12,17 +12,27 @@ A name is normalised first: Python 2 module names (``__builtin__``, ``cPickle``,
 to what Python 3's unpickler would import, and dotted attribute names (protocol 4 resolves ``path.os.system`` under
 ``os`` by ``getattr``) are classified by every module and attribute they pass through. The deny rules win over the
 allow rules; a name matched by neither is ``UNKNOWN`` and is reported for review.
+
+A :class:`Policy` is immutable and holds no state: :meth:`Policy.classify` works the verdict out on every call. A
+scan run remembers verdicts in a :class:`VerdictCache` of its own (a model imports the same few callables many
+times), bounded and safe to share between threads:
+
+    >>> verdicts = VerdictCache(DEFAULT_POLICY, maxsize=128)
+    >>> verdicts.classify("os", "system") is verdicts.classify("os", "system")
+    True
 """
 
 from __future__ import annotations
 
 import _compat_pickle
 import enum
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
-__all__ = ["DEFAULT_POLICY", "Classification", "Policy", "Verdict", "normalise"]
+__all__ = ["DEFAULT_POLICY", "Classification", "Classifier", "Policy", "Verdict", "VerdictCache", "normalise"]
 
 
 class Verdict(enum.StrEnum):
@@ -449,7 +459,7 @@ _SAFE_PATTERNS: tuple[tuple[re.Pattern[str], re.Pattern[str], str], ...] = tuple
 )
 
 
-_CACHE_SIZE = 4096
+_IDENT_RE = re.compile(_IDENT)
 
 
 def normalise(module: str, name: str) -> tuple[str, str]:
@@ -468,47 +478,47 @@ def _module_rule(module: str, rules: Mapping[str, str]) -> str | None:
     return None
 
 
+class Classifier(Protocol):
+    """Anything that gives a verdict on ``module.name``: a :class:`Policy`, or a :class:`VerdictCache` over one."""
+
+    def classify(self, module: str, name: str) -> Classification:
+        """The verdict on ``module.name``, with the reason."""
+        ...
+
+
 @dataclass(frozen=True)
 class Policy:
-    """An allow/deny policy over ``module.name`` callables; ``extra_safe`` and ``extra_dangerous`` extend it."""
+    """An allow/deny policy over ``module.name`` callables; ``extra_safe`` and ``extra_dangerous`` extend it.
+
+    Immutable and stateless: every call of :meth:`classify` works the verdict out again. Wrap a policy in a
+    :class:`VerdictCache` to remember verdicts for the length of a scan run.
+    """
 
     extra_safe: frozenset[str] = field(default_factory=frozenset)  # "module.name" or "module.*"
     extra_dangerous: frozenset[str] = field(default_factory=frozenset)
-    # Verdicts already worked out: a model imports the same few callables many times. Bounded, since the names
-    # come from untrusted files.
-    _cache: dict[tuple[str, str], Classification] = field(
-        default_factory=dict, init=False, repr=False, compare=False, hash=False
-    )
 
     def with_rules(self, *, safe: Iterable[str] = (), dangerous: Iterable[str] = ()) -> Policy:
+        """This policy with more allowed (``safe``) and denied (``dangerous``) names or ``module.*`` patterns."""
         return Policy(self.extra_safe | frozenset(safe), self.extra_dangerous | frozenset(dangerous))
 
     def classify(self, module: str, name: str) -> Classification:
         """The verdict on ``module.name``: safe, dangerous, or unknown (review), with the reason."""
-        key = (module, name)
-        found = self._cache.get(key)
-        if found is None:
-            if len(self._cache) >= _CACHE_SIZE:
-                self._cache.clear()
-            found = self._cache[key] = self._classify(module, name)
-        return found
-
-    def _classify(self, module: str, name: str) -> Classification:
         module, name = normalise(module.strip(), name.strip())
         segments = name.split(".")
         if (
             not module
-            or not all(re.fullmatch(_IDENT, s) for s in segments)
-            or not all(re.fullmatch(_IDENT, s) for s in module.split("."))
+            or not all(_IDENT_RE.fullmatch(s) for s in segments)
+            or not all(_IDENT_RE.fullmatch(s) for s in module.split("."))
         ):
             return Classification(module, name, Verdict.DANGEROUS, "malformed module or attribute name")
         qualname = f"{module}.{name}"
         # Every module the name passes through, and every attribute on the way, must be acceptable.
         paths = [module, *(f"{module}.{'.'.join(segments[:i])}" for i in range(1, len(segments) + 1))]
-        for candidate in (qualname, *paths):
-            if candidate in self.extra_dangerous or _wild(candidate, self.extra_dangerous):
-                return Classification(module, name, Verdict.DANGEROUS, "denied by the scan policy")
-        if qualname in self.extra_safe or _wild(qualname, self.extra_safe):
+        if self.extra_dangerous:
+            for candidate in (qualname, *paths):
+                if candidate in self.extra_dangerous or _wild(candidate, self.extra_dangerous):
+                    return Classification(module, name, Verdict.DANGEROUS, "denied by the scan policy")
+        if self.extra_safe and (qualname in self.extra_safe or _wild(qualname, self.extra_safe)):
             return Classification(module, name, Verdict.SAFE, "allowed by the scan policy")
         for candidate in paths:
             reason = _module_rule(candidate, _DANGEROUS_MODULES)
@@ -543,3 +553,32 @@ def _wild(qualname: str, rules: frozenset[str]) -> bool:
 
 
 DEFAULT_POLICY = Policy()
+
+_CACHE_SIZE = 4096
+
+
+class VerdictCache:
+    """A policy's verdicts, remembered for one scan run: a bounded LRU cache, safe to share between threads.
+
+    Create one per run (the scanner does): it belongs to whoever created it, and nothing else sees it. ``maxsize``
+    bounds it, since the names come from untrusted files. Two caches never share verdicts, even over equal
+    policies.
+    """
+
+    def __init__(self, policy: Policy = DEFAULT_POLICY, *, maxsize: int = _CACHE_SIZE) -> None:
+        self.policy = policy
+        self.maxsize = maxsize
+        # functools.lru_cache locks its bookkeeping; two threads asking at once may both compute a verdict, which
+        # is harmless since classify is a pure function of the policy and the name.
+        self._classify = functools.lru_cache(maxsize=maxsize)(policy.classify)
+
+    def classify(self, module: str, name: str) -> Classification:
+        """The policy's verdict on ``module.name``, worked out once per cache."""
+        return self._classify(module, name)
+
+    def __len__(self) -> int:
+        """How many verdicts are remembered (never more than ``maxsize``)."""
+        return self._classify.cache_info().currsize
+
+    def __repr__(self) -> str:
+        return f"VerdictCache({self.policy!r}, maxsize={self.maxsize}, size={len(self)})"

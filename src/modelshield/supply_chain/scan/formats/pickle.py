@@ -1,0 +1,158 @@
+"""Pickle streams: every callable a load would import or call, judged by the scan policy.
+
+    >>> import io, pickle
+    >>> from modelshield.supply_chain.scan.formats.pickle import PICKLE
+    >>> from modelshield.supply_chain.scan.scanner import Scanner
+    >>> data = pickle.dumps({"w": [1.0, 2.0]})
+    >>> PICKLE.scan(io.BytesIO(data), len(data), "model.pkl", Scanner().context())
+    []
+
+The analysis itself is :mod:`modelshield.supply_chain.scan.pickle`'s; this module turns what it found into
+findings, grouped by callable and verdict. :func:`pickle_findings` serves the other formats that hold pickles
+(NumPy object arrays).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import BinaryIO
+
+from modelshield.findings import Finding, JSONValue, Severity
+from modelshield.supply_chain.formats import ModelFormat
+from modelshield.supply_chain.scan.interface import ScanContext, scan_finding
+from modelshield.supply_chain.scan.pickle import PickleAnalysis, analyse_pickle, analyse_pickle_buffer
+from modelshield.supply_chain.scan.policy import Verdict
+
+__all__ = ["PICKLE", "PickleScanner", "pickle_findings"]
+
+_IN_MEMORY = 64 * 1024 * 1024  # pickles up to this size are read whole; larger ones (joblib arrays) are mapped
+
+
+def _findings(analysis: PickleAnalysis, location: str, base: int) -> list[Finding]:
+    found: list[Finding] = []
+    grouped: dict[tuple[str, Verdict], list[int]] = defaultdict(list)
+    invoked: dict[str, str] = {}
+    reasons: dict[str, str] = {}
+    for ref in analysis.imports:
+        grouped[(ref.qualname, ref.classification.verdict)].append(base + ref.offset)
+        reasons[ref.qualname] = ref.classification.reason
+        if ref.invoked_by:
+            invoked.setdefault(ref.qualname, ref.invoked_by)
+    for (qualname, verdict), offsets in grouped.items():
+        how = invoked.get(qualname)
+        evidence: dict[str, JSONValue] = {
+            "callable": qualname,
+            "offsets": list[JSONValue](offsets[:20]),
+            "reason": reasons[qualname],
+            "opcode": how,
+        }
+        if verdict is Verdict.DANGEROUS:
+            found.append(
+                scan_finding(
+                    "pickle.dangerous-call" if how else "pickle.dangerous-import",
+                    Severity.CRITICAL if how else Severity.HIGH,
+                    f"Loading runs {qualname}" if how else f"Pickle imports {qualname}",
+                    f"The pickle {'calls' if how else 'imports'} {qualname} ({reasons[qualname]})"
+                    + (f" through {how}" if how else "")
+                    + f" at byte {offsets[0]}.",
+                    location,
+                    evidence=evidence,
+                )
+            )
+        elif verdict is Verdict.UNKNOWN:
+            found.append(
+                scan_finding(
+                    "pickle.unknown-import",
+                    Severity.MEDIUM,
+                    f"Pickle imports {qualname}, which is not on the allow list",
+                    f"{qualname} ({reasons[qualname]}) is imported at byte {offsets[0]}"
+                    + (f" and called through {how}." if how else "."),
+                    location,
+                    evidence=evidence,
+                    remediation="Review what this callable does; allow it in a scan policy if it only rebuilds data.",
+                )
+            )
+    for offset in analysis.dynamic_imports:
+        found.append(
+            scan_finding(
+                "pickle.dynamic-import",
+                Severity.CRITICAL,
+                "Pickle imports a callable whose name it computes",
+                f"STACK_GLOBAL at byte {base + offset} takes a module or name built at load time, not a constant: "
+                "a static reader cannot know what it imports, and benign files never do this.",
+                location,
+                evidence={"offset": base + offset},
+            )
+        )
+    for offset in analysis.builds_on_callables:
+        found.append(
+            scan_finding(
+                "pickle.build-on-callable",
+                Severity.HIGH,
+                "Pickle sets attributes on an imported class or function",
+                f"BUILD at byte {base + offset} applies state to a callable itself, not to an object it made: this "
+                "rewrites code-bearing attributes at load time, and benign files never do it.",
+                location,
+                evidence={"offset": base + offset},
+            )
+        )
+    if analysis.limit:
+        found.append(
+            scan_finding(
+                "pickle.limit",
+                Severity.HIGH,
+                "Pickle too large to analyse completely",
+                f"The analysis stopped: {analysis.limit}. What lies beyond was not examined.",
+                location,
+            )
+        )
+    if analysis.error:
+        error_at = base + (analysis.error_offset or 0)
+        found.append(
+            scan_finding(
+                "pickle.parse-error",
+                Severity.MEDIUM,
+                "Pickle stream is malformed",
+                f"Parsing stopped at byte {error_at}: {analysis.error}. A loader may still execute what precedes "
+                "it, and a lenient one what follows.",
+                location,
+                evidence={"offset": error_at, "error": analysis.error},
+            )
+        )
+    if analysis.trailing_names:
+        found.append(
+            scan_finding(
+                "pickle.payload-after-error",
+                Severity.HIGH,
+                "Dangerous names follow a pickle parse error",
+                f"The bytes after the parse error name {', '.join(analysis.trailing_names[:5])}.",
+                location,
+                evidence={"names": list[JSONValue](analysis.trailing_names[:20])},
+            )
+        )
+    return found
+
+
+def pickle_findings(stream: BinaryIO, size: int, location: str, context: ScanContext, start: int = 0) -> list[Finding]:
+    """The findings for the pickle(s) in ``stream[start:size]``; offsets are reported from the stream's start."""
+    stream.seek(start)
+    policy, limits = context.classifier, context.limits.pickle
+    if size - start <= _IN_MEMORY:  # archive members and small files
+        analysis = analyse_pickle_buffer(stream.read(size - start), policy=policy, limits=limits)
+    else:
+        analysis = analyse_pickle(stream, policy=policy, limits=limits, size=size - start)
+    return _findings(analysis, location, start)
+
+
+class PickleScanner:
+    """Raw pickle streams (``.pkl``, legacy ``torch.save``, uncompressed joblib)."""
+
+    name = "pickle"
+    formats = frozenset({ModelFormat.PICKLE})
+
+    def scan(self, stream: BinaryIO, size: int, location: str, context: ScanContext) -> list[Finding]:
+        """Findings for every dangerous or unknown callable, computed import, parse error and limit reached."""
+        return pickle_findings(stream, size, location, context)
+
+
+PICKLE = PickleScanner()

@@ -1,0 +1,207 @@
+"""Zip archives and the formats built on them: PyTorch checkpoints, TorchScript, ``.pt2``, skops, ``.npz``.
+
+    >>> import io, zipfile
+    >>> from modelshield.supply_chain.scan.formats.zip import ZIP
+    >>> from modelshield.supply_chain.scan.scanner import Scanner
+    >>> buffer = io.BytesIO()
+    >>> with zipfile.ZipFile(buffer, "w") as zf:
+    ...     zf.writestr("../evil.txt", "x")
+    >>> [f.id for f in ZIP.scan(buffer, buffer.tell(), "a.zip", Scanner().context())]
+    ['archive.path-traversal']
+
+Every member is identified by content and scanned one level deeper (its name proves nothing). The archive itself
+is checked for what makes readers disagree: encrypted members, local and central names that differ, CRC
+failures (a member that fails its CRC is still scanned as a reader that skips the check would see it), and names
+that escape the extraction folder.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO, cast
+
+from modelshield.findings import Finding, Severity
+from modelshield.supply_chain.formats import ModelFormat
+from modelshield.supply_chain.scan.interface import ScanContext, scan_finding
+
+__all__ = ["CORRUPT", "ZIP", "MemberHandler", "ZipScanner", "zip_findings"]
+
+#: What the standard library raises on archives that are damaged or built to confuse it.
+CORRUPT: tuple[type[Exception], ...] = (
+    zipfile.BadZipFile,
+    zlib.error,
+    OSError,
+    EOFError,
+    ValueError,
+    NotImplementedError,
+    RuntimeError,
+    struct.error,
+)
+
+#: A special reader for some members (Keras' ``config.json``): the findings for the member, or None to scan it
+#: like any other member. It is given the open archive, the member and the member's location.
+MemberHandler = Callable[[zipfile.ZipFile, zipfile.ZipInfo, str], list[Finding] | None]
+
+
+def _members(
+    found: list[Finding], zf: zipfile.ZipFile, fh: BinaryIO, location: str, context: ScanContext
+) -> Iterator[zipfile.ZipInfo]:
+    limit = context.limits.max_members
+    infos = zf.infolist()
+    if len(infos) > limit:
+        found.append(
+            scan_finding(
+                "archive.limit",
+                Severity.HIGH,
+                "Archive has too many members to scan",
+                f"{len(infos):,} members, more than the limit of {limit:,}.",
+                location,
+            )
+        )
+        infos = infos[:limit]
+    for info in infos:
+        member = f"{location}!{info.filename}"
+        if info.flag_bits & 0x1:
+            found.append(
+                scan_finding(
+                    "archive.encrypted-member",
+                    Severity.HIGH,
+                    "Encrypted archive member cannot be inspected",
+                    f"{info.filename} is encrypted; loaders that ignore the flag read it anyway.",
+                    member,
+                )
+            )
+            continue
+        fh.seek(max(0, info.header_offset))
+        local = fh.read(30)
+        if len(local) == 30 and local[:4] == b"PK\x03\x04":
+            name_len = struct.unpack("<H", local[26:28])[0]
+            local_name = fh.read(name_len).decode("utf-8", "replace")
+            if local_name != info.filename:
+                found.append(
+                    scan_finding(
+                        "archive.name-mismatch",
+                        Severity.HIGH,
+                        "Archive member has two different names",
+                        f"The central directory calls it {info.filename!r}, its local header {local_name!r}: "
+                        "readers that trust different headers see different files.",
+                        member,
+                        evidence={"central": info.filename, "local": local_name},
+                    )
+                )
+        if info.filename.startswith("/") or ".." in Path(info.filename).parts:
+            found.append(
+                scan_finding(
+                    "archive.path-traversal",
+                    Severity.HIGH,
+                    "Archive member escapes the extraction directory",
+                    f"{info.filename!r} points outside the folder it would be extracted to.",
+                    member,
+                )
+            )
+        if not info.filename.endswith("/"):  # ZipInfo.is_dir() fails on an empty name (a NUL byte cuts it short)
+            yield info
+
+
+def _raw_member(fh: BinaryIO, info: zipfile.ZipInfo, limit: int) -> bytes | None:
+    """A member's bytes read past the zip module (no CRC check), for stored and deflated members."""
+    if info.compress_size > limit:
+        return None
+    fh.seek(max(0, info.header_offset))
+    local = fh.read(30)
+    if len(local) < 30 or local[:4] != b"PK\x03\x04":
+        return None
+    name_len, extra_len = struct.unpack("<HH", local[26:30])
+    fh.seek(info.header_offset + 30 + name_len + extra_len)
+    data = fh.read(info.compress_size)
+    if info.compress_type == zipfile.ZIP_STORED:
+        return data
+    if info.compress_type == zipfile.ZIP_DEFLATED:
+        try:
+            return zlib.decompressobj(-15).decompress(data, limit)
+        except zlib.error:
+            return None
+    return None
+
+
+def zip_findings(
+    stream: BinaryIO, location: str, context: ScanContext, *, handler: MemberHandler | None = None
+) -> list[Finding]:
+    """The findings for a zip archive and, one level deeper, for each of its members."""
+    found: list[Finding] = []
+    stream.seek(0)
+    try:
+        zf = zipfile.ZipFile(stream)
+    except CORRUPT as exc:
+        return [scan_finding("archive.corrupt", Severity.MEDIUM, "Zip archive cannot be read", str(exc), location)]
+    with zf:
+        for info in list(_members(found, zf, stream, location, context)):
+            member = f"{location}!{info.filename}"
+            try:
+                special = handler(zf, info, member) if handler is not None else None
+                if special is not None:
+                    found += special
+                    continue
+                with zf.open(info) as inner:
+                    found += context.scan_member(cast(BinaryIO, inner), info.file_size, member)
+            except zipfile.BadZipFile as exc:
+                # Readers that skip the zip module's checks (PyTorch's among them) still load the bytes: report
+                # what is wrong, then scan the member as such a reader would see it.
+                if "CRC" in str(exc):
+                    found.append(
+                        scan_finding(
+                            "archive.bad-crc",
+                            Severity.HIGH,
+                            "Archive member fails its CRC check",
+                            f"{info.filename} was changed after it was packed; loaders that skip the check read it.",
+                            member,
+                        )
+                    )
+                elif "differ" not in str(exc):  # name mismatches are reported by _members already
+                    found.append(
+                        scan_finding(
+                            "archive.corrupt-member", Severity.MEDIUM, "Archive member cannot be read", str(exc), member
+                        )
+                    )
+                raw = _raw_member(stream, info, context.limits.max_decompressed)
+                if raw is not None:
+                    found += context.scan_member(cast(BinaryIO, io.BytesIO(raw)), len(raw), member)
+            except CORRUPT as exc:
+                found.append(
+                    scan_finding(
+                        "archive.corrupt-member",
+                        Severity.MEDIUM,
+                        "Archive member cannot be read",
+                        f"{info.filename}: {exc}. A loader that skips the check may read it anyway.",
+                        member,
+                    )
+                )
+    return found
+
+
+class ZipScanner:
+    """Zip archives of any kind but Keras (:mod:`~modelshield.supply_chain.scan.formats.keras`)."""
+
+    name = "zip"
+    formats = frozenset(
+        {
+            ModelFormat.PYTORCH_ZIP,
+            ModelFormat.TORCHSCRIPT,
+            ModelFormat.PYTORCH_EXPORT,
+            ModelFormat.SKOPS,
+            ModelFormat.NUMPY_NPZ,
+            ModelFormat.ZIP,
+        }
+    )
+
+    def scan(self, stream: BinaryIO, size: int, location: str, context: ScanContext) -> list[Finding]:
+        """Findings for the archive's structure and for every member, scanned by content."""
+        return zip_findings(stream, location, context)
+
+
+ZIP = ZipScanner()
