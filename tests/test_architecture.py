@@ -88,3 +88,16 @@ def test_only_the_cli_reads_the_environment() -> None:
             if isinstance(node, ast.Attribute) and node.attr in {"environ", "getenv", "environb"}:
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert offenders == []
+
+
+def test_the_documented_layers_are_the_contract() -> None:
+    """docs/architecture.md draws the same floors, in the same order, as the contract CI runs."""
+    import re
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    (layers,) = [c for c in config["tool"]["importlinter"]["contracts"] if c["id"] == "layers"]
+    contract = [layer.replace("modelshield.", "") for layer in layers["layers"]]
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    drawn = [m.group(1).strip() for m in re.finditer(r"^ │ (\S.*?)(?:  |│)", doc, flags=re.MULTILINE)]
+    assert drawn == contract

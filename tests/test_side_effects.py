@@ -10,10 +10,15 @@ The check reads the source as Python syntax (``ast``), resolving import aliases,
 from __future__ import annotations
 
 import ast
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+
+from modelshield.errors import InvalidParameterError
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "modelshield"
 #: Sub-packages allowed to configure the process: the applications, not the library.
@@ -136,3 +141,29 @@ def test_library_code_sets_no_process_wide_state() -> None:
         "Library code sets process-wide state (use a local torch.Generator / numpy Generator, and leave thread "
         "counts to the application: modelshield.cli._threads):\n" + "\n".join(map(str, found))
     )
+
+
+def test_the_cli_helper_sets_threads_without_importing_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before torch is imported, the helper leaves it unimported and sets OMP_NUM_THREADS (which torch reads when it
+    loads); after, it sets torch's thread count directly."""
+    from modelshield.cli._threads import configure_torch_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    configure_torch_threads(2)
+    assert os.environ["OMP_NUM_THREADS"] == "2"
+    assert "torch" not in sys.modules
+
+    calls: list[int] = []
+    monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(set_num_threads=calls.append))
+    configure_torch_threads(3)
+    assert calls == [3]
+    assert os.environ["OMP_NUM_THREADS"] == "2"  # untouched once torch is loaded
+
+
+def test_the_cli_helper_refuses_a_bad_count() -> None:
+    from modelshield.cli._threads import configure_torch_threads
+
+    with pytest.raises(InvalidParameterError, match="positive") as info:
+        configure_torch_threads(0)
+    assert "--threads" in info.value.remedy

@@ -89,6 +89,10 @@ def test_a_model_driven_by_the_feature_leaks_it(driven: DatasetSplit) -> None:
         assert group.accuracy[group.attack] > group.accuracy[group.baseline]
         assert group.mae[group.attack] < group.mae[group.baseline]
     assert result.queries == (len(driven.train) + len(driven.test)) * (1 + len(result.values))
+    assert result.attack == "attribute-inference(feature='mean symmetry', output=proba, label_known=False)"
+    metrics = result.metrics()  # judged on the members, the records the model trained on
+    assert metrics["leakage"] == result.members.leakage and metrics["leakage_low"] == result.members.leakage_interval[0]
+    assert metrics["non_member_leakage"] == result.non_members.leakage and metrics["chance"] == 0.25
 
 
 def test_categorical_features_are_inferred_value_by_value_and_the_result_is_json(driven: DatasetSplit) -> None:

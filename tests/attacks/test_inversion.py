@@ -68,6 +68,12 @@ def test_a_trained_model_gives_its_classes_away(trained: TorchClassifier, digits
     assert result.identification_accuracy > result.baseline_identification_accuracy
     assert result.reconstruction.confidence.mean() > 0.9  # the optimisation did its job
     json.dumps(result.to_dict())
+    # an AttackResult: the reconstruction's name and queries, the whole time, the field's figures
+    assert result.attack == result.reconstruction.attack and result.attack.startswith("mi-face(steps=100")
+    assert result.queries == result.reconstruction.queries and result.seconds >= result.reconstruction.seconds
+    metrics = result.metrics()
+    assert metrics["evaluator_accuracy"] == result.evaluator_accuracy and metrics["p_value"] == result.p_value
+    assert metrics["mean_similarity"] == pytest.approx(float(result.similarity.mean()))
 
 
 def test_untrained_networks_give_nothing_away(digits: DatasetSplit) -> None:

@@ -21,6 +21,7 @@ from modelshield.data.interface import Dataset
 from modelshield.errors import InvalidParameterError
 from modelshield.models.retrain import SklearnTrainer
 from modelshield.models.sklearn_classifier import SklearnClassifier
+from modelshield.testing.targets import tiny_datasets
 
 ALL = ("loss", "population", "lira-online", "lira-offline", "rmia", "rmia-offline", "label-only")
 
@@ -46,6 +47,7 @@ def _check_null(result: MembershipResult) -> None:
     assert point.tpr_interval[0] <= point.fpr_upper, (result.attack, point)
 
 
+@pytest.mark.slow
 def test_every_attack_stays_at_chance_on_records_the_model_never_saw(tmp_path: Path) -> None:
     seen, unseen = _split("digits", seed=1)
     model = RandomForestClassifier(n_estimators=40, random_state=0).fit(seen.flat(), seen.y)  # memorises `seen`
@@ -98,31 +100,48 @@ def test_attacks_find_a_model_that_memorises(tmp_path: Path) -> None:
 
 
 def test_reference_models_are_cached_by_content(tmp_path: Path) -> None:
-    members, non_members = _split("breast_cancer", seed=0)
+    members, non_members = tiny_datasets("tabular", seed=0)
     x = np.r_[members.x, non_members.x]
     y = np.r_[members.y, non_members.y]
     trainer = SklearnTrainer(LogisticRegression(max_iter=300), n_jobs=1)
-    first = reference_models(trainer, x, y, n_models=3, train_size=len(members), n_classes=2, cache_dir=tmp_path)
-    again = reference_models(trainer, x, y, n_models=3, train_size=len(members), n_classes=2, cache_dir=tmp_path)
+    kwargs = {"n_models": 3, "train_size": len(members), "n_classes": 3, "cache_dir": tmp_path}
+    first = reference_models(trainer, x, y, **kwargs)  # type: ignore[arg-type]
+    again = reference_models(trainer, x, y, **kwargs)  # type: ignore[arg-type]
     assert first.seconds > 0 and again.seconds == 0.0
     np.testing.assert_array_equal(first.log_proba, again.log_proba)
     np.testing.assert_array_equal(first.masks, again.masks)
     (cached,) = tmp_path.glob("reference-*.npz")
     cached.write_bytes(b"not an npz")  # a damaged cache entry is retrained, not trusted
-    rebuilt = reference_models(trainer, x, y, n_models=3, train_size=len(members), n_classes=2, cache_dir=tmp_path)
+    rebuilt = reference_models(trainer, x, y, **kwargs)  # type: ignore[arg-type]
     assert rebuilt.seconds > 0
     np.testing.assert_allclose(rebuilt.log_proba, first.log_proba)
-    other = reference_models(trainer, x, y[::-1].copy(), n_models=3, train_size=len(members), n_classes=2,
-                             cache_dir=tmp_path)  # fmt: skip
+    other = reference_models(trainer, x, y[::-1].copy(), **kwargs)  # type: ignore[arg-type]
     assert other.seconds > 0  # other labels, other models
 
 
 def test_label_only_attack_counts_its_queries() -> None:
     members, non_members = _split("breast_cancer", seed=0)
     clf = SklearnClassifier(LogisticRegression(max_iter=2000).fit(members.flat(), members.y))
+    before = clf.queries
     result = assess_membership(clf, members, non_members, attacks=("label-only",), label_only_copies=2).results[0]
     n = len(members) + len(non_members)
     assert result.queries == n * (1 + 2 * 4)
+    assert clf.queries - before == result.queries  # no score pass when only labels are attacked
+
+
+def test_results_report_the_field_s_metrics() -> None:
+    members, non_members = _split("breast_cancer", seed=0)
+    clf = SklearnClassifier(LogisticRegression(max_iter=2000).fit(members.flat(), members.y))
+    (result,) = assess_membership(clf, members, non_members, attacks=("loss",)).results
+    metrics = result.metrics()
+    assert metrics == {
+        "auc": result.summary.auc,
+        "advantage": result.summary.advantage,
+        "accuracy": result.summary.accuracy,
+        "tpr_at_0.1%_fpr": result.summary.tpr_at(0.001).tpr,
+        "tpr_at_1.0%_fpr": result.summary.tpr_at(0.01).tpr,
+    }
+    assert result.queries == len(members) + len(non_members)
 
 
 def test_reference_attacks_without_a_recipe_are_skipped_with_a_reason() -> None:

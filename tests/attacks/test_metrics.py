@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from modelshield.attacks.metrics import clopper_pearson, epsilon_lower_bound, roc_curve, roc_summary
+from modelshield.attacks.metrics import clopper_pearson, epsilon_lower_bound, roc_curve, roc_summary, tpr_key
 from modelshield.errors import InvalidInputError, InvalidParameterError
 
 
@@ -35,6 +35,21 @@ def test_tpr_at_fpr_takes_the_strictest_qualifying_threshold() -> None:
     fpr, tpr, thresholds = roc_curve(scores, labels)
     assert fpr[0] == 0 and tpr[0] == 0 and np.isinf(thresholds[0])
     assert (np.diff(fpr) >= 0).all() and (np.diff(tpr) >= 0).all()
+
+
+def test_a_summary_s_metrics_name_each_low_fpr() -> None:
+    scores = np.r_[np.arange(10, 20), np.arange(0, 1000) / 100.0]
+    labels = np.r_[np.ones(10, bool), np.zeros(1000, bool)]
+    s = roc_summary(scores, labels, fprs=(0.001, 0.01, 0.1))
+    assert [tpr_key(f) for f in (0.001, 0.01, 0.1)] == ["tpr_at_0.1%_fpr", "tpr_at_1.0%_fpr", "tpr_at_10.0%_fpr"]
+    assert s.metrics() == {
+        "auc": s.auc,
+        "advantage": s.advantage,
+        "accuracy": s.accuracy,
+        "tpr_at_0.1%_fpr": 1.0,
+        "tpr_at_1.0%_fpr": 1.0,
+        "tpr_at_10.0%_fpr": 1.0,
+    }
 
 
 def test_clopper_pearson_known_values() -> None:

@@ -2,8 +2,8 @@
 check catches checks that break the contract (an impure judge, unfrozen settings, a run that is not judge after
 measure, a missing budget, findings under another name).
 
-The fast suite checks baseline, integrity and supply; the slow one evasion (on a black-box and a PyTorch model) and
-poisoning.
+The fast suite checks baseline, integrity, supply, and evasion on a PyTorch model; the slow one evasion on a
+black-box model (the Square attack) and poisoning.
 """
 
 from __future__ import annotations
@@ -65,7 +65,6 @@ def test_evasion_passes_on_a_black_box_model(black: Target) -> None:
     check_check(EVASION, black, seed=2)
 
 
-@pytest.mark.slow
 def test_evasion_passes_on_a_pytorch_model(white: Target) -> None:
     check_check(EVASION, white)
 

@@ -11,13 +11,14 @@ from hypothesis import strategies as st
 
 from modelshield.findings import Finding, Severity
 from modelshield.supply_chain.formats import ModelFormat, identify_stream
-from modelshield.supply_chain.scan import FormatScanner, ScanContext, scan_finding
+from modelshield.supply_chain.scan import FormatScanner, ScanContext, default_registry, scan_finding
 from modelshield.supply_chain.scan.formats import builtin_scanners
 from modelshield.testing.scan_corpus import format_samples
 from modelshield.testing.scanner_checks import check_scanner, check_scanner_input
 
 SAMPLES = format_samples()
 SCANNERS = {s.name: s for s in builtin_scanners()}
+PLUGINS = [s for s in default_registry() if s.name not in SCANNERS]  # what installed packages declare
 
 
 def _samples(scanner: FormatScanner) -> list[bytes]:
@@ -33,6 +34,14 @@ def test_samples_cover_every_format_the_builtins_serve() -> None:
 @pytest.mark.parametrize("name", SCANNERS)
 def test_builtin_scanner_conforms(name: str) -> None:
     check_scanner(SCANNERS[name], _samples(SCANNERS[name]), fuzz_examples=150)
+
+
+@pytest.mark.parametrize("plugin", PLUGINS, ids=[s.name for s in PLUGINS])
+def test_installed_scanner_plugin_conforms(plugin: FormatScanner) -> None:
+    samples = [data for fmt in sorted(plugin.formats) for data in SAMPLES.get(fmt, ())]
+    if not samples:
+        pytest.skip(f"no samples of {sorted(plugin.formats)}")
+    check_scanner(plugin, samples, fuzz_examples=50)
 
 
 @pytest.mark.parametrize("name", SCANNERS)

@@ -42,12 +42,14 @@ def passphrase_from_env(variable: str | None) -> bytes | None:
 
 
 def _recipients(values: list[str]) -> list[PublicKeySet]:
-    """Each ``--recipient``: an age recipient string when it starts with ``age1``, else a key file."""
+    """Each ``--recipient``: an age recipient string when it starts with ``age1`` (unless a file has that name),
+    else a key file."""
     from modelshield.supply_chain.keys import load_recipients, parse_age_recipient
 
     found: list[PublicKeySet] = []
     for value in values:
-        found += [parse_age_recipient(value)] if value.startswith("age1") else load_recipients(Path(value))
+        is_string = value.startswith("age1") and not Path(value).is_file()
+        found += [parse_age_recipient(value)] if is_string else load_recipients(Path(value))
     return found
 
 

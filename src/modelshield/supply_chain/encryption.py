@@ -48,8 +48,10 @@ from modelshield.supply_chain.keys import KeyAlgorithm, PrivateKeySet, PublicKey
 
 __all__ = [
     "AGE_FORMAT",
+    "DEFAULT_MAX_SCRYPT_WORK_FACTOR",
     "DEFAULT_SCRYPT_WORK_FACTOR",
     "MAX_SCRYPT_WORK_FACTOR",
+    "MIN_SCRYPT_WORK_FACTOR",
     "EncryptedFileInfo",
     "EncryptionResult",
     "KeyWrapping",

@@ -27,7 +27,8 @@ from modelshield.supply_chain.scan import (
     scan_stream,
 )
 from modelshield.supply_chain.scan.formats import builtin_scanners
-from modelshield.testing.scan_corpus import call_v2
+from modelshield.testing.scan_corpus import call_v2, format_samples
+from modelshield.testing.scanner_checks import check_scanner
 
 
 class Tagger:
@@ -81,6 +82,17 @@ def test_registry_refuses_duplicates_and_things_that_are_not_scanners() -> None:
         registry.register(Tagger("no-formats"))
     with pytest.raises(RegistrationError, match="not a format scanner"):
         registry.register(Tagger)  # a class, not a scanner
+
+
+def test_the_registry_runs_share_by_default_is_frozen() -> None:
+    shared = Scanner().registry
+    assert shared.frozen and Scanner().registry is shared
+    with pytest.raises(RegistrationError, match="frozen"):
+        shared.register(Tagger("extra", ModelFormat.PICKLE))
+    assert "extra" not in shared
+    mine = default_registry(entry_points=False)
+    mine.register(Tagger("extra", ModelFormat.PICKLE))
+    assert Scanner(registry=mine).registry.for_format(ModelFormat.PICKLE)[-1].name == "extra"
 
 
 def test_a_format_no_scanner_serves_is_reported_at_the_top_only(tmp_path: Path) -> None:
@@ -169,6 +181,7 @@ def test_an_installed_package_adds_a_scanner(site: Path, tmp_path: Path) -> None
     assert "example.marker" not in {
         f.id for f in scan_file(path, registry=default_registry(entry_points=False)).findings
     }
+    check_scanner(registry.get("example-marker"), [path.read_bytes(), *format_samples()[ModelFormat.PICKLE]])
 
 
 def test_a_broken_plugin_is_named_not_ignored(site: Path) -> None:

@@ -99,10 +99,12 @@ class ScannerRegistry:
     def load_entry_points(self, group: str = SCANNERS_GROUP) -> list[FormatScanner]:
         """Register the scanners that installed packages declare in ``group``, in the order of their names."""
         self._refuse_if_frozen()
-        loaded = self._registry.load_entry_points(group, accept=is_format_scanner)
-        for scanner in loaded:
-            self._index(scanner)
-        return loaded
+        before = len(self._registry)
+        try:
+            return self._registry.load_entry_points(group, accept=is_format_scanner)
+        finally:  # those registered before a broken plug-in stopped the loading are served too
+            for scanner in list(self._registry)[before:]:
+                self._index(scanner)
 
     def for_format(self, fmt: ModelFormat) -> tuple[FormatScanner, ...]:
         """The scanners serving ``fmt``, in registration order (empty when none does)."""

@@ -6,17 +6,26 @@ Each entry point names a class; modelshield calls it without arguments to get th
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from typing import Any, BinaryIO, Self
+
 from modelshield.attacks.interface import AttackFamily
 from modelshield.audit.interface import Budget, Check, CheckContext
+from modelshield.defenses.interface import Action, GuardDecision, GuardMemory, GuardRequest, GuardStage
+from modelshield.defenses.registry import GuardFactory
 from modelshield.findings import Finding, OwaspMl, Severity
+from modelshield.models.interface import Classifier
+from modelshield.supply_chain.formats import ModelFormat
+from modelshield.supply_chain.scan.interface import ScanContext, scan_finding
 from modelshield.target import Requirement, Target
 
-__all__ = ["ExampleCheck", "NoiseAttack", "NoiseResult"]
+__all__ = ["EXAMPLE_GUARD", "ClipGuard", "ExampleCheck", "MarkerScanner", "NoiseAttack", "NoiseResult"]
+
+MARKER = b"EXAMPLE-PLUGIN-MARKER"
 
 
 @dataclass(frozen=True)
@@ -101,3 +110,66 @@ class NoiseAttack:
             seconds=time.perf_counter() - t0,
             flipped=flipped,
         )
+
+
+class MarkerScanner:
+    """Reports pickles that carry a marker string; inert on everything else, since every scan runs it."""
+
+    name = "example-marker"
+    formats = frozenset({ModelFormat.PICKLE})
+
+    def scan(self, stream: BinaryIO, size: int, location: str, context: ScanContext) -> Iterable[Finding]:
+        stream.seek(0)
+        data = stream.read(min(size, 1 << 20))  # the marker sits near the start; never read a large file whole
+        if MARKER not in data:
+            return []
+        return [
+            scan_finding(
+                "example-plugin.marker",
+                Severity.LOW,
+                "The example plug-in's marker is in this pickle",
+                "A third-party scanner found its marker string.",
+                location,
+                evidence={"offset": data.index(MARKER)},
+            )
+        ]
+
+
+class ClipGuard:
+    """An output guard that rounds released probabilities to two decimals (and renormalises)."""
+
+    name = "example-clip"
+    stage = GuardStage.OUTPUT
+
+    def fit(
+        self, classifier: Classifier, reference_x: Any, reference_y: Any = None, *, seed: int = 0
+    ) -> Self:
+        self.n_classes_ = classifier.n_classes
+        return self
+
+    def inspect(self, request: GuardRequest) -> GuardDecision:
+        if not hasattr(self, "n_classes_"):
+            from modelshield.errors import NotFittedError
+
+            raise NotFittedError("ClipGuard is not fitted.")
+        p = request.require_probabilities(self.name)
+        released = np.round(p, 2) + 1e-12
+        released = released / released.sum(axis=1, keepdims=True)
+        return GuardDecision(
+            guard=self.name,
+            stage=self.stage,
+            client_id=request.client_id,
+            actions=(Action.ALLOW,) * request.n,
+            scores=np.abs(released - p).sum(axis=1),
+            threshold=None,
+            probabilities=released,
+        )
+
+    def forget(self, client_id: str) -> None:
+        return None
+
+    def memory(self) -> GuardMemory:
+        return GuardMemory()
+
+
+EXAMPLE_GUARD = GuardFactory("example-clip", GuardStage.OUTPUT, ClipGuard, "Round released probabilities.")
