@@ -164,6 +164,7 @@ _SCHEMA = Schema(
 )
 
 
+@pytest.mark.slow  # minutes on a shared 2-core runner: DeepFool and 5-restart PGD against a masked CNN
 def test_evaluation_flags_gradient_masking(digits: Target) -> None:
     x, y = _sample(digits, 150)
     honest = evaluate_robustness(digits.classifier, x, y, eps=(0.05, 0.1), steps=10)
@@ -186,6 +187,21 @@ def test_evaluation_flags_gradient_masking(digits: Target) -> None:
     assert {r.id for r in flagged.reliability} & {"unbounded", "fgsm-beats-pgd", "more-effort-helps"}
 
 
+def test_the_audit_check_reports_image_examples_on_a_tiny_model() -> None:
+    from modelshield.audit import AuditOptions, Auditor
+    from modelshield.reporting import render_html
+    from modelshield.testing.targets import tiny_target
+
+    report = Auditor(AuditOptions(checks=("evasion",))).run(tiny_target("image"))
+    finding = next(f for f in report.findings if f.id == "evasion.robust-accuracy")
+    assert finding.metrics["reference_eps"] == "0.05" and "of the input range" in finding.title
+    examples = finding.evidence["examples"]
+    assert examples and len(examples[0]["clean"]) == 6 and len(examples[0]["adversarial"][0]) == 6  # type: ignore[index,arg-type]
+    assert report.config["settings"]["evasion"] == {"samples": 200, "steps": 10, "queries": 250}  # type: ignore[index,call-overload]
+    assert "<h4>Examples</h4>" in render_html(report)
+
+
+@pytest.mark.slow  # trains and attacks the zoo's digits CNN
 def test_the_audit_check_reports_a_curve_and_severity(digits: Target, tmp_path: Path) -> None:
     from modelshield.audit import AuditOptions, Auditor
 

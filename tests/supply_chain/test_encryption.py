@@ -239,8 +239,9 @@ def _chunks(blob: bytes) -> tuple[bytes, list[bytes]]:
 def test_every_header_byte_is_authenticated(hybrid: PrivateKeySet, sealed: bytes) -> None:
     header = _header_size(sealed)
     for offset in range(header):
-        # The version line identifies the format: a change there reads as another format or version.
-        expected = FileFormatError if offset < len(_age.VERSION_LINE) else VerificationError
+        # The version line identifies the format: a change there reads as another format or version; a damaged
+        # line end, as a damaged file.
+        expected = FileFormatError if offset < len(_age.VERSION_LINE) - 1 else VerificationError
         with pytest.raises(expected):
             decrypt_stream(io.BytesIO(_flip(sealed, offset)), io.BytesIO(), identities=[hybrid])
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +86,22 @@ def test_networks_start_from_the_weights_of_recipe_version_1(name: str) -> None:
     assert RECIPE_VERSION == 1
     assert list(now) == list(before)
     assert all(torch.equal(now[k], before[k]) for k in before)
+
+
+def test_concurrent_first_loads_share_one_entry(tmp_path: Path) -> None:
+    """Two threads that load the same target from an empty cache both train it; the second to finish keeps the
+    first one's entry (which the first may be reading) instead of replacing it."""
+    start = threading.Barrier(2)
+
+    def load(_: int) -> str | None:
+        start.wait()
+        return load_target("cancer-mlp", cache_dir=tmp_path, device="cpu").model_sha256
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        digests = list(pool.map(load, range(2)))
+    assert digests[0] is not None and digests[0] == digests[1]
+    (entry,) = tmp_path.iterdir()  # one entry, no staging directory left behind
+    assert entry.name.startswith("cancer-mlp-")
 
 
 def test_overfit_variant_overfits_more_than_the_regularised_one(zoo_cache: Path) -> None:

@@ -5,8 +5,9 @@ environment. No command module imports :mod:`modelshield.cli.app`, so the comman
     >>> state.verbose
     0
 
-This is the one module of modelshield that reads ``MODELSHIELD_*`` environment variables (and ``XDG_CACHE_HOME``);
-the library takes every setting as an explicit argument.
+This is the one module of modelshield that reads the environment: ``MODELSHIELD_*`` variables, ``XDG_CACHE_HOME``
+and the variables that hold passphrases (named on the command line, never given there); the library takes every
+setting as an explicit argument.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
 
+from modelshield.errors import InvalidParameterError
+
 if TYPE_CHECKING:
     from modelshield.data import Dataset
 
-__all__ = ["LOG_HANDLER", "cache_dir", "load_dataset", "reference_cache_dir", "state", "stderr"]
+__all__ = ["LOG_HANDLER", "cache_dir", "load_dataset", "passphrase_from_env", "reference_cache_dir", "state", "stderr"]
 
 stderr = Console(stderr=True)
 
@@ -77,3 +80,15 @@ def load_dataset(spec: str, label: str) -> Dataset:
     if spec.startswith(BUNDLED):
         return load_bundled(spec.removeprefix(BUNDLED))
     return load_table(Path(spec), label=label)
+
+
+def passphrase_from_env(variable: str | None) -> bytes | None:
+    """The passphrase held in environment variable ``variable`` (never passed on the command line)."""
+    if variable is None:
+        return None
+    value = os.environ.get(variable)
+    if not value:
+        raise InvalidParameterError(
+            f"Environment variable {variable} is not set or empty.", remedy=f"export {variable}=... first."
+        )
+    return value.encode("utf-8")

@@ -6,10 +6,10 @@
 The thread count is one setting for the whole process, so library code never touches it (a library that changed it
 around its own work would change it for every other thread too). The models modelshield trains and attacks are
 small: their operations are too short to gain from intra-op threads, and when the cores are busy with other work
-every parallel operation waits for a thread the scheduler has parked. Measured on a 2-core machine, the reference
-models of the quick membership check on ``zoo:cancer-mlp-overfit`` train in 1.6 s with one thread and 1.4 s with
-two on idle cores, but in 3.5 s with one thread and 37-63 s with two while one other process keeps a core busy.
-Hence ``modelshield --threads`` defaults to 1.
+every parallel operation waits for a thread the scheduler has parked. Measured on a 2-core machine, the eight
+reference models of the quick membership check on ``zoo:cancer-mlp-overfit`` train in 1.5 s with one thread and
+1.4 s with two on idle cores, but in 3.7 s with one thread and 27 s with two when other processes keep the cores
+busy (load 7). Hence ``modelshield --threads`` defaults to 1.
 """
 
 from __future__ import annotations

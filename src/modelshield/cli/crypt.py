@@ -14,31 +14,19 @@ from environment variables, never from the command line. ``decrypt`` exits 1 whe
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from modelshield.cli._console import passphrase_from_env
 from modelshield.cli.options import EXIT_FINDINGS
 from modelshield.errors import InvalidParameterError, VerificationError
 
 if TYPE_CHECKING:
     from modelshield.supply_chain.keys import PrivateKeySet, PublicKeySet
 
-__all__ = ["passphrase_from_env", "register"]
-
-
-def passphrase_from_env(variable: str | None) -> bytes | None:
-    """The passphrase held in environment variable ``variable`` (never passed on the command line)."""
-    if variable is None:
-        return None
-    value = os.environ.get(variable)
-    if not value:
-        raise InvalidParameterError(
-            f"Environment variable {variable} is not set or empty.", remedy=f"export {variable}=... first."
-        )
-    return value.encode("utf-8")
+__all__ = ["register"]
 
 
 def _recipients(values: list[str]) -> list[PublicKeySet]:
@@ -48,9 +36,16 @@ def _recipients(values: list[str]) -> list[PublicKeySet]:
 
     found: list[PublicKeySet] = []
     for value in values:
-        is_string = value.startswith("age1") and not Path(value).is_file()
+        is_string = value.startswith("age1") and not _is_file(value)
         found += [parse_age_recipient(value)] if is_string else load_recipients(Path(value))
     return found
+
+
+def _is_file(value: str) -> bool:
+    try:
+        return Path(value).is_file()
+    except OSError:  # a post-quantum recipient is longer than a file name may be
+        return False
 
 
 def _identities(paths: list[Path], key_passphrase: bytes | None) -> list[PrivateKeySet]:

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from modelshield.cli._console import passphrase_from_env
 from modelshield.cli.options import EXIT_CLEAN, EXIT_FINDINGS
 
 __all__ = ["register"]
@@ -28,7 +29,7 @@ def keygen_command(
     ] = None,
 ) -> None:
     """Generate a key pair for signing (ed25519, ecdsa-p256, hybrid) or for encryption (x25519-mlkem768)."""
-    from modelshield.supply_chain.keys import generate_keypair, passphrase_from_env, write_keypair
+    from modelshield.supply_chain.keys import generate_keypair, write_keypair
 
     passphrase = passphrase_from_env(passphrase_env)
     keys = generate_keypair(algorithm)
@@ -53,7 +54,7 @@ def sign_command(
     ] = None,
 ) -> None:
     """Sign a model file or directory: a manifest of SHA-256 digests, in the OpenSSF model-signing format."""
-    from modelshield.supply_chain.keys import load_private_key, passphrase_from_env
+    from modelshield.supply_chain.keys import load_private_key
     from modelshield.supply_chain.signing import DEFAULT_IGNORED, sign_model
 
     private = load_private_key(key, passphrase_from_env(passphrase_env))

@@ -234,6 +234,8 @@ def sniff(first: bytes, name: str) -> None:
     """Raise :class:`FileFormatError` unless ``first`` (the first line, or bytes) starts an age v1 file."""
     if first.startswith(VERSION_LINE):
         return
+    if first.startswith(VERSION_LINE[:-1]):  # "v1", then no newline, a CR or more: a damaged version line
+        raise _corrupt(name, "the version line is malformed or truncated")
     if first.startswith(_VERSION_PREFIX):
         version = first[len(_VERSION_PREFIX) :].split(b"\n")[0][:32].decode("ascii", "replace")
         raise FileFormatError(

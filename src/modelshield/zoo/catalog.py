@@ -276,13 +276,17 @@ def _build(entry: ZooEntry, split: DatasetSplit, seed: int, directory: Path) -> 
         meta["name"] = entry.name
         meta["seed"] = seed
         (staging / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
-        if directory.exists():  # a stale or tampered entry: replace it whole
-            shutil.rmtree(directory)
         try:
-            staging.rename(directory)
+            staging.rename(directory)  # fails if the entry exists (POSIX refuses to replace a non-empty directory)
         except OSError:
-            if _read_meta(directory) is None:  # not another process winning the same race
-                raise
+            if _read_meta(directory) is not None:
+                return  # another thread or process built the same entry meanwhile (and may be reading it): keep it
+            shutil.rmtree(directory, ignore_errors=True)  # a stale or tampered entry: replace it whole
+            try:
+                staging.rename(directory)
+            except OSError:
+                if _read_meta(directory) is None:  # not another thread or process winning the same race
+                    raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
