@@ -129,10 +129,7 @@ class AttributeInferenceResult:
     @property
     def attack(self) -> str:
         """The attack with what it was given: the feature, what the attacker sees, whether it knows the label."""
-        return (
-            f"attribute-inference(feature={self.feature!r}, output={self.output}, "
-            f"label_known={self.label_known})"
-        )
+        return f"attribute-inference(feature={self.feature!r}, output={self.output}, label_known={self.label_known})"
 
     @property
     def decisive(self) -> GroupInference:

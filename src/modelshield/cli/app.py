@@ -17,6 +17,7 @@ import typer
 
 from modelshield._version import __version__
 from modelshield.cli._console import LOG_HANDLER, state, stderr
+from modelshield.cli._threads import DEFAULT_THREADS, configure_torch_threads
 from modelshield.cli.options import EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE
 from modelshield.errors import ModelShieldError
 
@@ -47,8 +48,18 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    threads: Annotated[
+        int,
+        typer.Option(
+            "--threads",
+            min=1,
+            help="Intra-op threads for torch, for the whole process (1 suits modelshield's small models, above all "
+            "on busy machines).",
+        ),
+    ] = DEFAULT_THREADS,
 ) -> None:
     """modelshield: a multi-layered security framework for machine-learning systems."""
+    configure_torch_threads(threads)
     state.verbose = verbose
     LOG_HANDLER.setLevel(logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG)
     package = logging.getLogger("modelshield")
