@@ -62,6 +62,7 @@ def test_targets_lists_every_reference_target(capsys: pytest.CaptureFixture[str]
     assert {r["name"] for r in rows} >= {"zoo:digits-cnn", "zoo:cancer-mlp-overfit", "zoo:phishing-gbm"}
 
 
+@pytest.mark.slow  # the whole default audit, end to end (about 2 minutes on 2 cores)
 def test_audit_json_validates_against_the_shipped_schema(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["audit", "--target", "zoo:digits-cnn", "--format", "json"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -85,6 +86,7 @@ def test_audit_writes_the_three_reports(tmp_path: Path) -> None:
     checks = "integrity,baseline,evasion"
     assert main(["audit", "--target", "zoo:digits-cnn", "--checks", checks, "--out", str(out), "--quiet"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json", "report.sarif"]
+    jsonschema.Draft202012Validator(load_report_schema()).validate(json.loads((out / "report.json").read_text()))
     sarif = json.loads((out / "report.sarif").read_text())
     assert sarif["version"] == "2.1.0"
     assert "<svg" in (out / "report.html").read_text()

@@ -69,8 +69,9 @@ def _root(
 
 
 def _register_commands() -> None:
-    from modelshield.cli import audit, bom, crypt, data, harden, registry, scan, signing, targets
+    from modelshield.cli import attacks, audit, bom, crypt, data, harden, registry, scan, signing, targets
 
+    attacks.register(app)
     audit.register(app)
     bom.register(app)
     crypt.register(app)

@@ -17,8 +17,8 @@ features on whole values. ε is in the model's input units (for inputs in [0, 1]
 
 The result is the attack's :class:`~modelshield.attacks.evasion.interface.EvasionResult`, with ``indices`` naming
 the attacked test rows and ``queries`` counting every input the run sent to the target's classifier (its query
-counter before and after the run), the re-check of the returned examples included. Two runs with one seed return
-the same examples.
+counter before and after the run, so the count is exact while nothing else queries that classifier), the re-check
+of the returned examples included. Two runs with one seed return the same examples.
 
 White-box attacks (FGSM, PGD, APGD-CE, APGD-DLR, DeepFool) need a PyTorch classifier; the black-box ones (Square,
 HopSkipJump) work on any classifier.
