@@ -8,10 +8,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, BinaryIO, Self
 
 import numpy as np
-
-from typing import Any, BinaryIO, Self
 
 from modelshield.attacks.interface import AttackFamily
 from modelshield.audit.interface import Budget, Check, CheckContext
@@ -47,7 +47,9 @@ class ExampleCheck(Check[_Settings, _Measurement]):
     description = "Prediction stability under uniform input noise (a third-party plug-in)."
     requires = frozenset[Requirement]()
     default = False  # runs only when named: --checks example-plugin-check
-    budgets = {Budget.QUICK: _Settings(50), Budget.STANDARD: _Settings(200), Budget.THOROUGH: _Settings(1000)}
+    budgets: Mapping[Budget, _Settings] = MappingProxyType(
+        {Budget.QUICK: _Settings(50), Budget.STANDARD: _Settings(200), Budget.THOROUGH: _Settings(1000)}
+    )
 
     def measure(self, context: CheckContext, settings: _Settings) -> _Measurement:
         x, _ = context.sample_test(settings.samples)
@@ -115,7 +117,7 @@ class NoiseAttack:
 class MarkerScanner:
     """Reports pickles that carry a marker string; inert on everything else, since every scan runs it."""
 
-    name = "example-marker"
+    name = "example-plugin-marker"
     formats = frozenset({ModelFormat.PICKLE})
 
     def scan(self, stream: BinaryIO, size: int, location: str, context: ScanContext) -> Iterable[Finding]:
@@ -141,10 +143,9 @@ class ClipGuard:
     name = "example-clip"
     stage = GuardStage.OUTPUT
 
-    def fit(
-        self, classifier: Classifier, reference_x: Any, reference_y: Any = None, *, seed: int = 0
-    ) -> Self:
+    def fit(self, classifier: Classifier, reference_x: Any, reference_y: Any = None, *, seed: int = 0) -> Self:
         self.n_classes_ = classifier.n_classes
+        self.input_shape_ = classifier.input_shape
         return self
 
     def inspect(self, request: GuardRequest) -> GuardDecision:
@@ -153,6 +154,13 @@ class ClipGuard:
 
             raise NotFittedError("ClipGuard is not fitted.")
         p = request.require_probabilities(self.name)
+        if request.x.shape[1:] != self.input_shape_ or p.shape[1] != self.n_classes_:
+            from modelshield.errors import InvalidInputError
+
+            raise InvalidInputError(
+                f"{self.name} expects inputs of shape {self.input_shape_} and {self.n_classes_} classes; the request "
+                f"has {request.x.shape[1:]} and {p.shape[1]}."
+            )
         released = np.round(p, 2) + 1e-12
         released = released / released.sum(axis=1, keepdims=True)
         return GuardDecision(
