@@ -47,7 +47,6 @@ def _check_null(result: MembershipResult) -> None:
     assert point.tpr_interval[0] <= point.fpr_upper, (result.attack, point)
 
 
-@pytest.mark.slow
 def test_every_attack_stays_at_chance_on_records_the_model_never_saw(tmp_path: Path) -> None:
     seen, unseen = _split("digits", seed=1)
     model = RandomForestClassifier(n_estimators=40, random_state=0).fit(seen.flat(), seen.y)  # memorises `seen`

@@ -224,11 +224,77 @@ def test_memo_read_before_write_is_an_error() -> None:
     assert result.error is not None and "memo key 5" in result.error
 
 
+def _first_pickle(data: bytes) -> int | None:
+    """The opcode count of the first pickle by the standard library's own parser; None if it rejects the stream's
+    grammar. (-1 when only a string argument fails to decode: the walker reads on past text it cannot decode, as a
+    scanner must, since the loader has run every opcode before it.)"""
+    try:
+        return sum(1 for _ in pickletools.genops(io.BytesIO(data)))
+    except UnicodeDecodeError:
+        return -1
+    except Exception:  # genops raises ValueError, KeyError, struct.error, ...
+        return None
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=300))
+@given(st.one_of(st.binary(max_size=300), st.builds(lambda b: b"\x80\x04" + b, st.binary(max_size=300))))
 def test_never_crashes_on_arbitrary_bytes(data: bytes) -> None:
     result = analyse(data)
-    assert result.opcodes >= 0
+    assert 0 <= result.opcodes <= len(data)  # every opcode takes at least one byte
+    assert result.error_offset is None or 0 <= result.error_offset <= len(data)
+    assert all(0 <= ref.offset < len(data) for ref in result.imports)
+    first = _first_pickle(data)
+    if result.error is None and result.limit is None and result.pickles == 1 and not result.trailing_bytes:
+        # the walk accepted exactly one pickle: the standard parser accepts it too, opcode for opcode
+        assert first == -1 or first == result.opcodes
+
+
+class _Stub:
+    """What the recording unpickler hands out for every global: calling it or setting state on it does nothing."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __call__(self, *args: Any, **kwargs: Any) -> _Stub:
+        return _Stub()
+
+
+class _RecordingUnpickler(pickle.Unpickler):
+    """The real unpickler (CPython's C implementation), with every global lookup recorded and replaced by a stub:
+    the oracle for what loading a stream would import, in the loader's own reading of the bytes."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(io.BytesIO(data))
+        self.looked_up: list[tuple[str, str]] = []
+
+    def find_class(self, module: str, name: str) -> Any:
+        self.looked_up.append((module, name))
+        return _Stub
+
+    def persistent_load(self, pid: Any) -> Any:
+        return None
+
+
+_SEEDS = [
+    pickle.dumps(obj, protocol=protocol)
+    for obj in (OrderedDict(a=1), {"k": [1, 2.0, "s"], "t": (None, True)}, [np.float64(1.5), b"xyz"], {1, 2})
+    for protocol in range(6)
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(_SEEDS), st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=4))
+def test_every_global_the_real_unpickler_looks_up_is_found(seed: bytes, edits: list[tuple[int, int]]) -> None:
+    data = bytearray(seed)
+    for where, value in edits:
+        data[where % len(data)] = value
+    oracle = _RecordingUnpickler(bytes(data))
+    try:
+        oracle.load()
+    except Exception:  # a damaged stream stops the loader; what it looked up before that is what counts
+        pass
+    found = {(ref.module, ref.name) for ref in analyse(bytes(data)).imports}
+    assert [g for g in oracle.looked_up if g not in found] == []
 
 
 @settings(max_examples=200, deadline=None)
@@ -294,3 +360,21 @@ def test_ext4_codes_are_signed_like_the_unpickler_reads_them() -> None:
 def test_plain_data_at_every_protocol_imports_nothing_and_parses(values: list[Any], protocol: int) -> None:
     result = analyse(pickle.dumps(values, protocol=protocol))
     assert result.error is None and result.pickles == 1 and result.worst is Verdict.SAFE
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"(I1\np\xb3\n.", b"(I1\np1\ng\xb3\n.", b"I\xd9\xa3\n.", b"L\xb2L\n."],  # superscripts, Arabic-Indic digits
+    ids=["put-superscript", "get-superscript", "int-arabic-indic", "long-superscript"],
+)
+def test_non_ascii_digits_stop_the_walk_as_they_stop_the_loader(data: bytes) -> None:
+    with pytest.raises(Exception):  # noqa: B017, PT011 - whatever CPython raises, it does not load
+        pickle.loads(data)
+    assert "malformed integer" in (analyse(data).error or "")
+
+
+@pytest.mark.parametrize(("text", "value"), [(b"0x10", 16), (b"012", 10), (b"1_0", 10), (b" 7 ", 7)])
+def test_protocol_0_integers_read_as_the_loader_reads_them(text: bytes, value: int) -> None:
+    data = b"I" + text + b"\n."
+    assert pickle.loads(data) == value
+    assert analyse(data).error is None

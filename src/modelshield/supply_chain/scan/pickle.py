@@ -172,12 +172,18 @@ def _text(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
-def _int_text(raw: bytes, pos: int) -> int:
-    """The decimal text argument of protocol 0 (``INT``, ``LONG``, ``PUT``, ``GET``), e.g. ``b"123L"``."""
-    text = _text(raw).strip().removesuffix("L")
-    if not text.lstrip("-").isdigit():
-        raise _ParseError(f"malformed integer argument {text!r}", pos)
-    return int(text)
+def _int_text(raw: bytes, pos: int, *, base: int) -> int:
+    """The text argument of protocol 0 ``INT``, ``LONG`` (``base`` 0) and ``PUT``, ``GET`` (``base`` 10), read as
+    CPython's unpickler reads it: ASCII only (``PyLong_FromString`` on the raw bytes), a trailing ``L`` for ``LONG``,
+    and for ``INT`` also ``strtol``'s octal with a leading zero. Anything else stops the loader, and the walk."""
+    text = raw.strip().removesuffix(b"L")
+    if text.isascii():
+        for attempt in (base, 8) if base == 0 else (base,):
+            try:
+                return int(text, attempt)
+            except ValueError:
+                continue
+    raise _ParseError(f"malformed integer argument {_text(raw)!r}", pos)
 
 
 def _concrete(item: object) -> object:
@@ -568,11 +574,11 @@ class _Walk:
             return i
         if name in {"PUT", "GET"}:
             raw, i = self._line(i, pos)
-            (put if name == "PUT" else get)(_int_text(raw, pos), pos)
+            (put if name == "PUT" else get)(_int_text(raw, pos, base=10), pos)
             return i
         if name in {"INT", "LONG"}:
             raw, i = self._line(i, pos)
-            stack.append(_int_text(raw, pos))
+            stack.append(_int_text(raw, pos, base=0))
             return i
         if name in {"LONG1", "LONG4"}:
             digits, i = self._sized(i, 1 if name == "LONG1" else 4, signed=name == "LONG4")
