@@ -70,3 +70,46 @@ def test_facade_audits_a_zoo_target(zoo_cache, monkeypatch) -> None:  # type: ig
 def test_module_entry_point() -> None:
     out = subprocess.run([sys.executable, "-m", "modelshield", "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == f"modelshield {modelshield.__version__}"
+
+
+def _public_api(module: object, name: str) -> set[str]:
+    """Classes and functions a module offers: those it defines, and for a package those it takes from modelshield."""
+    import inspect
+
+    package = hasattr(module, "__path__")
+    found = set()
+    for attr, obj in vars(module).items():
+        if attr.startswith("_") or not (inspect.isclass(obj) or inspect.isfunction(obj)):
+            continue
+        origin = getattr(obj, "__module__", "") or ""
+        if origin == name or (package and origin.startswith("modelshield.")):
+            found.add(attr)
+    return found
+
+
+_API_MODULES = [
+    m
+    for m in _modules()
+    # private modules (a segment starting with _) and the CLI's command modules (its API is `main`) are not API
+    if not any(part.startswith("_") for part in m.split(".")[1:]) and not m.startswith("modelshield.cli.")
+]
+
+
+@pytest.mark.parametrize("name", _API_MODULES)
+def test_every_public_class_and_function_is_in_all(name: str) -> None:
+    """__all__ is complete, not only correct: what a module defines for others to use is listed."""
+    module = importlib.import_module(name)
+    exported = set(getattr(module, "__all__", ()))
+    missing = sorted(_public_api(module, name) - exported)
+    assert missing == [], f"{name} defines {missing} without listing them in __all__ (or prefix them with _)"
+
+
+def test_the_facade_offers_exactly_its_all() -> None:
+    expected = {
+        "Finding", "ModelShieldError", "Report", "Severity", "Target", "VerificationError", "__version__",
+        "load_model", "load_target", "run_audit", "scan_file", "verify_model",
+    }  # fmt: skip
+    assert set(modelshield.__all__) == expected
+    for name in expected:
+        assert getattr(modelshield, name) is not None
+    assert modelshield.Target.__name__ == "Target"

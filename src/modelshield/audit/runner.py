@@ -53,7 +53,8 @@ def _versions() -> dict[str, str]:
 def _settings_record(settings: object) -> JSONValue:
     """A check's settings as JSON (a frozen dataclass of plain values, or anything else by its repr)."""
     if dataclasses.is_dataclass(settings) and not isinstance(settings, type):
-        return json.loads(json.dumps(dataclasses.asdict(settings), default=str))  # type: ignore[no-any-return]
+        record: JSONValue = json.loads(json.dumps(dataclasses.asdict(settings), default=str))
+        return record
     return repr(settings)
 
 

@@ -11,14 +11,13 @@ Every command takes ``--registry DIR`` (env ``MODELSHIELD_REGISTRY``, default ``
 
 from __future__ import annotations
 
-import enum
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from modelshield.cli.options import EXIT_CLEAN, EXIT_FINDINGS
+from modelshield.cli.options import EXIT_CLEAN, EXIT_FINDINGS, OutputFormat, text_or_json
 from modelshield.errors import InvalidParameterError, PromotionRefusedError, VerificationError
 
 if TYPE_CHECKING:
@@ -40,11 +39,6 @@ DbUrl = Annotated[
         help="Index database URL (sqlite:///... or postgresql+psycopg://...); default: SQLite in the registry.",
     ),
 ]
-
-
-class ShowFormat(enum.StrEnum):
-    text = "text"
-    json = "json"
 
 
 def _open(registry: Path, db_url: str | None) -> Registry:
@@ -132,14 +126,14 @@ def list_command(registry: RegistryDir = DEFAULT_REGISTRY, db_url: DbUrl = None)
 def show_command(
     name: Annotated[str, typer.Argument(help="Model name.")],
     version: Annotated[str, typer.Argument(help="Version number, 'production' or 'latest'.")] = "production",
-    format: Annotated[ShowFormat, typer.Option("--format", help="Output format.")] = ShowFormat.text,
+    format: Annotated[OutputFormat, text_or_json()] = OutputFormat.TEXT,
     registry: RegistryDir = DEFAULT_REGISTRY,
     db_url: DbUrl = None,
 ) -> None:
     """Show one version of a model and what is attached to it."""
     with _open(registry, db_url) as reg:
         v = reg.show(name, version)
-    if format is ShowFormat.json:
+    if format is OutputFormat.JSON:
         typer.echo(json.dumps(v.to_dict(), indent=2))
     else:
         typer.echo("\n".join(_describe(v)))
@@ -179,7 +173,7 @@ def rollback_command(
 def history_command(
     name: Annotated[str, typer.Argument(help="Model name.")],
     verify: Annotated[bool, typer.Option(help="Recompute the hash chain; exit 1 if it is broken.")] = False,
-    format: Annotated[ShowFormat, typer.Option("--format", help="Output format.")] = ShowFormat.text,
+    format: Annotated[OutputFormat, text_or_json()] = OutputFormat.TEXT,
     registry: RegistryDir = DEFAULT_REGISTRY,
     db_url: DbUrl = None,
 ) -> None:
@@ -193,7 +187,7 @@ def history_command(
                 verified = reg.verify_history(name)
             except VerificationError as exc:
                 failure = exc
-    if format is ShowFormat.json:
+    if format is OutputFormat.JSON:
         typer.echo(json.dumps([e.to_dict() for e in entries], indent=2))
     else:
         for e in entries:
@@ -203,7 +197,7 @@ def history_command(
     if failure is not None:
         raise _failed(failure)
     if verified is not None:
-        typer.echo(verified.summary(), err=format is ShowFormat.json)
+        typer.echo(verified.summary(), err=format is OutputFormat.JSON)
         raise typer.Exit(EXIT_CLEAN)
 
 

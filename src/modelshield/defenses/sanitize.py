@@ -57,6 +57,7 @@ __all__ = [
     "detection_quality",
     "label_consistency",
     "neighbour_disagreement",
+    "out_of_fold_proba",
     "outlier_scores",
     "representations",
     "reversed_trigger",

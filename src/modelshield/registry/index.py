@@ -62,11 +62,17 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column  # no
 __all__ = [
     "GENESIS_HASH",
     "SCHEMA_VERSION",
+    "AliasRow",
+    "Base",
     "HistoryEntry",
+    "HistoryRow",
     "Index",
+    "ModelRow",
     "ModelSummary",
     "ModelVersion",
+    "SchemaRow",
     "VerifiedHistory",
+    "VersionRow",
 ]
 
 logger = logging.getLogger(__name__)

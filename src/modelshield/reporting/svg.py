@@ -22,7 +22,7 @@ from markupsafe import Markup, escape
 from modelshield.findings import Chart
 from modelshield.reporting.interface import printable
 
-__all__ = ["PALETTE", "render_bars", "render_chart"]
+__all__ = ["PALETTE", "render_bars", "render_chart", "render_examples"]
 
 #: Series colours: distinguishable with the common colour-vision deficiencies (mostly Okabe-Ito hues), and
 #: each at least 3:1 against both the light and the dark page background.

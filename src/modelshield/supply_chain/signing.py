@@ -52,7 +52,9 @@ __all__ = [
     "Manifest",
     "VerifiedModel",
     "hash_model",
+    "iter_resources",
     "read_signature",
+    "sign_manifest",
     "sign_model",
     "verify_model",
 ]

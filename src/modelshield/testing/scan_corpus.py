@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from modelshield.supply_chain.formats import ModelFormat
 
-__all__ = ["CorpusEntry", "format_samples", "write_corpus"]
+__all__ = ["CorpusEntry", "call_v0", "call_v2", "call_v4", "format_samples", "write_corpus"]
 
 
 @dataclass(frozen=True)

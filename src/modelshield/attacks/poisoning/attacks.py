@@ -42,6 +42,7 @@ __all__ = [
     "PoisonAttack",
     "PoisonedData",
     "SuccessInputs",
+    "n_poison",
     "plan",
     "poison",
 ]

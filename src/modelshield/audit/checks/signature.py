@@ -22,7 +22,7 @@ from types import MappingProxyType
 
 from modelshield.audit.interface import Budget, Check, CheckContext, NoSettings, Requirement
 from modelshield.errors import InvalidParameterError, ModelShieldError, VerificationError
-from modelshield.findings import Finding, OwaspMl, Severity
+from modelshield.findings import Finding, JSONValue, OwaspMl, Severity
 
 __all__ = ["SIGNATURE", "SignatureCheck", "SignatureMeasurement", "SignatureStatus"]
 
@@ -54,7 +54,7 @@ class SignatureMeasurement:
 
 
 def _finding(
-    rule: str, severity: Severity, title: str, description: str, remediation: str, **evidence: object
+    rule: str, severity: Severity, title: str, description: str, remediation: str, **evidence: JSONValue
 ) -> Finding:
     return Finding(
         id=f"signature.{rule}",
@@ -65,7 +65,7 @@ def _finding(
         remediation=remediation,
         owasp=OwaspMl.ML06,
         atlas=_ATLAS,
-        evidence=evidence,  # type: ignore[arg-type]
+        evidence=evidence,
     )
 
 

@@ -29,7 +29,7 @@ from modelshield.supply_chain.scan.formats.tar import TAR
 from modelshield.supply_chain.scan.formats.zip import ZIP
 from modelshield.supply_chain.scan.interface import FormatScanner
 
-__all__ = ["builtin_scanners"]
+__all__ = ["FormatScanner", "builtin_scanners"]
 
 
 def builtin_scanners() -> list[FormatScanner]:
