@@ -147,17 +147,10 @@ def test_batchnorm_is_replaced_and_public_standardisation(cancer: tuple[Dataset,
     assert trained.standardization.startswith("public-data")
 
 
-def test_cnn_architecture_and_determinism(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cnn_architecture_and_determinism(global_setters: list[str]) -> None:
     """Same seed, same model, whatever state torch's global generator is in (another thread may be drawing from
     it): initialisation, Poisson batches and noise come from generators of their own, and nothing global is set."""
-    calls: list[str] = []
-    for module, name in [
-        (torch, "manual_seed"),
-        (torch.random, "manual_seed"),
-        (torch, "seed"),
-        (torch, "set_num_threads"),
-    ]:
-        monkeypatch.setattr(module, name, lambda *_a, _n=name, **_k: calls.append(_n))
+    calls = global_setters
     split = train_test_split(load_bundled("digits"), test_size=0.25, seed=0)
     train = split.train.subset(np.arange(256))
     factory = architecture("digits-cnn", train.schema.input_shape, train.n_classes)

@@ -17,21 +17,6 @@ from modelshield.models.nets import build_network, init_parameters, seeded_netwo
 from modelshield.models.retrain import TorchTrainer  # noqa: E402
 
 
-@pytest.fixture
-def global_setters(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Records, instead of running, every call that would seed torch's global generator or set its thread count
-    (process-wide state that library code must leave alone)."""
-    calls: list[str] = []
-    for module, name in [
-        (torch, "manual_seed"),
-        (torch.random, "manual_seed"),
-        (torch, "seed"),
-        (torch, "set_num_threads"),
-    ]:
-        monkeypatch.setattr(module, name, lambda *_a, _n=name, **_k: calls.append(_n))
-    return calls
-
-
 def _data(n: int = 120, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 5)).astype(np.float32) * np.float32(3.0) + np.float32(10.0)
