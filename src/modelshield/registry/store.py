@@ -169,7 +169,7 @@ class BlobStore:
         path = self.path_of(digest)
         try:
             with path.open("rb") as fh:
-                actual = _copy(fh, None)
+                actual = hashlib.file_digest(fh, "sha256").hexdigest()
         except OSError as exc:
             raise VerificationError(
                 f"Blob {digest} is missing from {self.root} or unreadable ({exc.strerror or exc}).",
@@ -255,12 +255,12 @@ class BlobStore:
             )
 
 
-def _copy(src: BinaryIO, out: BinaryIO | None) -> str:
+def _copy(src: BinaryIO, out: BinaryIO) -> str:
+    """Copy ``src`` to ``out`` and return the SHA-256 of what was copied, in one pass."""
     h = hashlib.sha256()
     while chunk := src.read(_BUFFER):
         h.update(chunk)
-        if out is not None:
-            out.write(chunk)
+        out.write(chunk)
     return h.hexdigest()
 
 
