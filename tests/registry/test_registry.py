@@ -150,10 +150,34 @@ def test_tampered_blob_is_detected_on_read(registry: Registry, make_model: MakeM
     assert err.value.subject == v.artifact_digest
     with pytest.raises(VerificationError, match="tampered"):
         registry.export("m", 1, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []  # nothing unverified is left behind, not even a partial file
     blob.unlink()
     with pytest.raises(VerificationError, match="missing"):
         registry.store.verify(v.artifact_digest)
     registry.store.verify(v.scan_digest)  # an intact blob verifies (and returns nothing)
+
+
+@pytest.mark.parametrize("tampered", ["a file of the model", "the signature"])
+def test_a_failed_export_leaves_nothing(
+    registry: Registry, make_model: MakeModel, tmp_path: Path, tampered: str
+) -> None:
+    """A directory model whose one blob (or whose signature) was altered: the export raises and writes nothing,
+    neither the verified parts nor staging files."""
+    path, sig = make_model("model")
+    v = registry.add("m", path, signature=sig)
+    if tampered == "the signature":
+        assert v.signature_digest is not None
+        blob = registry.store.path_of(v.signature_digest)
+    else:
+        tree = {e.name: e.digest for e in registry.store.read_tree(v.artifact_digest)}
+        blob = registry.store.path_of(tree["weights.bin"])
+    blob.chmod(0o644)
+    blob.write_bytes(blob.read_bytes()[:-1] + b"!")
+    out = tmp_path / "export"
+    out.mkdir()
+    with pytest.raises(VerificationError, match="does not match its digest"):
+        registry.export("m", 1, out)
+    assert list(out.iterdir()) == []
 
 
 # -- promotion ------------------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from __future__ import annotations
 import getpass
 import json
 import re
+import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -56,6 +57,13 @@ __all__ = ["PRODUCTION", "PromotionRefusedError", "Registry", "default_actor"]
 PRODUCTION = "production"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _MAX_JSON = 256 << 20
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def default_actor() -> str:
@@ -245,7 +253,8 @@ class Registry:
     def export(self, name: str, version: int | str, dest: Path) -> Path:
         """Write the model into directory ``dest`` under its original name (and its signature as NAME.sig); the path.
 
-        Every blob is verified as it is copied: VerificationError if the store was tampered with.
+        Every blob is verified as it is copied: VerificationError if the store was tampered with, and then nothing
+        is left in ``dest`` (neither the model nor its signature).
         """
         v = self.show(name, version)
         target = dest / v.source_name
@@ -255,7 +264,11 @@ class Registry:
                 raise FileFormatError(f"{path} already exists.", remedy="Export into an empty directory.")
         self.store.materialize(v.artifact_digest, target, kind=v.kind)
         if v.signature_digest:
-            self.store.materialize(v.signature_digest, sig, kind=ArtifactKind.FILE)
+            try:
+                self.store.materialize(v.signature_digest, sig, kind=ArtifactKind.FILE)
+            except BaseException:
+                _remove(target)  # the model verified, but an export is both or nothing
+                raise
         return target
 
     # -- promotion --------------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import io
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -221,14 +222,27 @@ class BlobStore:
     def materialize(self, digest: str, dest: Path, *, kind: ArtifactKind, verify: bool = True) -> Path:
         """Rebuild the file or directory ``digest`` at ``dest``, which must not exist; ``dest``.
 
-        With ``verify``, every blob is hashed as it is copied and a mismatch raises VerificationError.
+        With ``verify``, every blob is hashed as it is copied and a mismatch raises VerificationError. Nothing
+        appears at ``dest`` unless all of it verified: the copy is built in a staging folder beside ``dest`` and
+        moved into place at the end (without replacing anything that appeared there meanwhile); on any error the
+        staging folder is removed.
         """
         if dest.exists() or dest.is_symlink():
             raise FileFormatError(f"{dest} already exists.", remedy="Choose a path that does not exist.")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        if kind is ArtifactKind.FILE:
-            self._copy_out(digest, dest, verify=verify)
-            return dest
+        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+        try:
+            built = staging / "out"
+            if kind is ArtifactKind.FILE:
+                self._copy_out(digest, built, verify=verify)
+            else:
+                self._build_tree(digest, built, verify=verify)
+            _move_into_place(built, dest)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return dest
+
+    def _build_tree(self, digest: str, dest: Path, *, verify: bool) -> None:
         entries = self.read_tree(digest)
         dest.mkdir()
         root = dest.resolve()
@@ -238,7 +252,6 @@ class BlobStore:
                 raise FileFormatError(f"{entry.name!r} would be written outside {dest}.")
             target.parent.mkdir(parents=True, exist_ok=True)
             self._copy_out(entry.digest, target, verify=verify)
-        return dest
 
     def _copy_out(self, digest: str, dest: Path, *, verify: bool) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
@@ -253,6 +266,19 @@ class BlobStore:
                 f"Blob {digest} does not match its digest (it hashes to {actual}): the store was tampered with.",
                 subject=digest,
             )
+
+
+def _move_into_place(built: Path, dest: Path) -> None:
+    """Move the verified ``built`` to ``dest``, refusing (not replacing) anything that appeared there meanwhile."""
+    try:
+        if built.is_dir():
+            if dest.exists() or dest.is_symlink():  # rename() would replace an empty directory
+                raise FileExistsError(dest)
+            os.rename(built, dest)
+        else:
+            os.link(built, dest)  # fails if dest exists, unlike rename()
+    except FileExistsError as exc:
+        raise FileFormatError(f"{dest} appeared while it was being written.", remedy="Export again elsewhere.") from exc
 
 
 def _copy(src: BinaryIO, out: BinaryIO) -> str:
