@@ -85,10 +85,12 @@ def load_model(
     clip_values: Bounds | None = None,
     trusted_types: Sequence[str] = (),
     unsafe_pickle: bool = False,
+    unsafe_ignore_scan: bool = False,
     device: str | None = "auto",
 ) -> LoadedModel:
     """Scan, then load a model file as a classifier; formats that can run code are refused unless
-    ``unsafe_pickle`` (see :func:`modelshield.loading.load_model`)."""
+    ``unsafe_pickle``, and then still when the scan is critical unless ``unsafe_ignore_scan`` (see
+    :func:`modelshield.loading.load_model`)."""
     from modelshield.loading import load_model as _load
 
     return _load(
@@ -99,6 +101,7 @@ def load_model(
         clip_values=clip_values,
         trusted_types=trusted_types,
         unsafe_pickle=unsafe_pickle,
+        unsafe_ignore_scan=unsafe_ignore_scan,
         device=device,
     )
 

@@ -58,9 +58,14 @@ def load_model(
     clip_values: Bounds | None = None,
     trusted_types: Sequence[str] = (),
     unsafe_pickle: bool = False,
+    unsafe_ignore_scan: bool = False,
     device: str | None = "auto",
 ) -> LoadedModel:
-    """Load the model at ``path`` as a classifier; see the module docstring for the formats and the rules."""
+    """Load the model at ``path`` as a classifier; see the module docstring for the formats and the rules.
+
+    Even with ``unsafe_pickle``, a file that the scanner rates critical (it would run a shell, ``eval``, import a
+    module to call into it...) is refused; ``unsafe_ignore_scan`` overrides that second refusal too, with a warning.
+    """
     path = Path(path)
     info = identify_format(path)
     fmt = info.format
@@ -77,6 +82,7 @@ def load_model(
     elif info.can_execute_code:
         if not unsafe_pickle:
             raise UnsafeModelError(f"{path} is a {info.detail}: loading it can run code that the file contains.")
+        _refuse_if_critical(path, override=unsafe_ignore_scan)
         log.warning("Unpickling %s (%s) because unsafe_pickle=True was given.", path, info.detail)
         clf = _from_unsafe(path, info, input_shape, n_classes, clip_values, device)
     else:
@@ -85,6 +91,27 @@ def load_model(
             remedy="Use ONNX, skops, or safetensors weights with an architecture.",
         )
     return LoadedModel(classifier=clf, path=path, format=info)
+
+
+def _refuse_if_critical(path: Path, *, override: bool) -> None:
+    """Refuse to unpickle a file whose scan finds code that runs on load (critical), unless ``override``."""
+    from modelshield.findings import Severity
+    from modelshield.supply_chain.scan import scan_file
+
+    critical = [f for f in scan_file(path).findings if f.severity >= Severity.CRITICAL]
+    if not critical:
+        return
+    shown = "; ".join(f"{f.title} ({f.id})" for f in critical[:3])
+    if override:
+        log.warning(
+            "Loading %s although its scan is critical (%s), because unsafe_ignore_scan=True was given.", path, shown
+        )
+        return
+    raise UnsafeModelError(
+        f"{path} would run code when it is unpickled: {shown}.",
+        remedy="Do not load it. If you wrote it and know why the scanner objects, run `modelshield scan` on it and "
+        "pass --unsafe-ignore-scan as well as --unsafe-allow-pickle.",
+    )
 
 
 def _refuse_if_scan_fails(path: Path) -> None:

@@ -36,6 +36,7 @@ def _file_target(
     arch: str | None,
     trust_types: list[str],
     unsafe_allow_pickle: bool,
+    unsafe_ignore_scan: bool,
 ) -> Target:
     from modelshield.data import load_table
     from modelshield.loading import load_model
@@ -62,6 +63,7 @@ def _file_target(
         clip_values=Bounds(*bounds) if bounds is not None else None,
         trusted_types=trust_types,
         unsafe_pickle=unsafe_allow_pickle,
+        unsafe_ignore_scan=unsafe_ignore_scan,
     )
     return Target(
         name=model.name,
@@ -102,6 +104,13 @@ def audit_command(
         bool,
         typer.Option(help="Load pickle-based model files. This runs code from the file: trusted files only."),
     ] = False,
+    unsafe_ignore_scan: Annotated[
+        bool,
+        typer.Option(
+            help="With --unsafe-allow-pickle, load the file even when the scan finds code that runs on load "
+            "(critical). Never for a file you did not write yourself."
+        ),
+    ] = False,
     signature: Annotated[
         Path | None, typer.Option(help="The model's signature (default: MODEL.sig beside the model file).")
     ] = None,
@@ -136,7 +145,9 @@ def audit_command(
     )
     with status:
         if model is not None:
-            resolved = _file_target(model, data, train_data, label, arch, trust_type or [], unsafe_allow_pickle)
+            resolved = _file_target(
+                model, data, train_data, label, arch, trust_type or [], unsafe_allow_pickle, unsafe_ignore_scan
+            )
         else:
             from modelshield.zoo import load_target
 
