@@ -20,6 +20,7 @@ from modelshield.cli._console import LOG_HANDLER, state, stderr
 from modelshield.cli._threads import DEFAULT_THREADS, configure_torch_threads
 from modelshield.cli.options import EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE
 from modelshield.errors import ModelShieldError
+from modelshield.reporting.interface import printable
 
 __all__ = ["EXIT_CLEAN", "EXIT_FINDINGS", "EXIT_USAGE", "app", "main"]
 
@@ -107,5 +108,5 @@ def main(argv: list[str] | None = None) -> int:
 
 def _report(exc: BaseException, message: str) -> None:
     if state.verbose:
-        stderr.print("".join(traceback.format_exception(exc)), markup=False, highlight=False)
-    stderr.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+        stderr.print(printable("".join(traceback.format_exception(exc))), markup=False, highlight=False)
+    stderr.print(f"error: {printable(message)}", markup=False, highlight=False, soft_wrap=True)

@@ -19,6 +19,7 @@ import typer
 
 from modelshield.cli.options import EXIT_CLEAN, EXIT_FINDINGS, OutputFormat, text_or_json
 from modelshield.errors import InvalidParameterError, PromotionRefusedError, VerificationError
+from modelshield.reporting.interface import printable
 
 if TYPE_CHECKING:
     from modelshield.registry import ModelVersion, Registry
@@ -72,7 +73,7 @@ def _describe(v: ModelVersion) -> list[str]:
 
 def _failed(exc: VerificationError) -> typer.Exit:
     """Say on stderr, in one line, what did not verify; the exit (1) to raise."""
-    typer.echo(f"verification failed: {' '.join(exc.message.split())}", err=True)
+    typer.echo(f"verification failed: {printable(' '.join(exc.message.split()))}", err=True)
     return typer.Exit(EXIT_FINDINGS)
 
 

@@ -14,6 +14,7 @@ import typer
 
 from modelshield.cli._console import passphrase_from_env
 from modelshield.cli.options import EXIT_CLEAN, EXIT_FINDINGS
+from modelshield.reporting.interface import printable
 
 __all__ = ["register"]
 
@@ -60,7 +61,9 @@ def sign_command(
     private = load_private_key(key, passphrase_from_env(passphrase_env))
     signature = output or path.with_name(path.name + ".sig")
     manifest = sign_model(path, private, signature, ignore=[*DEFAULT_IGNORED, *(ignore or [])], shard_size=shard_size)
-    typer.echo(f"signed {len(manifest.digests)} resources of {path} ({private.algorithm.value}) -> {signature}")
+    typer.echo(
+        printable(f"signed {len(manifest.digests)} resources of {path} ({private.algorithm.value}) -> {signature}")
+    )
 
 
 def verify_command(
@@ -82,9 +85,9 @@ def verify_command(
     try:
         verified = verify_model(path, signature, load_public_key(public_key))
     except VerificationError as exc:
-        typer.echo(f"verification failed: {' '.join(exc.message.split())}", err=True)
+        typer.echo(f"verification failed: {printable(' '.join(exc.message.split()))}", err=True)
         raise typer.Exit(EXIT_FINDINGS) from None
-    typer.echo(verified.summary())
+    typer.echo(printable(verified.summary()))
     raise typer.Exit(EXIT_CLEAN)
 
 
