@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
+_CACHE = pytest.StashKey[Path]()
+
 
 def pytest_configure(config: pytest.Config) -> None:
-    """One intra-op torch thread, as the CLI sets it: the library leaves the process-wide count alone."""
+    """One intra-op torch thread, as the CLI sets it (the library leaves the process-wide count alone); and a
+    reference-target cache of the session's own, so that no test reads or writes the user's real cache."""
     from modelshield.cli._threads import configure_torch_threads
 
     configure_torch_threads(1)
+    cache = Path(tempfile.mkdtemp(prefix="modelshield-test-cache-"))
+    config.stash[_CACHE] = cache
+    os.environ["MODELSHIELD_CACHE_DIR"] = str(cache / "zoo")
+    os.environ["XDG_CACHE_HOME"] = str(cache)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    cache = config.stash.get(_CACHE, None)
+    if cache is not None:
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

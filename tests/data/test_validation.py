@@ -475,3 +475,16 @@ def test_read_frame_refuses_other_formats_clearly(tmp_path: Path) -> None:
         read_frame(tmp_path / "empty.csv")
     with pytest.raises(FileFormatError, match="does not exist"):
         read_frame(tmp_path / "absent.csv")
+
+
+def test_a_header_only_batch_is_refused_not_passed(tmp_path: Path) -> None:
+    """A batch with no rows would pass every check vacuously: refused instead (CLI: exit 2, one line)."""
+    from modelshield.cli import main
+
+    trusted = tmp_path / "trusted.csv"
+    trusted.write_text("a,b,label\n1,2,0\n3,4,1\n5,6,0\n")
+    empty = tmp_path / "batch.csv"
+    empty.write_text("a,b,label\n")
+    schema = tmp_path / "trusted.schema.json"
+    assert main(["data", "schema", str(trusted), "--label", "label", "--output", str(schema)]) == 0
+    assert main(["data", "validate", str(empty), "--schema", str(schema)]) == 2

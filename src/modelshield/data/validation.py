@@ -1115,6 +1115,11 @@ def validate(
             raise InvalidParameterError(f"{name} must lie strictly between 0 and 1, got {alpha}.")
     if max_examples < 0:
         raise InvalidParameterError(f"max_examples must be at least 0, got {max_examples}.")
+    if len(frame) == 0:  # a header-only batch would "pass" every check without checking anything
+        raise InvalidInputError(
+            "The batch has no rows, so there is nothing to validate.",
+            remedy="Pass a file with at least one data row below its header.",
+        )
     positions = _columns(frame)
     out = _Collector(len(frame), max_examples)
     warnings: list[ShiftWarning] = []
