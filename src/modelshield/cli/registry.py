@@ -57,7 +57,12 @@ def _describe(v: ModelVersion) -> list[str]:
         f"  artifact:  sha256:{v.artifact_digest} ({v.kind.value}, {v.size} bytes, as {v.source_name})",
         f"  added:     {v.created_at.isoformat()} by {v.actor}",
         f"  signature: {('sha256:' + v.signature_digest) if v.signature_digest else 'none'}"
-        + (f" (verified with key {v.signer_fingerprint[:16]})" if v.signer_fingerprint else ""),
+        + (
+            f" (key {v.signer_fingerprint[:16]} verified it at promotion; this listing does not re-check it, "
+            "`verify` on an export does)"
+            if v.signer_fingerprint
+            else ""
+        ),
         f"  scan:      max severity {sev(v.scan_max_severity)} (sha256:{v.scan_digest})",
         "  audit:     "
         + (
