@@ -22,7 +22,7 @@ from modelshield.audit import (
     Requirement,
     default_registry,
 )
-from modelshield.audit.interface import Budget, NoSettings
+from modelshield.audit.interface import NO_SETTINGS, Budget, NoSettings
 from modelshield.data import Dataset, load_breast_cancer, train_test_split
 from modelshield.errors import RegistrationError, UnknownTargetError
 from modelshield.findings import CheckStatus, Finding, Severity
@@ -37,7 +37,7 @@ class _Boom(Check[NoSettings, NoSettings]):
     name = "boom"
     title = "Boom"
     description = "Always fails."
-    budgets: Mapping[Budget, NoSettings] = MappingProxyType({b: NoSettings() for b in Budget})
+    budgets = NO_SETTINGS
 
     def measure(self, context: CheckContext, settings: NoSettings) -> NoSettings:
         raise RuntimeError("kaput")

@@ -22,6 +22,7 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -30,7 +31,7 @@ from modelshield.errors import InvalidParameterError
 from modelshield.findings import Finding
 from modelshield.target import Requirement, Target
 
-__all__ = ["AuditOptions", "Budget", "Check", "CheckContext", "NoSettings", "Requirement"]
+__all__ = ["NO_SETTINGS", "AuditOptions", "Budget", "Check", "CheckContext", "NoSettings", "Requirement"]
 
 
 class Budget(enum.StrEnum):
@@ -55,6 +56,10 @@ class Budget(enum.StrEnum):
 @dataclass(frozen=True)
 class NoSettings:
     """The settings of a check whose work does not depend on the budget."""
+
+
+#: The ``budgets`` table of a check whose work does not depend on the budget.
+NO_SETTINGS: Mapping[Budget, NoSettings] = MappingProxyType({budget: NoSettings() for budget in Budget})
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,11 @@ the file (the same work under every budget); :meth:`IntegrityCheck.judge` applie
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 
-from modelshield.audit.interface import Budget, Check, CheckContext, NoSettings, Requirement
+from modelshield.audit.interface import NO_SETTINGS, Check, CheckContext, NoSettings, Requirement
 from modelshield.errors import InvalidParameterError
 from modelshield.findings import Finding, OwaspMl, Severity
 from modelshield.supply_chain.formats import ModelFormat, identify_format
@@ -53,7 +52,7 @@ class IntegrityCheck(Check[NoSettings, IntegrityMeasurement]):
     title = "Model file integrity"
     description = "Digest of the model file, its format identified by content, and the risks of that format."
     requires = frozenset({Requirement.MODEL_FILE})
-    budgets: Mapping[Budget, NoSettings] = MappingProxyType({budget: NoSettings() for budget in Budget})
+    budgets = NO_SETTINGS
 
     def measure(self, context: CheckContext, settings: NoSettings) -> IntegrityMeasurement:
         """Identify the model file's format by content, with its size and digest."""

@@ -15,12 +15,11 @@ hold, a file that no longer matches it, or a signature that cannot be read is cr
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 
-from modelshield.audit.interface import Budget, Check, CheckContext, NoSettings, Requirement
+from modelshield.audit.interface import NO_SETTINGS, Check, CheckContext, NoSettings, Requirement
 from modelshield.errors import InvalidParameterError, ModelShieldError, VerificationError
 from modelshield.findings import Finding, JSONValue, OwaspMl, Severity
 
@@ -76,7 +75,7 @@ class SignatureCheck(Check[NoSettings, SignatureMeasurement]):
     title = "Model signature"
     description = "Checks that the model file is signed, by the given key, and unchanged since it was signed."
     requires = frozenset({Requirement.MODEL_FILE})
-    budgets: Mapping[Budget, NoSettings] = MappingProxyType({budget: NoSettings() for budget in Budget})
+    budgets = NO_SETTINGS
 
     def measure(self, context: CheckContext, settings: NoSettings) -> SignatureMeasurement:
         """Look for the signature and, with a public key, verify the model file against it."""

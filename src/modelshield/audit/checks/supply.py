@@ -11,11 +11,10 @@ under this check's name.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
-from types import MappingProxyType
 
-from modelshield.audit.interface import Budget, Check, CheckContext, NoSettings, Requirement
+from modelshield.audit.interface import NO_SETTINGS, Check, CheckContext, NoSettings, Requirement
 from modelshield.errors import InvalidParameterError
 from modelshield.findings import Finding
 from modelshield.supply_chain.scan import FileScan, scan_file
@@ -30,7 +29,7 @@ class SupplyCheck(Check[NoSettings, FileScan]):
     title = "Model file scan"
     description = "Static scan of the model file for code that runs on load (pickles, archives, object arrays)."
     requires = frozenset({Requirement.MODEL_FILE})
-    budgets: Mapping[Budget, NoSettings] = MappingProxyType({budget: NoSettings() for budget in Budget})
+    budgets = NO_SETTINGS
 
     def measure(self, context: CheckContext, settings: NoSettings) -> FileScan:
         """Scan the model file."""
