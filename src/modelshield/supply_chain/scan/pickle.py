@@ -17,6 +17,8 @@ after it are searched for the names of dangerous modules, since a more lenient l
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import io
 import mmap
 import pickletools
@@ -32,6 +34,7 @@ from modelshield.supply_chain.scan.policy import DEFAULT_POLICY, Classification,
 __all__ = ["ImportRef", "PickleAnalysis", "PickleLimits", "analyse_pickle", "analyse_pickle_buffer"]
 
 _MAX_NESTING = 8  # joblib object arrays inside object arrays
+_PROBE_OPCODES = 1_000_000  # opcodes walked in joblib array data that a plain pickle.load would parse
 _SHORT = 4096  # string arguments up to this size are kept (module/attribute names); longer ones are skipped
 
 
@@ -76,13 +79,26 @@ class PickleAnalysis:
     error_offset: int | None = None
     limit: str | None = None
     builds_on_callables: tuple[int, ...] = ()  # offsets of BUILDs that set state on an imported callable itself
+    calls_on_objects: tuple[int, ...] = ()  # offsets of calls whose callable is an object built at load time
     trailing_names: tuple[str, ...] = ()  # dangerous names in bytes after a parse error
     trailing_bytes: int = 0
+    bytes_after_error: int = 0  # bytes that follow the point where the walk stopped on an error
+
+    @property
+    def acts(self) -> bool:
+        """Whether loading would import or call anything: what tells a pickle from bytes that merely parse as one."""
+        return bool(self.imports or self.dynamic_imports or self.calls_on_objects or self.builds_on_callables)
 
     @property
     def worst(self) -> Verdict:
         verdicts = {i.classification.verdict for i in self.imports}
-        if Verdict.DANGEROUS in verdicts or self.dynamic_imports or self.trailing_names or self.builds_on_callables:
+        if (
+            Verdict.DANGEROUS in verdicts
+            or self.dynamic_imports
+            or self.trailing_names
+            or self.builds_on_callables
+            or self.calls_on_objects
+        ):
             return Verdict.DANGEROUS
         return Verdict.UNKNOWN if Verdict.UNKNOWN in verdicts else Verdict.SAFE
 
@@ -172,17 +188,35 @@ def _text(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
+_C_SPACE = b" \t\n\v\f\r"
+_STRTOL = re.compile(rb"[ \t\n\v\f\r]*[+-]?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
+
+
 def _int_text(raw: bytes, pos: int, *, base: int) -> int:
     """The text argument of protocol 0 ``INT``, ``LONG`` (``base`` 0) and ``PUT``, ``GET`` (``base`` 10), read as
-    CPython's unpickler reads it: ASCII only (``PyLong_FromString`` on the raw bytes), a trailing ``L`` for ``LONG``,
-    and for ``INT`` also ``strtol``'s octal with a leading zero. Anything else stops the loader, and the walk."""
-    text = raw.strip().removesuffix(b"L")
+    CPython's unpickler reads it.
+
+    ``INT`` is C's ``strtol(s, &end, 0)`` (leading white space, a sign, ``0x`` hex, a leading ``0`` for octal) when
+    that consumes the whole line, else ``PyLong_FromString(s, NULL, 0)`` (Python literal syntax: underscores,
+    ``0o``/``0b``, surrounding white space); ``LONG`` is ``PyLong_FromString`` after dropping one trailing ``L``;
+    ``PUT`` and ``GET`` are ``PyLong_FromString(s, NULL, 10)``. Only ASCII digits count. Anything else stops the
+    loader, and the walk."""
+    if base == 0 and raw in (b"00", b"01"):  # protocol 0's False and True
+        return int(raw)
+    if base == 0:
+        match = _STRTOL.match(raw)
+        if match is not None and match.end() == len(raw):
+            text = match.group(0).strip(_C_SPACE)
+            sign = -1 if text.startswith(b"-") else 1
+            digits = text.lstrip(b"+-")
+            radix = 16 if digits[:2].lower() == b"0x" else 8 if len(digits) > 1 and digits[:1] == b"0" else 10
+            return sign * int(digits[2:] if radix == 16 else digits, radix)
+    text = raw.removesuffix(b"L") if base == 0 else raw
     if text.isascii():
-        for attempt in (base, 8) if base == 0 else (base,):
-            try:
-                return int(text, attempt)
-            except ValueError:
-                continue
+        try:
+            return int(text.strip(_C_SPACE).decode("ascii"), base)
+        except ValueError:
+            pass
     raise _ParseError(f"malformed integer argument {_text(raw)!r}", pos)
 
 
@@ -219,11 +253,23 @@ def _dtype_itemsize(dtype: object, code: str) -> int | None:
 
 
 def _quoted(raw: bytes) -> str | None:
-    """The value of a protocol-0 STRING argument (a quoted repr)."""
-    text = _text(raw)
-    if len(text) < 2 or text[0] not in "'\"" or text[-1] != text[0]:
+    """The value of a protocol-0 ``STRING`` argument as the unpickler reads it: one pair of matching quotes, then
+    Python's string escapes (``codecs.escape_decode``), so ``'o\\x73'`` is ``os``. None when a loader refuses it."""
+    if len(raw) < 2 or raw[:1] not in (b"'", b'"') or raw[-1:] != raw[:1]:
         return None
-    return text[1:-1]
+    try:
+        decoded: bytes = codecs.escape_decode(raw[1:-1])[0]
+    except ValueError:
+        return None
+    return decoded.decode("latin-1")
+
+
+def _unicode(raw: bytes) -> str | None:
+    """The value of a protocol-0 ``UNICODE`` argument: ``raw-unicode-escape``, so ``\\u006fs`` is ``os``."""
+    try:
+        return raw.decode("raw-unicode-escape")
+    except UnicodeDecodeError:
+        return None
 
 
 class _Buffer(Protocol):
@@ -253,6 +299,7 @@ class _Walk:
     imports: list[ImportRef] = field(default_factory=list)
     dynamic: list[int] = field(default_factory=list)
     builds: list[int] = field(default_factory=list)
+    object_calls: list[int] = field(default_factory=list)
     nesting: int = 0
     opcodes: int = 0
     protocol: int = 0
@@ -288,18 +335,25 @@ class _Walk:
         return int.from_bytes(self.data[i : i + size], "little", signed=signed), i + size
 
     def _skip_joblib_array(self, i: int, state: object, pos: int) -> int:
-        """Step over the array data that joblib writes right after a NumpyArrayWrapper's BUILD.
+        """Step over the array data that ``joblib.load`` reads right after a NumpyArrayWrapper's BUILD.
 
-        Numeric arrays are raw bytes (after an alignment padding byte); object arrays are a nested pickle, which
-        is analysed like any other. When the size cannot be worked out, nothing is skipped and the walk reports
-        what it then meets.
+        Numeric arrays are raw bytes (after an alignment padding byte); object arrays are a nested pickle, analysed
+        like any other. ``pickle.load`` and ``torch.load`` do not know about the data and read those same bytes as
+        opcodes, so the skipped bytes are also walked as a pickle of their own and anything they import is
+        reported. When the size cannot be worked out, the walk cannot follow joblib past this point: that is a
+        parse error with bytes after it, which fails closed.
         """
         fields = state.value if isinstance(state, _Val) and isinstance(state.value, dict) else {}
         shape = _concrete(fields.get("shape"))
         dtype = fields.get("dtype")
         code = _dtype_code(dtype)
+        unfollowable = _ParseError(
+            "joblib array whose dtype or shape cannot be worked out without running the pickle: the scanner cannot "
+            "follow joblib's reader past it",
+            pos,
+        )
         if not isinstance(shape, tuple) or not all(isinstance(d, int) and d >= 0 for d in shape) or code is None:
-            return i
+            raise unfollowable
         if code.startswith(("O", "|O")):
             if self.nesting >= _MAX_NESTING:
                 raise _LimitError(f"object arrays nested more than {_MAX_NESTING} deep")
@@ -310,16 +364,31 @@ class _Walk:
                 self.nesting -= 1
         itemsize = _dtype_itemsize(dtype, code)
         if itemsize is None:
-            return i
+            raise unfollowable
         if _concrete(fields.get("numpy_array_alignment_bytes")) is not None and i < self.end:
             i += 1 + self.data[i]  # the padding length byte, then the padding
         count = 1
         for d in shape:
             count *= d
+        skipped = i
         i += count * itemsize
         if i > self.end:
             raise _ParseError(f"array data of {count * itemsize} bytes runs past the end of the stream", pos)
+        self._probe(skipped, i)
         return i
+
+    def _probe(self, start: int, end: int) -> None:
+        """Walk ``data[start:end]`` as a pickle of its own (how a loader that does not know joblib's layout reads
+        array data) and keep what it imports or calls; errors there are expected and not reported."""
+        if start >= end:
+            return
+        probe = _Walk(self.data, self.base, end, self.policy, PickleLimits(max_opcodes=_PROBE_OPCODES))
+        with contextlib.suppress(_ParseError, _LimitError):
+            probe.run_one(start)
+        self.imports += probe.imports
+        self.dynamic += probe.dynamic
+        self.builds += probe.builds
+        self.object_calls += probe.object_calls
 
     def run_one(self, i: int) -> int:  # noqa: PLR0915 - one branch per opcode family, by design
         """Walk one pickle starting at ``i``; the position after its STOP."""
@@ -368,6 +437,8 @@ class _Walk:
                         ref.module, ref.name, ref.offset, ref.opcode, ref.classification, how
                     )
                 return _Obj(item.ref_index, args)
+            if isinstance(item, _Obj) and how != "BUILD":  # calling what a call returned: a resolver's result
+                self.object_calls.append(pos - base)
             return _Obj(None, args)
 
         max_opcodes = self.limits.max_opcodes
@@ -586,7 +657,7 @@ class _Walk:
             return i
         if name in {"STRING", "UNICODE"}:
             raw, i = self._line(i, pos)
-            value = _quoted(raw) if name == "STRING" else _text(raw)
+            value = _quoted(raw) if name == "STRING" else _unicode(raw)
             stack.append(value if value is not None else _ANY)
             return i
         if name in {"SHORT_BINSTRING", "BINSTRING", "BINUNICODE8"}:
@@ -660,7 +731,6 @@ _TRAILING = re.compile(
     rb"import_module|locate|resolve_name|set_trace|runctx|runcall)(?![A-Za-z0-9_])"
 )
 _TRAILING_BUDGET = 64 * 1024 * 1024
-_PICKLE_START = re.compile(rb"\x80[\x00-\x05]")
 
 
 def _scan_trailing(data: _Buffer, start: int, end: int) -> tuple[str, ...]:
@@ -687,22 +757,24 @@ def analyse_pickle_buffer(
     pickles = 0
     trailing: tuple[str, ...] = ()
     i = start
+    stopped_at = end
     for _ in range(limits.max_pickles):
-        if pickles and not _PICKLE_START.fullmatch(data[i : i + 2]):
-            break  # what follows the last pickle is not one (legacy torch storages, joblib arrays)
-        opcodes_before = walk.opcodes
+        # Loaders read pickles back to back (legacy torch.save writes five) and need no header on any of them, so
+        # every segment is walked. One that stops on an error before importing or calling anything is data a
+        # loader reads raw (legacy storages, joblib arrays), not a pickle; one that acted is reported.
+        acted_before = _acts(walk)
         try:
             i = walk.run_one(i)
             pickles += 1
         except _ParseError as exc:
-            if pickles and exc.reading and walk.opcodes - opcodes_before <= 2:
-                # Data after the last pickle that merely starts like one (legacy torch storages): a PROTO, then
-                # bytes that do not read as an opcode.
+            if pickles and _acts(walk) == acted_before:
                 break
-            error, error_offset = str(exc), exc.offset - start
+            error, error_offset, stopped_at = str(exc), exc.offset - start, exc.offset
             trailing = _scan_trailing(walk.data, max(start, exc.offset - 1), end)  # one byte of context before
             break
         except _LimitError as exc:
+            if pickles and _acts(walk) == acted_before:
+                break
             limit = str(exc)
             break
         if i >= end:
@@ -719,7 +791,13 @@ def analyse_pickle_buffer(
         limit=limit,
         trailing_names=trailing,
         trailing_bytes=max(0, end - i) if error is None else 0,
+        calls_on_objects=tuple(walk.object_calls),
+        bytes_after_error=max(0, end - stopped_at - 1) if error is not None else 0,
     )
+
+
+def _acts(walk: _Walk) -> int:
+    return len(walk.imports) + len(walk.dynamic) + len(walk.builds) + len(walk.object_calls)
 
 
 def analyse_pickle(

@@ -30,9 +30,20 @@ import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Protocol
 
-__all__ = ["DEFAULT_POLICY", "Classification", "Classifier", "Policy", "Verdict", "VerdictCache", "normalise"]
+__all__ = [
+    "DEFAULT_POLICY",
+    "MALFORMED",
+    "Classification",
+    "Classifier",
+    "Policy",
+    "TorchScriptClassifier",
+    "Verdict",
+    "VerdictCache",
+    "normalise",
+]
 
 
 class Verdict(enum.StrEnum):
@@ -322,38 +333,47 @@ _DANGEROUS_NAMES: Mapping[str, str] = {
 # Builtins that only construct plain values.
 _SAFE_BUILTINS = frozenset(
     (
-        "dict",
-        "list",
-        "tuple",
-        "set",
-        "frozenset",
-        "bytearray",
-        "bytes",
-        "str",
-        "int",
-        "float",
-        "complex",
-        "bool",
-        "slice",
-        "range",
-        "object",
-        "NoneType",
-        "Ellipsis",
-        "NotImplemented",
-        "True",
-        "False",
-        "None",
+        "dict", "list", "tuple", "set", "frozenset", "bytearray", "bytes", "str", "int", "float", "complex", "bool",
+        "slice", "range", "object", "NoneType", "Ellipsis", "NotImplemented", "True", "False", "None",
     )
+)  # fmt: skip
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+_TORCH_DTYPES = _words(
+    "float float16 float32 float64 bfloat16 half double complex32 complex64 complex128 chalf cfloat cdouble "
+    "uint8 uint16 uint32 uint64 int8 int16 int32 int64 short int long bool quint8 qint8 qint32 quint4x2 quint2x4 "
+    "float8_e4m3fn float8_e4m3fnuz float8_e5m2 float8_e5m2fnuz float8_e8m0fnu float4_e2m1fn_x2 "
+    "bits1x8 bits2x4 bits4x2 bits8 bits16 int1 int2 int3 int4 int5 int6 int7 uint1 uint2 uint3 uint4 uint5 uint6 uint7"
+)
+_TORCH_ENUMS = _words(
+    # quantisation schemes, layouts and memory formats: module-level constants that tensors are rebuilt with
+    "per_tensor_affine per_channel_affine per_tensor_symmetric per_channel_symmetric per_channel_affine_float_qparams "
+    "strided sparse_coo sparse_csr sparse_csc sparse_bsr sparse_bsc _mkldnn jagged "
+    "contiguous_format channels_last channels_last_3d preserve_format"
+)
+_TORCH_STORAGES = _words(
+    "Byte Char Short Int Long Half Float Double BFloat16 Bool ComplexFloat ComplexDouble QUInt8 QInt8 QInt32 "
+    "QUInt4x2 QUInt2x4"
+)
+_TORCH_REBUILDERS = _words(
+    "tensor tensor_v2 tensor_v3 parameter parameter_with_state sparse_tensor nested_tensor "
+    "device_tensor_from_numpy meta_tensor_no_storage wrapper_subclass qtensor xla_tensor mps_tensor"
 )
 
-# (module, name) pairs, or module prefixes mapped to a name pattern, that rebuild data and nothing else.
+_XGB = _words("XGBClassifier XGBRegressor XGBRanker XGBRFClassifier XGBRFRegressor")
+
+# (module, name) pairs vetted by hand: each only rebuilds a value from its arguments and state, and each was seen in
+# files that the real libraries write. Library classes are listed in allowlist_libraries.txt (generated).
 _SAFE_EXACT = frozenset(
     {
         ("collections", "OrderedDict"),
         ("collections", "defaultdict"),
         ("collections", "deque"),
         ("collections", "Counter"),
-        ("collections", "namedtuple"),
         ("copyreg", "_reconstructor"),
         ("copyreg", "__newobj__"),
         ("copyreg", "__newobj_ex__"),
@@ -365,28 +385,24 @@ _SAFE_EXACT = frozenset(
         ("decimal", "Decimal"),
         ("fractions", "Fraction"),
         ("uuid", "UUID"),
-        ("enum", "Enum"),
-        ("re", "_compile"),
+        ("argparse", "Namespace"),  # fairseq-style checkpoints keep their command-line arguments
         ("array", "array"),
         ("array", "_array_reconstructor"),
-        ("_codecs", "encode"),
-        ("codecs", "encode"),
+        ("_codecs", "encode"),  # how protocol 2 writes bytes under Python 3
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
         ("numpy", "matrix"),
+        ("numpy.matrixlib.defmatrix", "matrix"),
         ("numpy.ma.core", "_mareconstruct"),
         ("numpy.ma.core", "MaskedArray"),
         ("numpy.random", "__RandomState_ctor"),
-        ("numpy.random._pickle", "__randomstate_ctor"),
-        ("numpy.random._pickle", "__bit_generator_ctor"),
-        ("numpy.random._pickle", "__generator_ctor"),
-        ("numpy.random._pickle", "_RandomState_ctor"),
         ("torch", "Size"),
         ("torch", "device"),
         ("torch", "dtype"),
         ("torch", "layout"),
         ("torch", "memory_format"),
         ("torch", "Tensor"),
+        ("torch._tensor", "Tensor"),
         ("torch.nn.parameter", "Parameter"),
         ("torch.nn.parameter", "UninitializedParameter"),
         ("torch.nn.parameter", "Buffer"),
@@ -394,69 +410,61 @@ _SAFE_EXACT = frozenset(
         ("torch.serialization", "_get_layout"),
         ("torch.storage", "UntypedStorage"),
         ("torch.storage", "TypedStorage"),
+        ("torch", "UntypedStorage"),
+        ("torch", "TypedStorage"),
         ("torch.utils.hooks", "RemovableHandle"),
+        ("torch.nn.modules.container", "Sequential"),
+        *(("torch", n) for n in (*_TORCH_DTYPES, *_TORCH_ENUMS)),
+        *(("torch", f"{n}Storage") for n in _TORCH_STORAGES),
+        *(("torch._utils", f"_rebuild_{n}") for n in _TORCH_REBUILDERS),
         ("joblib.numpy_pickle", "NumpyArrayWrapper"),
         ("joblib.numpy_pickle", "NDArrayWrapper"),
         ("joblib.numpy_pickle_compat", "NDArrayWrapper"),
         ("joblib.numpy_pickle_compat", "ZNDArrayWrapper"),
-        ("pandas.core.internals.managers", "BlockManager"),
-        ("pandas._libs.internals", "_unpickle_block"),
-        ("pandas.core.frame", "DataFrame"),
-        ("pandas.core.series", "Series"),
-        ("pandas.core.indexes.base", "_new_Index"),
-        ("pandas.core.indexes.base", "Index"),
-        ("pandas.core.indexes.range", "RangeIndex"),
-        ("pandas._libs.tslibs.timestamps", "_unpickle_timestamp"),
+        ("xgboost.core", "Booster"),
+        *(("xgboost.sklearn", n) for n in _XGB),
+        ("lightgbm.basic", "Booster"),
+        *(("lightgbm.sklearn", n) for n in ("LGBMClassifier", "LGBMRegressor", "LGBMRanker", "LGBMModel")),
+        *(("catboost.core", n) for n in ("CatBoost", "CatBoostClassifier", "CatBoostRegressor", "CatBoostRanker")),
     }
-)
+)  # fmt: skip
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+#: The reason given for a name that is not a dotted Python identifier (an import of it fails in a normal loader).
+MALFORMED = "malformed module or attribute name"
+# NumPy's reconstructors, scalar types and dtype classes, in its 1.x (numpy.core) and 2.x (numpy._core) layouts:
+# a closed set of names, matched exactly by these patterns.
 _SAFE_PATTERNS: tuple[tuple[re.Pattern[str], re.Pattern[str], str], ...] = tuple(
     (re.compile(module), re.compile(name), reason)
     for module, name, reason in (
-        # NumPy array and scalar reconstruction, in numpy 1.x and 2.x module layouts.
         (
             r"numpy(\._core|\.core)(\.multiarray|\.numeric|\._multiarray_umath)?",
             r"_reconstruct|scalar|_frombuffer|dtype|ndarray|_DType_reconstruct",
             "NumPy array reconstruction",
         ),
-        (r"numpy\.dtypes", r"[A-Z]\w*DType", "NumPy dtype class"),
+        (r"numpy\.dtypes", r"[A-Z][A-Za-z0-9]*DType", "NumPy dtype class"),
         (
             r"numpy",
-            r"(u?int(8|16|32|64)|float(16|32|64|128)|complex(64|128|256)|bool_?|object_|str_|bytes_|void|longlong|ulonglong|intc|uintc|half|single|double|longdouble|datetime64|timedelta64)",
+            (
+                r"(u?int(8|16|32|64)|float(16|32|64|128)|complex(64|128|256)|bool_?|object_|str_|bytes_|void|longlong"
+                r"|ulonglong|intc|uintc|half|single|double|longdouble|datetime64|timedelta64)"
+            ),
             "NumPy scalar type",
         ),
-        # PyTorch tensor and storage reconstruction.
-        (
-            r"torch\._utils",
-            r"_rebuild_(tensor|tensor_v2|tensor_v3|parameter|parameter_with_state|sparse_tensor|nested_tensor|device_tensor_from_numpy|meta_tensor_no_storage|wrapper_subclass|qtensor|xla_tensor|mps_tensor)",
-            "PyTorch tensor reconstruction",
-        ),
-        (
-            r"torch",
-            r"(Byte|Char|Short|Int|Long|Half|Float|Double|BFloat16|Bool|ComplexFloat|ComplexDouble|QUInt8|QInt8|QInt32|QUInt4x2|QUInt2x4)Storage",
-            "PyTorch storage type",
-        ),
-        (
-            r"torch",
-            r"(float|float16|float32|float64|bfloat16|half|double|int8|int16|int32|int64|uint8|bool|complex64|complex128|long|int|short)",
-            "PyTorch dtype",
-        ),
-        (r"torch\.nn\.modules(\.\w+)*", r"[A-Z]\w*", "PyTorch module class"),
-        (r"torch\.optim(\.\w+)*", r"[A-Z]\w*", "PyTorch optimiser class"),
-        # scikit-learn, SciPy and friends: classes rebuild state; their functions are left for review.
-        (r"sklearn(\.\w+)*", r"_?[A-Z]\w*", "scikit-learn class"),
-        (r"numpy\.random(\.\w+)*", r"[A-Z]\w*|__pyx_unpickle_\w+|__\w+_ctor", "NumPy random generator state"),
-        (r"sklearn\._loss\._loss", r"__pyx_unpickle_\w+", "scikit-learn loss state"),
-        (r"sklearn\.tree\._tree", r"Tree|__pyx_unpickle_\w+", "scikit-learn tree state"),
-        (r"sklearn\.neighbors\._\w+", r"(newObj|__pyx_unpickle_\w+)", "scikit-learn neighbours state"),
-        (r"scipy\.sparse(\._\w+|\.\w+)*", r"[a-z_]*(matrix|array)", "SciPy sparse container"),
-        (r"scipy\.sparse(\._\w+|\.\w+)*", r"[A-Z]\w*", "SciPy sparse class"),
-        (r"xgboost(\.\w+)*", r"XGB\w+|Booster", "XGBoost model class"),
-        (r"lightgbm(\.\w+)*", r"LGBM\w+|Booster", "LightGBM model class"),
-        (r"catboost(\.\w+)*", r"CatBoost\w+", "CatBoost model class"),
     )
 )
+
+
+@functools.cache
+def _library_allowlist() -> Mapping[tuple[str, str], str]:
+    """The generated list of classes and reconstructors that the data libraries define (read once, on first use)."""
+    text = (resources.files(__package__) / "allowlist_libraries.txt").read_text(encoding="utf-8")
+    rows: dict[tuple[str, str], str] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            module, name, reason = line.split("\t")
+            rows[(module, name)] = reason
+    return rows
 
 
 _IDENT_RE = re.compile(_IDENT)
@@ -502,7 +510,13 @@ class Policy:
         return Policy(self.extra_safe | frozenset(safe), self.extra_dangerous | frozenset(dangerous))
 
     def classify(self, module: str, name: str) -> Classification:
-        """The verdict on ``module.name``: safe, dangerous, or unknown (review), with the reason."""
+        """The verdict on ``module.name``: safe, dangerous, or unknown (not reviewed), with the reason.
+
+        Allowlist first: a name is safe only when the policy, the vetted list or the generated library list names
+        it exactly (NumPy's closed set of reconstructors by pattern); everything else is dangerous when a deny
+        rule knows why, and unknown otherwise. The scanner rates unknown names high: a name nobody reviewed may
+        run anything.
+        """
         module, name = normalise(module.strip(), name.strip())
         segments = name.split(".")
         if (
@@ -510,9 +524,9 @@ class Policy:
             or not all(_IDENT_RE.fullmatch(s) for s in segments)
             or not all(_IDENT_RE.fullmatch(s) for s in module.split("."))
         ):
-            return Classification(module, name, Verdict.DANGEROUS, "malformed module or attribute name")
+            return Classification(module, name, Verdict.DANGEROUS, MALFORMED)
         qualname = f"{module}.{name}"
-        # Every module the name passes through, and every attribute on the way, must be acceptable.
+        # Every module the name passes through, and every attribute on the way, is judged.
         paths = [module, *(f"{module}.{'.'.join(segments[:i])}" for i in range(1, len(segments) + 1))]
         if self.extra_dangerous:
             for candidate in (qualname, *paths):
@@ -520,13 +534,16 @@ class Policy:
                     return Classification(module, name, Verdict.DANGEROUS, "denied by the scan policy")
         if self.extra_safe and (qualname in self.extra_safe or _wild(qualname, self.extra_safe)):
             return Classification(module, name, Verdict.SAFE, "allowed by the scan policy")
+        safe = _safe_reason(module, name)
+        if safe is not None:
+            return Classification(module, name, Verdict.SAFE, safe)
         for candidate in paths:
             reason = _module_rule(candidate, _DANGEROUS_MODULES)
-            if reason is not None and (module, name) not in _SAFE_EXACT:
+            if reason is not None:
                 return Classification(module, name, Verdict.DANGEROUS, f"{candidate}: {reason}")
         for segment in segments:
             reason = _DANGEROUS_NAMES.get(segment)
-            if reason is not None and not (module == "builtins" and segment in _SAFE_BUILTINS):
+            if reason is not None:
                 return Classification(module, name, Verdict.DANGEROUS, f"{segment}: {reason}")
         for segment in segments:
             if segment.startswith("__") and segment.endswith("__") and len(segments) > 1:
@@ -534,18 +551,26 @@ class Policy:
             reason = _module_rule(segment, _DANGEROUS_MODULES) if segment != segments[-1] else None
             if reason is not None:
                 return Classification(module, name, Verdict.DANGEROUS, f"{segment} reached through {module}: {reason}")
-        if len(segments) > 1 and (module, name) not in _SAFE_EXACT:
-            return Classification(module, name, Verdict.UNKNOWN, "dotted attribute path: review what it resolves to")
+        if len(segments) > 1:
+            return Classification(module, name, Verdict.UNKNOWN, "attribute path not on the allowlist")
         if module == "builtins":
-            if name in _SAFE_BUILTINS:
-                return Classification(module, name, Verdict.SAFE, "builtin value type")
             return Classification(module, name, Verdict.UNKNOWN, "builtin outside the plain value types")
-        if (module, name) in _SAFE_EXACT:
-            return Classification(module, name, Verdict.SAFE, "known data reconstructor")
-        for module_re, name_re, reason in _SAFE_PATTERNS:
-            if module_re.fullmatch(module) and name_re.fullmatch(name):
-                return Classification(module, name, Verdict.SAFE, reason)
-        return Classification(module, name, Verdict.UNKNOWN, "not on the allow list: review it")
+        return Classification(module, name, Verdict.UNKNOWN, "not on the allowlist of data reconstructors")
+
+
+def _safe_reason(module: str, name: str) -> str | None:
+    """Why ``module.name`` is on the allowlist, or None."""
+    if module == "builtins" and name in _SAFE_BUILTINS:
+        return "builtin value type"
+    if (module, name) in _SAFE_EXACT:
+        return "known data reconstructor"
+    library = _library_allowlist().get((module, name))
+    if library is not None:
+        return library
+    for module_re, name_re, reason in _SAFE_PATTERNS:
+        if module_re.fullmatch(module) and name_re.fullmatch(name):
+            return reason
+    return None
 
 
 def _wild(qualname: str, rules: frozenset[str]) -> bool:
@@ -582,3 +607,38 @@ class VerdictCache:
 
     def __repr__(self) -> str:
         return f"VerdictCache({self.policy!r}, maxsize={self.maxsize}, size={len(self)})"
+
+
+# What torch.jit.load's own (C++) unpickler resolves besides the usual tensor reconstructors: classes compiled from
+# the archive's code, and its list and type-tag builders. It imports no Python module, so these are safe there.
+_TORCHSCRIPT_BUILDERS = frozenset(
+    (
+        "build_intlist",
+        "build_tensorlist",
+        "build_doublelist",
+        "build_boollist",
+        "build_tensor_from_id",
+        "restore_type_tag",
+    )
+)
+
+
+class TorchScriptClassifier:
+    """Verdicts for the pickles of a TorchScript archive, which ``torch.jit.load`` reads with its own unpickler.
+
+    ``__torch__.*`` names are TorchScript classes compiled from the archive's ``code/`` (judged there, not
+    imported), and ``torch.jit._pickle`` builders rebuild lists; everything else is judged by ``base``.
+
+        >>> TorchScriptClassifier(DEFAULT_POLICY).classify("__torch__.torch.nn.modules.conv", "Conv2d").verdict
+        <Verdict.SAFE: 'safe'>
+    """
+
+    def __init__(self, base: Classifier) -> None:
+        self.base = base
+
+    def classify(self, module: str, name: str) -> Classification:
+        if module == "__torch__" or module.startswith("__torch__."):
+            return Classification(module, name, Verdict.SAFE, "TorchScript class compiled from the archive's code")
+        if module == "torch.jit._pickle" and name in _TORCHSCRIPT_BUILDERS:
+            return Classification(module, name, Verdict.SAFE, "TorchScript list builder")
+        return self.base.classify(module, name)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import BinaryIO, cast
 from modelshield.errors import FileFormatError
 from modelshield.findings import Finding, Severity
 from modelshield.supply_chain.formats import FormatInfo, ModelFormat, identify_stream
+from modelshield.supply_chain.scan.formats.pickle import pickle_findings
 from modelshield.supply_chain.scan.interface import (
     FileScan,
     ScanContext,
@@ -107,14 +109,33 @@ class Scanner:
                     location,
                 )
             ]
-        info = info or identify_stream(stream, size)
+        try:
+            info = info or identify_stream(stream, size)
+        except Exception as exc:  # identification must never end a scan
+            return [_internal_error("identification", exc, location)]
         scanners = self.registry.for_format(info.format)
-        if not scanners:
-            return _unscanned(info, location) if depth == 0 else []  # inside archives, raw tensor data is the norm
         context = _Level(self, depth, info)
-        found: list[Finding] = []
+        if not scanners:
+            if info.format is ModelFormat.UNKNOWN:
+                # pickle.load and torch.load need no header: content nothing else claims is read as a pickle would
+                # be, and reported when such a read would import or call something.
+                try:
+                    found = pickle_findings(stream, size, location, context, sniff=True)
+                except Exception as exc:
+                    return [_internal_error("pickle", exc, location)]
+                if found:
+                    return found
+            return _unscanned(info, location) if depth == 0 else []  # inside archives, raw tensor data is the norm
+        found = []
         for scanner in scanners:
-            found += scanner.scan(stream, size, location, context)
+            try:
+                found += scanner.scan(stream, size, location, context)
+            except FileFormatError:
+                if depth == 0:
+                    raise
+                found.append(_internal_error(scanner.name, sys.exc_info()[1], location))
+            except Exception as exc:  # a scanner that fails must not end the scan, or hide the file
+                found.append(_internal_error(scanner.name, exc, location))
         return found
 
     def scan_stream(self, stream: BinaryIO, size: int, *, location: str) -> list[Finding]:
@@ -147,6 +168,21 @@ class Scanner:
             findings=tuple(findings),
             duration_s=time.perf_counter() - t0,
         )
+
+
+def _internal_error(scanner: str, exc: BaseException | None, location: str) -> Finding:
+    """A scanner raised: the content was not fully examined, which fails closed."""
+    what = f"{type(exc).__name__}: {exc}" if exc is not None else "unknown error"
+    return scan_finding(
+        "scan.internal-error",
+        Severity.HIGH,
+        "Part of the file could not be examined",
+        f"The {scanner} scanner stopped on this content ({what[:300]}). What it did not read is unverified, and a "
+        "loader may still read it.",
+        location,
+        evidence={"scanner": scanner, "error": what[:1000]},
+        remediation="Treat the file as unverified: do not load it. Report the file so the scanner can read it.",
+    )
 
 
 def _unscanned(info: FormatInfo, location: str) -> list[Finding]:

@@ -21,7 +21,7 @@ from modelshield.findings import Finding, JSONValue, Severity
 from modelshield.supply_chain.formats import ModelFormat
 from modelshield.supply_chain.scan.interface import ScanContext, scan_finding
 from modelshield.supply_chain.scan.pickle import PickleAnalysis, analyse_pickle, analyse_pickle_buffer
-from modelshield.supply_chain.scan.policy import Verdict
+from modelshield.supply_chain.scan.policy import MALFORMED, Classifier, Verdict
 
 __all__ = ["PICKLE", "PickleScanner", "pickle_findings"]
 
@@ -62,14 +62,16 @@ def _findings(analysis: PickleAnalysis, location: str, base: int) -> list[Findin
         elif verdict is Verdict.UNKNOWN:
             found.append(
                 scan_finding(
-                    "pickle.unknown-import",
-                    Severity.MEDIUM,
-                    f"Pickle imports {qualname}, which is not on the allow list",
-                    f"{qualname} ({reasons[qualname]}) is imported at byte {offsets[0]}"
-                    + (f" and called through {how}." if how else "."),
+                    "pickle.unreviewed-call" if how else "pickle.unreviewed-import",
+                    Severity.HIGH,
+                    f"Loading {'calls' if how else 'imports'} {qualname}, which nobody has reviewed",
+                    f"{qualname} is {'called through ' + how if how else 'imported'} at byte {offsets[0]} and is not "
+                    f"on the allowlist of callables that only rebuild data ({reasons[qualname]}). Importing runs the "
+                    "module's code, and an unreviewed callable may do anything.",
                     location,
                     evidence=evidence,
-                    remediation="Review what this callable does; allow it in a scan policy if it only rebuilds data.",
+                    remediation="Do not load the file until you know what this callable does. If it only rebuilds "
+                    "data, allow it in a scan policy (--allow MODULE.NAME).",
                 )
             )
     for offset in analysis.dynamic_imports:
@@ -96,6 +98,19 @@ def _findings(analysis: PickleAnalysis, location: str, base: int) -> list[Findin
                 evidence={"offset": base + offset},
             )
         )
+    for offset in analysis.calls_on_objects:
+        found.append(
+            scan_finding(
+                "pickle.call-on-result",
+                Severity.HIGH,
+                "Pickle calls an object that another call returned",
+                f"The call at byte {base + offset} takes as its callable an object built while loading, not an "
+                "imported name: the way resolvers and getters are chained to reach code, and benign files never "
+                "do it.",
+                location,
+                evidence={"offset": base + offset},
+            )
+        )
     if analysis.limit:
         found.append(
             scan_finding(
@@ -108,15 +123,20 @@ def _findings(analysis: PickleAnalysis, location: str, base: int) -> list[Findin
         )
     if analysis.error:
         error_at = base + (analysis.error_offset or 0)
+        more = analysis.bytes_after_error
         found.append(
             scan_finding(
                 "pickle.parse-error",
-                Severity.MEDIUM,
-                "Pickle stream is malformed",
-                f"Parsing stopped at byte {error_at}: {analysis.error}. A loader may still execute what precedes "
-                "it, and a lenient one what follows.",
+                Severity.HIGH if more else Severity.MEDIUM,
+                "Pickle stream is malformed" + (" and bytes follow the error" if more else ""),
+                f"Parsing stopped at byte {error_at}: {analysis.error}. A loader runs what precedes it"
+                + (
+                    f"; {more:,} bytes follow, which the scanner did not read and a more lenient loader may."
+                    if more
+                    else "; the stream ends there."
+                ),
                 location,
-                evidence={"offset": error_at, "error": analysis.error},
+                evidence={"offset": error_at, "error": analysis.error, "bytes_after": more},
             )
         )
     if analysis.trailing_names:
@@ -133,14 +153,35 @@ def _findings(analysis: PickleAnalysis, location: str, base: int) -> list[Findin
     return found
 
 
-def pickle_findings(stream: BinaryIO, size: int, location: str, context: ScanContext, start: int = 0) -> list[Finding]:
-    """The findings for the pickle(s) in ``stream[start:size]``; offsets are reported from the stream's start."""
+def pickle_findings(
+    stream: BinaryIO,
+    size: int,
+    location: str,
+    context: ScanContext,
+    start: int = 0,
+    *,
+    classifier: Classifier | None = None,
+    sniff: bool = False,
+) -> list[Finding]:
+    """The findings for the pickle(s) in ``stream[start:size]``; offsets are reported from the stream's start.
+
+    ``classifier`` replaces the run's verdicts (TorchScript archives judge their pickles by their own loader's
+    rules). With ``sniff``, the bytes are content that no format claimed: they are reported only when a pickle
+    loader reading them would import or call something, since random bytes often parse as a few opcodes.
+    """
     stream.seek(start)
-    policy, limits = context.classifier, context.limits.pickle
+    policy, limits = classifier or context.classifier, context.limits.pickle
     if size - start <= _IN_MEMORY:  # archive members and small files
         analysis = analyse_pickle_buffer(stream.read(size - start), policy=policy, limits=limits)
     else:
         analysis = analyse_pickle(stream, policy=policy, limits=limits, size=size - start)
+    if sniff and not (
+        analysis.dynamic_imports
+        or analysis.calls_on_objects
+        or analysis.builds_on_callables
+        or any(ref.classification.reason != MALFORMED for ref in analysis.imports)
+    ):
+        return []  # text that happens to start like a GLOBAL names no importable module: nothing would run
     return _findings(analysis, location, start)
 
 

@@ -18,6 +18,7 @@ that escape the extraction folder.
 from __future__ import annotations
 
 import io
+import re
 import struct
 import zipfile
 import zlib
@@ -25,9 +26,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from modelshield.findings import Finding, Severity
+from modelshield.findings import Finding, JSONValue, Severity
 from modelshield.supply_chain.formats import ModelFormat
+from modelshield.supply_chain.scan.formats.pickle import pickle_findings
 from modelshield.supply_chain.scan.interface import ScanContext, scan_finding
+from modelshield.supply_chain.scan.policy import TorchScriptClassifier
 
 __all__ = ["CORRUPT", "ZIP", "MemberHandler", "ZipScanner", "zip_findings"]
 
@@ -129,6 +132,76 @@ def _raw_member(fh: BinaryIO, info: zipfile.ZipInfo, limit: int) -> bytes | None
     return None
 
 
+# TorchScript code calls operators by namespace; these ship with torch itself. Others need a native library.
+_TORCHSCRIPT_NAMESPACES = frozenset({"aten", "prim", "quantized", "_quantized", "profiler", "_caffe2", "cuda"})
+_TORCHSCRIPT_OP = re.compile(r"\bops\.(\w+)\.(\w+)|\btorch\.classes\.(\w+)\.(\w+)")
+# Operators that read or write files on the host when the code runs.
+_TORCHSCRIPT_FILE_OPS = re.compile(r"\b(from_file|_load_for_mobile|_save_for_mobile|_jit_pass_\w+|save|load)\s*\(")
+_MAX_CODE = 16 * 1024 * 1024
+
+
+def _unpickled_by_loader(fmt: ModelFormat, name: str) -> bool:
+    """Whether the loader of an archive of format ``fmt`` unpickles member ``name`` whatever its content: PyTorch
+    reads ``data.pkl`` (TorchScript also ``constants.pkl`` and its ``.debug_pkl`` files) with no header check."""
+    if fmt not in {ModelFormat.PYTORCH_ZIP, ModelFormat.TORCHSCRIPT, ModelFormat.PYTORCH_EXPORT}:
+        return False
+    return name.endswith((".pkl", ".debug_pkl"))
+
+
+def _torchscript_code(text: str, location: str) -> list[Finding]:
+    """Operators from custom libraries, and file access, in a TorchScript source member."""
+    found: list[Finding] = []
+    custom = sorted(
+        {
+            f"{m.group(1) or m.group(3)}.{m.group(2) or m.group(4)}"
+            for m in _TORCHSCRIPT_OP.finditer(text)
+            if (m.group(1) or m.group(3)) not in _TORCHSCRIPT_NAMESPACES
+        }
+    )
+    if custom:
+        found.append(
+            scan_finding(
+                "torchscript.custom-operator",
+                Severity.MEDIUM,
+                "TorchScript code calls operators from outside PyTorch",
+                f"{', '.join(custom[:10])}: these need a native library loaded into the process, whose code runs "
+                "with the model's.",
+                location,
+                evidence={"operators": list[JSONValue](custom[:50])},
+                remediation="Find out which library provides these operators, and load the model only with it.",
+            )
+        )
+    files = sorted({m.group(1) for m in _TORCHSCRIPT_FILE_OPS.finditer(text)})
+    if files:
+        found.append(
+            scan_finding(
+                "torchscript.file-access",
+                Severity.HIGH,
+                "TorchScript code reads or writes files",
+                f"The code calls {', '.join(files)}, which touch the file system of whoever runs the model.",
+                location,
+                evidence={"operators": list[JSONValue](files)},
+            )
+        )
+    return found
+
+
+def _member_findings(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, stream: BinaryIO, member: str, context: ScanContext
+) -> list[Finding]:
+    """A member as the archive's loader reads it: forced through the pickle analysis when the loader unpickles it,
+    TorchScript code judged as code, anything else identified by content."""
+    fmt = context.info.format
+    with zf.open(info) as inner:
+        handle = cast(BinaryIO, inner)
+        if _unpickled_by_loader(fmt, info.filename):
+            classifier = TorchScriptClassifier(context.classifier) if fmt is ModelFormat.TORCHSCRIPT else None
+            return pickle_findings(handle, info.file_size, member, context, classifier=classifier)
+        if fmt is ModelFormat.TORCHSCRIPT and info.filename.endswith(".py") and "/code/" in f"/{info.filename}":
+            return _torchscript_code(handle.read(_MAX_CODE).decode("utf-8", "replace"), member)
+        return context.scan_member(handle, info.file_size, member)
+
+
 def zip_findings(
     stream: BinaryIO, location: str, context: ScanContext, *, handler: MemberHandler | None = None
 ) -> list[Finding]:
@@ -138,17 +211,26 @@ def zip_findings(
     try:
         zf = zipfile.ZipFile(stream)
     except CORRUPT as exc:
-        return [scan_finding("archive.corrupt", Severity.MEDIUM, "Zip archive cannot be read", str(exc), location)]
+        return [
+            scan_finding(
+                "archive.corrupt",
+                Severity.HIGH,
+                "Zip archive cannot be read",
+                f"{exc}. Its members were not examined, and a reader more lenient than Python's zipfile may still "
+                "load them.",
+                location,
+            )
+        ]
     with zf:
         for info in list(_members(found, zf, stream, location, context)):
             member = f"{location}!{info.filename}"
+            unpickled = _unpickled_by_loader(context.info.format, info.filename)
             try:
                 special = handler(zf, info, member) if handler is not None else None
                 if special is not None:
                     found += special
                     continue
-                with zf.open(info) as inner:
-                    found += context.scan_member(cast(BinaryIO, inner), info.file_size, member)
+                found += _member_findings(zf, info, stream, member, context)
             except zipfile.BadZipFile as exc:
                 # Readers that skip the zip module's checks (PyTorch's among them) still load the bytes: report
                 # what is wrong, then scan the member as such a reader would see it.
@@ -163,25 +245,28 @@ def zip_findings(
                         )
                     )
                 elif "differ" not in str(exc):  # name mismatches are reported by _members already
-                    found.append(
-                        scan_finding(
-                            "archive.corrupt-member", Severity.MEDIUM, "Archive member cannot be read", str(exc), member
-                        )
-                    )
+                    found.append(_unreadable(info, member, str(exc), unpickled=unpickled))
                 raw = _raw_member(stream, info, context.limits.max_decompressed)
                 if raw is not None:
-                    found += context.scan_member(cast(BinaryIO, io.BytesIO(raw)), len(raw), member)
+                    if unpickled:
+                        found += pickle_findings(cast(BinaryIO, io.BytesIO(raw)), len(raw), member, context)
+                    else:
+                        found += context.scan_member(cast(BinaryIO, io.BytesIO(raw)), len(raw), member)
             except CORRUPT as exc:
-                found.append(
-                    scan_finding(
-                        "archive.corrupt-member",
-                        Severity.MEDIUM,
-                        "Archive member cannot be read",
-                        f"{info.filename}: {exc}. A loader that skips the check may read it anyway.",
-                        member,
-                    )
-                )
+                found.append(_unreadable(info, member, str(exc), unpickled=unpickled))
     return found
+
+
+def _unreadable(info: zipfile.ZipInfo, member: str, error: str, *, unpickled: bool) -> Finding:
+    """A member the zip module cannot read; high when the archive's loader would unpickle it anyway."""
+    return scan_finding(
+        "archive.corrupt-member",
+        Severity.HIGH if unpickled else Severity.MEDIUM,
+        "Archive member cannot be read" + (" but its loader unpickles it" if unpickled else ""),
+        f"{info.filename}: {error}. A loader that skips the check may read it anyway"
+        + (", and this is the member the model's loader unpickles." if unpickled else "."),
+        member,
+    )
 
 
 class ZipScanner:
