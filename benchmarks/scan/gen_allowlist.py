@@ -26,7 +26,8 @@ _SKIP = (
     "sklearn.experimental", "sklearn.conftest", "sklearn.utils.fixes", "sklearn.utils._estimator_html_repr",
     "sklearn.utils._joblib",
     "pandas._libs.parsers", "pandas._libs.writers", "pandas._libs.json", "pandas._libs.testing", "pandas._libs.sas",
-    "pandas._libs.byteswap", "pandas.io", "pandas.plotting", "pandas.util", "pandas.testing", "pandas._testing", "pandas.core.config_init",
+    "pandas._libs.byteswap", "pandas.io", "pandas.plotting", "pandas.util", "pandas.testing", "pandas._testing",
+    "pandas.core.config_init",
     "torch.nn.parallel", "torch.nn.utils.prune", "torch.nn.attention", "torch.nn.modules.lazy",
 )  # fmt: skip
 
@@ -46,7 +47,7 @@ def _classes(root: str, keep: type | tuple[type, ...] | None = None) -> set[tupl
     for name in _walk(root):
         try:
             module = importlib.import_module(name)
-        except Exception:  # noqa: BLE001, S112 - optional sub-packages that need more dependencies
+        except Exception:  # noqa: S112 - optional sub-packages that need more dependencies
             continue
         for obj in vars(module).values():
             if not inspect.isclass(obj) or obj.__module__ != name or "<" in obj.__qualname__:
@@ -59,7 +60,9 @@ def _classes(root: str, keep: type | tuple[type, ...] | None = None) -> set[tupl
     return found
 
 
-_RECONSTRUCTOR = re.compile(r"__pyx_unpickle_\w+|_unpickle\w*|\w+_unpickle|_new_[A-Z]\w*|__\w+_ctor|_reconstruct\w*")
+_RECONSTRUCTOR = re.compile(
+    r"__pyx_unpickle_\w+|_unpickle\w*|\w+_unpickle|_new_[A-Z]\w*|__\w+_ctor|_reconstruct\w*|newObj"
+)
 
 
 def _reconstructors(root: str) -> set[tuple[str, str]]:
@@ -68,12 +71,20 @@ def _reconstructors(root: str) -> set[tuple[str, str]]:
     for name in _walk(root):
         try:
             module = importlib.import_module(name)
-        except Exception:  # noqa: BLE001, S112
+        except Exception:  # noqa: S112
             continue
         for attr, obj in vars(module).items():
             if _RECONSTRUCTOR.fullmatch(attr) and callable(obj) and getattr(obj, "__module__", None) == name:
                 found.add((name, attr))
     return found
+
+
+def _io_class(cls: type) -> bool:
+    """Whether ``cls`` is written in pandas' I/O or plotting packages (its ``__module__`` is the public one): the
+    file most of its own methods come from."""
+    files = [f.__code__.co_filename.replace("\\", "/") for f in vars(cls).values() if hasattr(f, "__code__")]
+    home = max(set(files), key=files.count) if files else ""
+    return "/pandas/io/" in home or "/pandas/plotting/" in home
 
 
 def main() -> None:
@@ -101,6 +112,22 @@ def main() -> None:
             rows[key] = "pandas class"
         for key in _reconstructors(root):
             rows[key] = "pandas reconstructor"
+    import pandas
+    import pandas.arrays
+
+    # pandas 3 names its public classes by their public path (DataFrame.__module__ == "pandas"), and pickles do
+    # too; the I/O classes exported next to them (ExcelFile, HDFStore) are defined under pandas/io and stay out.
+    for public in (pandas, pandas.arrays):
+        for attr, obj in vars(public).items():
+            if inspect.isclass(obj) and obj.__module__.startswith("pandas") and not _io_class(obj):
+                rows[(public.__name__, attr)] = "pandas class"
+    # Activation functions that modules keep as attributes (TransformerEncoderLayer's activation=F.relu): pure
+    # tensor arithmetic.
+    import torch.nn.functional
+
+    for attr, obj in vars(torch.nn.functional).items():
+        if inspect.isfunction(obj) and obj.__module__ == "torch.nn.functional" and not attr.startswith("_"):
+            rows[("torch.nn.functional", attr)] = "PyTorch tensor function"
     packages = ("scikit-learn", "torch", "scipy", "numpy", "pandas")
     versions = ", ".join(f"{p} {importlib.metadata.version(p)}" for p in packages)
     lines = [

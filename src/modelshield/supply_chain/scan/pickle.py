@@ -429,7 +429,11 @@ class _Walk:
             self.imports.append(ImportRef(module, name, pos - base, opcode, self.policy.classify(module, name)))
             return _Global(len(self.imports) - 1)
 
-        def invoke(item: object, how: str, args: object = None) -> _Obj:
+        def invoke(item: object, how: str, args: object = None) -> object:
+            if isinstance(item, _Global) and how == "REDUCE":
+                resolved = resolve_getattr(item, args)
+                if resolved is not None:
+                    return resolved
             if isinstance(item, _Global):
                 ref = self.imports[item.ref_index]
                 if ref.invoked_by is None:
@@ -440,6 +444,28 @@ class _Walk:
             if isinstance(item, _Obj) and how != "BUILD":  # calling what a call returned: a resolver's result
                 self.object_calls.append(pos - base)
             return _Obj(None, args)
+
+        def resolve_getattr(item: _Global, args: object) -> _Global | None:
+            """``getattr(X, "name")`` with constant operands, X an import or an object one made, is how pickle
+            writes bound methods (``getattr(ZoneInfo, "_unpickle")``): it is judged as the import ``X.name``."""
+            ref = self.imports[item.ref_index]
+            if (ref.classification.module, ref.classification.name) != ("builtins", "getattr"):
+                return None
+            operands = args.value if isinstance(args, _Val) and isinstance(args.value, tuple) else ()
+            if len(operands) != 2 or type(operands[1]) is not str:
+                return None
+            target = operands[0]
+            index = (
+                target.ref_index
+                if isinstance(target, _Global)
+                else target.made_by
+                if isinstance(target, _Obj)
+                else None
+            )
+            if index is None:
+                return None
+            owner = self.imports[index]
+            return add_import(owner.module, f"{owner.name}.{operands[1]}", pos, "getattr")
 
         max_opcodes = self.limits.max_opcodes
         budget = max_opcodes - self.opcodes
@@ -608,7 +634,7 @@ class _Walk:
         put: Callable[[int, int], None],
         get: Callable[[int, int], None],
         add_import: Callable[[str, str, int, str], _Global],
-        invoke: Callable[..., _Obj],
+        invoke: Callable[..., object],
     ) -> int:
         """The less common opcodes, protocol 0's text forms among them; the position after the opcode."""
         op = _OPCODES.get(code)
@@ -667,8 +693,8 @@ class _Walk:
             return i
         if name in {"EXT1", "EXT2", "EXT4"}:
             n, i = self._fixed(i, {"EXT1": 1, "EXT2": 2, "EXT4": 4}[name], signed=name == "EXT4")
-            stack.append(add_import("copyreg", f"_extension_registry_{n}", pos, name))
-            return i
+            # copyreg's extension registry is empty unless a program fills it: a loader stops here.
+            raise _ParseError(f"{name} {n} looks up copyreg's extension registry, which no library fills", pos)
         if name == "DUP":
             if not stack:
                 raise _ParseError("DUP on an empty stack", pos)

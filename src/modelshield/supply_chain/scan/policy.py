@@ -364,6 +364,12 @@ _TORCH_REBUILDERS = _words(
     "device_tensor_from_numpy meta_tensor_no_storage wrapper_subclass qtensor xla_tensor mps_tensor"
 )
 
+# pyarrow's own reconstructors and type factories, as Arrow-backed pandas frames pickle them.
+_PYARROW = _words(
+    "_restore_array py_buffer type_for_alias timestamp time32 time64 date32 date64 duration decimal128 decimal256 "
+    "list_ large_list struct field dictionary string large_string binary large_binary null bool_ map_ schema "
+    "int8 int16 int32 int64 uint8 uint16 uint32 uint64 float16 float32 float64"
+)
 _XGB = _words("XGBClassifier XGBRegressor XGBRanker XGBRFClassifier XGBRFRegressor")
 
 # (module, name) pairs vetted by hand: each only rebuilds a value from its arguments and state, and each was seen in
@@ -386,6 +392,8 @@ _SAFE_EXACT = frozenset(
         ("fractions", "Fraction"),
         ("uuid", "UUID"),
         ("argparse", "Namespace"),  # fairseq-style checkpoints keep their command-line arguments
+        ("zoneinfo", "ZoneInfo"),  # looks a zone up by name in the time-zone database, which it validates
+        ("zoneinfo", "ZoneInfo._unpickle"),  # written as getattr(ZoneInfo, "_unpickle") by every tz-aware frame
         ("array", "array"),
         ("array", "_array_reconstructor"),
         ("_codecs", "encode"),  # how protocol 2 writes bytes under Python 3
@@ -395,6 +403,8 @@ _SAFE_EXACT = frozenset(
         ("numpy.matrixlib.defmatrix", "matrix"),
         ("numpy.ma.core", "_mareconstruct"),
         ("numpy.ma.core", "MaskedArray"),
+        ("numpy.ma", "MaskedArray"),
+        ("numpy.core._internal", "_reconstruct"),  # NumPy 0.x object arrays (Python 2-era .npy files)
         ("numpy.random", "__RandomState_ctor"),
         ("torch", "Size"),
         ("torch", "device"),
@@ -413,12 +423,22 @@ _SAFE_EXACT = frozenset(
         ("torch", "UntypedStorage"),
         ("torch", "TypedStorage"),
         ("torch.utils.hooks", "RemovableHandle"),
+        ("torch._dynamo.decorators", "_DimRange"),  # a dataclass of two ints in jagged nested tensors
+        ("torch.nested._internal.nested_tensor", "NestedTensor"),
+        ("torch.nested._internal.nested_tensor", "_rebuild_njt"),
+        *(("torch", f"{n}Tensor") for n in _TORCH_STORAGES),  # legacy (pre-1.6) tar checkpoints name tensor types
+        *(("pyarrow.lib", n) for n in _PYARROW),
+        ("pandas", "NA"),  # missing-value singletons, referenced by name
+        ("pandas", "NaT"),
+        ("pandas._libs.missing", "NA"),
+        ("pandas._libs.tslibs.nattype", "NaT"),
         ("torch.nn.modules.container", "Sequential"),
         *(("torch", n) for n in (*_TORCH_DTYPES, *_TORCH_ENUMS)),
         *(("torch", f"{n}Storage") for n in _TORCH_STORAGES),
         *(("torch._utils", f"_rebuild_{n}") for n in _TORCH_REBUILDERS),
         ("joblib.numpy_pickle", "NumpyArrayWrapper"),
         ("joblib.numpy_pickle", "NDArrayWrapper"),
+        ("joblib.numpy_pickle", "ZNDArrayWrapper"),
         ("joblib.numpy_pickle_compat", "NDArrayWrapper"),
         ("joblib.numpy_pickle_compat", "ZNDArrayWrapper"),
         ("xgboost.core", "Booster"),

@@ -34,6 +34,8 @@ def _findings(analysis: PickleAnalysis, location: str, base: int) -> list[Findin
     invoked: dict[str, str] = {}
     reasons: dict[str, str] = {}
     for ref in analysis.imports:
+        if ref.invoked_by is None and (ref.classification.module, ref.classification.name) == ("builtins", "getattr"):
+            continue  # every call of it was resolved to a name that is judged on its own
         grouped[(ref.qualname, ref.classification.verdict)].append(base + ref.offset)
         reasons[ref.qualname] = ref.classification.reason
         if ref.invoked_by:
@@ -71,7 +73,7 @@ def _findings(analysis: PickleAnalysis, location: str, base: int) -> list[Findin
                     location,
                     evidence=evidence,
                     remediation="Do not load the file until you know what this callable does. If it only rebuilds "
-                    "data, allow it in a scan policy (--allow MODULE.NAME).",
+                    "data, add it to the 'allow' list of a scan policy file (modelshield scan --policy FILE).",
                 )
             )
     for offset in analysis.dynamic_imports:

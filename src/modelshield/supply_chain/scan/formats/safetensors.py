@@ -14,10 +14,10 @@ reported: readers disagree on such files, and overlapping tensors let one write 
 
 from __future__ import annotations
 
-import itertools
 import json
 import struct
-from typing import BinaryIO
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 from modelshield.findings import Finding, Severity
 from modelshield.supply_chain.formats import ModelFormat
@@ -25,15 +25,36 @@ from modelshield.supply_chain.scan.interface import ScanContext, scan_finding
 
 __all__ = ["SAFETENSORS", "SafetensorsScanner"]
 
-_MAX_HEADER = 100 * 1024 * 1024
-_DTYPE_SIZES = {
-    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
-    "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8, "C64": 8,
+_MAX_HEADER = 100_000_000  # the Rust crate's MAX_HEADER_SIZE
+# Bits per element of every dtype the safetensors crate defines.
+_DTYPE_BITS = {
+    "BOOL": 8, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8,
+    "F8_E8M0": 8, "I16": 16, "U16": 16, "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32,
+    "C64": 64, "I64": 64, "U64": 64, "F64": 64,
 }  # fmt: skip
+_TENSOR_KEYS = frozenset({"dtype", "shape", "data_offsets"})
+
+
+def _pairs(duplicates: list[str]) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
+    """A json ``object_pairs_hook`` that keeps the last value, as json.loads does, and records duplicate keys."""
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in seen:
+                duplicates.append(key)
+            seen[key] = value
+        return seen
+
+    return hook
+
+
+def _is_uint(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**64
 
 
 class SafetensorsScanner:
-    """safetensors headers: bounds, offsets, overlaps and shapes."""
+    """safetensors headers, checked as the Rust crate's ``SafeTensors::deserialize`` checks them."""
 
     name = "safetensors"
     formats = frozenset({ModelFormat.SAFETENSORS})
@@ -65,73 +86,125 @@ class SafetensorsScanner:
                     f"The header claims {n:,} bytes in a file of {size:,}.",
                 )
             ]
+        text = stream.read(n)
+        duplicates: list[str] = []
         try:
-            header = json.loads(stream.read(n))
-        except ValueError as exc:
+            if not text.startswith(b"{"):
+                raise ValueError("the header does not start with '{'")
+            header = json.loads(text.decode("utf-8"), object_pairs_hook=_pairs(duplicates))
+        except (ValueError, RecursionError) as exc:
             return [problem("safetensors.header", Severity.HIGH, "safetensors header is not valid JSON", str(exc))]
         if not isinstance(header, dict):
             return [problem("safetensors.header", Severity.HIGH, "safetensors header is not a JSON object", "")]
         found: list[Finding] = []
-        data_size = size - 8 - n
-        spans = []
-        for name, spec in header.items():
-            if name == "__metadata__":
-                continue
-            if not isinstance(spec, dict):
-                found.append(
-                    problem("safetensors.tensor", Severity.HIGH, "Malformed tensor entry", f"{name!r}: {spec!r}")
+        if duplicates:
+            found.append(
+                problem(
+                    "safetensors.duplicate-key",
+                    Severity.MEDIUM,
+                    "safetensors header repeats a key",
+                    f"Keys {sorted(set(duplicates))[:10]!r} appear more than once: readers that keep the first "
+                    "and readers that keep the last see different tensors.",
                 )
-                continue
-            offsets, shape, dtype = spec.get("data_offsets"), spec.get("shape"), spec.get("dtype")
-            if (
-                not isinstance(offsets, list)
-                or len(offsets) != 2
-                or not all(isinstance(o, int) for o in offsets)
-                or not isinstance(shape, list)
-                or not all(isinstance(d, int) and d >= 0 for d in shape)
-            ):
-                found.append(
-                    problem("safetensors.tensor", Severity.HIGH, "Malformed tensor entry", f"{name!r}: {spec!r}")
+            )
+        metadata = header.get("__metadata__")
+        if metadata is not None and (
+            not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values())
+        ):
+            found.append(
+                problem(
+                    "safetensors.metadata",
+                    Severity.MEDIUM,
+                    "safetensors metadata is not a map of strings",
+                    "__metadata__ must map strings to strings; the safetensors loader refuses this file.",
                 )
-                continue
-            start, end = offsets
-            if not 0 <= start <= end <= data_size:
-                found.append(
-                    problem(
-                        "safetensors.offsets",
-                        Severity.HIGH,
-                        "Tensor data lies outside the file",
-                        f"{name!r} spans bytes {start}..{end} of a {data_size}-byte data section.",
-                    )
-                )
-                continue
-            count = 1
-            for d in shape:
-                count *= d
-            itemsize = _DTYPE_SIZES.get(str(dtype))
-            if itemsize is not None and count * itemsize != end - start:
-                found.append(
-                    problem(
-                        "safetensors.shape",
-                        Severity.MEDIUM,
-                        "Tensor shape does not match its byte range",
-                        f"{name!r}: shape {shape} of {dtype} needs {count * itemsize} bytes, the header gives "
-                        f"{end - start}.",
-                    )
-                )
-            spans.append((start, end, name))
-        spans.sort()
-        for (s1, e1, a), (s2, _e2, b) in itertools.pairwise(spans):
-            if s2 < e1:
-                found.append(
-                    problem(
-                        "safetensors.overlap",
-                        Severity.HIGH,
-                        "Tensors share bytes",
-                        f"{a!r} ({s1}..{e1}) and {b!r} (from {s2}) overlap: one write changes both.",
-                    )
-                )
+            )
+        found += _tensors(header, size - 8 - n, problem)
         return found
+
+
+def _tensors(header: dict[str, Any], data_size: int, problem: Callable[..., Finding]) -> list[Finding]:
+    found: list[Finding] = []
+    spans: list[tuple[int, int, str]] = []
+    for name, spec in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = spec.get("data_offsets") if isinstance(spec, dict) else None
+        shape = spec.get("shape") if isinstance(spec, dict) else None
+        if (
+            not isinstance(spec, dict)
+            or not set(spec) >= _TENSOR_KEYS
+            or not isinstance(spec["dtype"], str)
+            or spec["dtype"] not in _DTYPE_BITS
+            or not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(_is_uint(o) for o in offsets)
+            or not isinstance(shape, list)
+            or not all(_is_uint(d) for d in shape)
+        ):
+            found.append(
+                problem("safetensors.tensor", Severity.HIGH, "Malformed tensor entry", f"{name!r}: {spec!r}"[:500])
+            )
+            continue
+        start, end = offsets
+        if not 0 <= start <= end <= data_size:
+            found.append(
+                problem(
+                    "safetensors.offsets",
+                    Severity.HIGH,
+                    "Tensor data lies outside the file",
+                    f"{name!r} spans bytes {start}..{end} of a {data_size}-byte data section.",
+                )
+            )
+            continue
+        count = 1
+        for d in shape:
+            count *= d
+        bits = count * _DTYPE_BITS[spec["dtype"]]
+        if bits % 8 or bits // 8 != end - start:
+            found.append(
+                problem(
+                    "safetensors.shape",
+                    Severity.MEDIUM,
+                    "Tensor shape does not match its byte range",
+                    f"{name!r}: shape {shape} of {spec['dtype']} needs {bits / 8:g} bytes, the header gives "
+                    f"{end - start}.",
+                )
+            )
+        spans.append((start, end, name))
+    spans.sort()
+    expected = 0
+    for s, e, name in spans:
+        if s < expected:
+            found.append(
+                problem(
+                    "safetensors.overlap",
+                    Severity.HIGH,
+                    "Tensors share bytes",
+                    f"{name!r} ({s}..{e}) starts before the previous tensor ends ({expected}): one write changes both.",
+                )
+            )
+        elif s > expected:
+            found.append(
+                problem(
+                    "safetensors.gap",
+                    Severity.MEDIUM,
+                    "Bytes between tensors belong to no tensor",
+                    f"{name!r} starts at {s}, after a gap from {expected}; the safetensors loader refuses gaps.",
+                )
+            )
+        expected = max(expected, e)
+    if expected < data_size and not found:
+        found.append(
+            problem(
+                "safetensors.trailing-data",
+                Severity.MEDIUM,
+                "Bytes follow the tensor data",
+                f"{data_size - expected:,} bytes after the last tensor belong to none; the safetensors loader refuses "
+                "such a file and benign writers never produce one.",
+            )
+        )
+    return found
 
 
 SAFETENSORS = SafetensorsScanner()

@@ -199,7 +199,16 @@ def _member_findings(
             return pickle_findings(handle, info.file_size, member, context, classifier=classifier)
         if fmt is ModelFormat.TORCHSCRIPT and info.filename.endswith(".py") and "/code/" in f"/{info.filename}":
             return _torchscript_code(handle.read(_MAX_CODE).decode("utf-8", "replace"), member)
+        if _raw_storage(fmt, info.filename):
+            return []
         return context.scan_member(handle, info.file_size, member)
+
+
+def _raw_storage(fmt: ModelFormat, name: str) -> bool:
+    """Whether ``name`` is a tensor storage that PyTorch reads as raw bytes (``archive/data/0``): its content is
+    never interpreted, so sniffing it would only find patterns in numbers."""
+    parts = name.split("/")
+    return fmt in {ModelFormat.PYTORCH_ZIP, ModelFormat.TORCHSCRIPT} and len(parts) == 3 and parts[1] == "data"
 
 
 def zip_findings(
