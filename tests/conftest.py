@@ -22,6 +22,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_CACHE] = cache
     os.environ["MODELSHIELD_CACHE_DIR"] = str(cache / "zoo")
     os.environ["XDG_CACHE_HOME"] = str(cache)
+    # Keras (the scanner's benign corpus writes real .keras files) runs on torch, the backend installed here.
+    os.environ.setdefault("KERAS_BACKEND", "torch")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -77,12 +77,14 @@ def test_no_module_imports_the_package_facade() -> None:
 
 
 def test_only_the_cli_reads_the_environment() -> None:
-    """Library code takes explicit arguments; `os.environ`/`os.getenv` appear only under cli/."""
+    """Library code takes explicit arguments; `os.environ`/`os.getenv` appear only under cli/, and in the scanner's
+    ground-truth oracle, which builds the environment of the throw-away interpreters it loads files in."""
     import ast
 
     offenders = []
     for path in sorted((ROOT / "src" / "modelshield").rglob("*.py")):
-        if "cli" in path.relative_to(ROOT / "src" / "modelshield").parts[:1]:
+        relative = path.relative_to(ROOT / "src" / "modelshield")
+        if "cli" in relative.parts[:1] or relative.as_posix() == "testing/oracle.py":
             continue
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Attribute) and node.attr in {"environ", "getenv", "environb"}:

@@ -79,28 +79,70 @@ def _reconstructors(root: str) -> set[tuple[str, str]]:
     return found
 
 
-def _io_class(cls: type) -> bool:
-    """Whether ``cls`` is written in pandas' I/O or plotting packages (its ``__module__`` is the public one): the
-    file most of its own methods come from."""
+def _data_class(cls: type) -> bool:
+    """Whether ``cls`` (a public pandas name) is written in pandas' data packages: the file most of its own methods
+    come from (its ``__module__`` is the public one)."""
     files = [f.__code__.co_filename.replace("\\", "/") for f in vars(cls).values() if hasattr(f, "__code__")]
-    home = max(set(files), key=files.count) if files else ""
-    return "/pandas/io/" in home or "/pandas/plotting/" in home
+    if not files:
+        return True  # compiled (Cython) classes: Timestamp, Timedelta, Period, Interval
+    home = max(set(files), key=files.count)
+    return any(f"/{p.replace('.', '/')}" in home for p in _PANDAS_DATA)
+
+
+# pandas packages whose classes hold data (frames, series, indexes, arrays, dtypes, blocks). Its other packages
+# evaluate expressions (pandas.core.computation.expr.Expr parses and runs Python in its constructor), apply
+# functions, group, window or plot: none of that belongs in a pickle of data.
+_PANDAS_DATA = (
+    "pandas.core.arrays", "pandas.core.dtypes", "pandas.core.indexes", "pandas.core.internals", "pandas.core.frame",
+    "pandas.core.series", "pandas.core.flags", "pandas.core.generic", "pandas.core.base", "pandas.core.sparse",
+    "pandas._libs",
+)  # fmt: skip
+# Activation functions that modules keep as attributes (TransformerEncoderLayer's activation=F.relu).
+_ACTIVATIONS = (
+    "relu", "relu6", "gelu", "silu", "mish", "elu", "selu", "celu", "leaky_relu", "rrelu", "glu", "hardtanh",
+    "hardswish", "hardsigmoid", "logsigmoid", "softplus", "softshrink", "hardshrink", "tanhshrink", "softsign",
+    "softmax", "softmin", "log_softmax", "tanh", "sigmoid", "prelu", "threshold",
+)  # fmt: skip
+# scikit-learn classes that are not estimators but that fitted estimators hold (found in the files they write):
+# losses and links (arithmetic), the histogram-boosting tree predictor, MLP optimisers, Bunch.
+_SKLEARN_HELD = ("sklearn._loss.loss", "sklearn._loss.link", "sklearn.ensemble._hist_gradient_boosting.predictor",
+                 "sklearn.neural_network._stochastic_optimizers", "sklearn.utils._bunch")  # fmt: skip
+
+
+def _compiled(module_name: str) -> bool:
+    """Whether a module is a compiled extension (Cython data structures: trees, losses, distance metrics)."""
+    module = sys.modules.get(module_name)
+    return str(getattr(module, "__file__", "")).endswith((".so", ".pyd"))
 
 
 def main() -> None:
+    """Only families whose construction is known to store state: scikit-learn estimators (its API forbids logic
+    in ``__init__``) and its compiled data structures, PyTorch modules and optimisers (not LR schedulers, whose
+    constructors call the functions they are given), SciPy sparse containers, NumPy random generators, pandas'
+    data classes, and the libraries' own unpickling helpers."""
     warnings.filterwarnings("ignore")
+    import pandas
+    import pandas.arrays
     import scipy.sparse
+    import sklearn.base
     import torch
+    import torch.nn.functional
 
     rows: dict[tuple[str, str], str] = {}
     for key in _classes("sklearn"):
-        rows[key] = "scikit-learn class"
+        cls = getattr(sys.modules[key[0]], key[1].split(".")[0])
+        if isinstance(cls, type) and issubclass(cls, sklearn.base.BaseEstimator):
+            rows[key] = "scikit-learn estimator"
+        elif _compiled(key[0]):
+            rows[key] = "scikit-learn compiled data structure"
+        elif key[0] in _SKLEARN_HELD:
+            rows[key] = "scikit-learn class that fitted estimators hold"
     for key in _reconstructors("sklearn"):
         rows[key] = "scikit-learn Cython reconstructor"
     for key in _classes("torch.nn.modules", torch.nn.Module):
         rows[key] = "PyTorch module class"
-    for key in _classes("torch.optim", (torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler)):
-        rows[key] = "PyTorch optimiser or scheduler class"
+    for key in _classes("torch.optim", torch.optim.Optimizer):
+        rows[key] = "PyTorch optimiser class"
     for key in _classes("scipy.sparse", (scipy.sparse.spmatrix, scipy.sparse.sparray)):
         rows[key] = "SciPy sparse class"
     for key in _classes("numpy.random"):
@@ -109,25 +151,19 @@ def main() -> None:
         rows[key] = "NumPy random generator reconstructor"
     for root in ("pandas.core", "pandas._libs"):
         for key in _classes(root):
-            rows[key] = "pandas class"
+            if key[0].startswith(_PANDAS_DATA):
+                rows[key] = "pandas data class"
         for key in _reconstructors(root):
             rows[key] = "pandas reconstructor"
-    import pandas
-    import pandas.arrays
-
     # pandas 3 names its public classes by their public path (DataFrame.__module__ == "pandas"), and pickles do
-    # too; the I/O classes exported next to them (ExcelFile, HDFStore) are defined under pandas/io and stay out.
+    # too: the public names whose methods are written in pandas' data packages.
     for public in (pandas, pandas.arrays):
         for attr, obj in vars(public).items():
-            if inspect.isclass(obj) and obj.__module__.startswith("pandas") and not _io_class(obj):
-                rows[(public.__name__, attr)] = "pandas class"
-    # Activation functions that modules keep as attributes (TransformerEncoderLayer's activation=F.relu): pure
-    # tensor arithmetic.
-    import torch.nn.functional
-
-    for attr, obj in vars(torch.nn.functional).items():
-        if inspect.isfunction(obj) and obj.__module__ == "torch.nn.functional" and not attr.startswith("_"):
-            rows[("torch.nn.functional", attr)] = "PyTorch tensor function"
+            if inspect.isclass(obj) and obj.__module__.startswith("pandas") and _data_class(obj):
+                rows[(public.__name__, attr)] = "pandas data class"
+    for attr in _ACTIVATIONS:
+        if inspect.isfunction(getattr(torch.nn.functional, attr, None)):
+            rows[("torch.nn.functional", attr)] = "PyTorch activation function"
     packages = ("scikit-learn", "torch", "scipy", "numpy", "pandas")
     versions = ", ".join(f"{p} {importlib.metadata.version(p)}" for p in packages)
     lines = [

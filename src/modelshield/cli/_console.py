@@ -17,18 +17,30 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any, TextIO
 
 from modelshield.errors import InvalidParameterError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from modelshield.data import Dataset
+
+    #: The console for progress and errors (standard error), made on first use so that commands which never
+    #: write to it do not import rich.
+    stderr: Console
 
 __all__ = ["LOG_HANDLER", "cache_dir", "load_dataset", "passphrase_from_env", "reference_cache_dir", "state", "stderr"]
 
-stderr = Console(stderr=True)
+
+def __getattr__(name: str) -> Any:
+    if name == "stderr":
+        from rich.console import Console
+
+        console = globals()["stderr"] = Console(stderr=True)
+        return console
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 BUNDLED = "bundled:"
 

@@ -4,28 +4,90 @@
     >>> main(["targets", "--help"])  # doctest: +SKIP
 
 Command modules import their shared state from :mod:`modelshield.cli._console`, never from here.
+
+Command modules load lazily: the root group knows every command's name and the module that registers it
+(:data:`COMMAND_MODULES`), and imports a module only when one of its commands is resolved. ``modelshield scan
+FILE`` therefore imports the scanner and nothing of the audit, data or training layers (numpy, torch, Jinja);
+``modelshield --help`` resolves every command and lists them all, with the same text as before.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 import traceback
-from typing import Annotated
+from typing import Annotated, Any, TypeAlias
 
 import typer
+from typer.core import TyperGroup
 
 from modelshield._version import __version__
-from modelshield.cli._console import LOG_HANDLER, state, stderr
+from modelshield.cli import _console
+from modelshield.cli._console import LOG_HANDLER, state
 from modelshield.cli._threads import DEFAULT_THREADS, configure_torch_threads
 from modelshield.cli.options import EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE
 from modelshield.errors import ModelShieldError
 from modelshield.reporting.interface import printable
 
-__all__ = ["EXIT_CLEAN", "EXIT_FINDINGS", "EXIT_USAGE", "app", "main"]
+__all__ = ["COMMAND_MODULES", "EXIT_CLEAN", "EXIT_FINDINGS", "EXIT_USAGE", "app", "load_commands", "main"]
+
+#: Each top-level command, in the order ``--help`` lists it, and the module under ``modelshield.cli`` whose
+#: ``register(app)`` defines it. tests/cli/test_startup.py checks that the table and the modules agree.
+COMMAND_MODULES: dict[str, str] = {
+    "attacks": "attacks",
+    "audit": "audit",
+    "bom": "bom",
+    "encrypt": "crypt",
+    "decrypt": "crypt",
+    "harden": "harden",
+    "scan": "scan",
+    "keygen": "signing",
+    "sign": "signing",
+    "verify": "signing",
+    "targets": "targets",
+    "checks": "targets",
+    "data": "data",
+    "registry": "registry",
+}
+
+
+#: A click command. Typer vendors click from 0.26 on (``typer._click``) and used the ``click`` package before, so
+#: no one public import names the class for every supported Typer; the commands come from Typer either way.
+Command: TypeAlias = Any
+
+
+def _noop() -> None:
+    """The callback of a staging app; with one, Typer always builds a group, even around a single command."""
+
+
+def load_commands(module: str) -> dict[str, Command]:
+    """The click commands that ``modelshield.cli.<module>``'s ``register`` defines, built as the root app would."""
+    staging = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+    staging.callback()(_noop)
+    importlib.import_module(f"modelshield.cli.{module}").register(staging)
+    group = typer.main.get_command(staging)
+    if not isinstance(group, TyperGroup):  # never: an app with a callback is always a group
+        raise TypeError(f"Typer built a {type(group).__name__} for modelshield.cli.{module}, not a group.")
+    return dict(group.commands)
+
+
+class _LazyGroup(TyperGroup):
+    """The root group: lists every command of :data:`COMMAND_MODULES`, imports a command's module on first use."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*COMMAND_MODULES, *(name for name in self.commands if name not in COMMAND_MODULES)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Command | None:
+        module = COMMAND_MODULES.get(cmd_name)
+        if cmd_name not in self.commands and module is not None:
+            for name, command in load_commands(module).items():
+                self.commands.setdefault(name, command)
+        return self.commands.get(cmd_name)
 
 
 app = typer.Typer(
+    cls=_LazyGroup,
     name="modelshield",
     help="Security for machine-learning models: scan, audit, harden.",
     no_args_is_help=True,
@@ -69,24 +131,6 @@ def _root(
         package.addHandler(LOG_HANDLER)
 
 
-def _register_commands() -> None:
-    from modelshield.cli import attacks, audit, bom, crypt, data, harden, registry, scan, signing, targets
-
-    attacks.register(app)
-    audit.register(app)
-    bom.register(app)
-    crypt.register(app)
-    data.register(app)
-    harden.register(app)
-    registry.register(app)
-    scan.register(app)
-    signing.register(app)
-    targets.register(app)
-
-
-_register_commands()
-
-
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -107,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(exc: BaseException, message: str) -> None:
+    stderr = _console.stderr
     if state.verbose:
         stderr.print(printable("".join(traceback.format_exception(exc))), markup=False, highlight=False)
     stderr.print(f"error: {printable(message)}", markup=False, highlight=False, soft_wrap=True)

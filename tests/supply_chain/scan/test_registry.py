@@ -21,6 +21,7 @@ from modelshield.supply_chain.scan import (
     Scanner,
     ScannerRegistry,
     default_registry,
+    paths,
     scan_file,
     scan_finding,
     scan_paths,
@@ -104,12 +105,13 @@ def test_a_format_no_scanner_serves_is_reported_at_the_top_only(tmp_path: Path) 
     inner = io.BytesIO()
     import zipfile
 
-    with zipfile.ZipFile(inner, "w") as zf:
-        zf.writestr("data.pkl", call_v2("os", "system"))
+    with zipfile.ZipFile(inner, "w") as zf:  # a plain zip: no loader is known to unpickle its member
+        zf.writestr("payload.bin", call_v2("os", "system"))
     assert scan_stream(inner, inner.tell(), location="a.zip", registry=only_zip) == []
 
 
-def test_a_registry_travels_to_worker_processes(tmp_path: Path) -> None:
+def test_a_registry_travels_to_worker_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(paths, "_PARALLEL_BYTES", 0)  # small files: force the process pool
     registry = ScannerRegistry([*builtin_scanners(), Tagger("tag", ModelFormat.PICKLE)])
     assert pickle.loads(pickle.dumps(registry)).names() == registry.names()
     for i in range(4):
@@ -196,3 +198,15 @@ def test_a_broken_plugin_is_named_not_ignored(site: Path) -> None:
     )
     with pytest.raises(RegistrationError, match="'pickle' is already registered"):
         default_registry()
+
+
+def test_lazy_built_ins_are_the_scanners_they_stand_for() -> None:
+    """A built-in imported on first use declares the name and formats its scanner has, and pickles to itself."""
+    from modelshield.supply_chain.scan.formats import LazyScanner
+
+    lazy = [s for s in builtin_scanners() if isinstance(s, LazyScanner)]
+    assert lazy
+    for scanner in lazy:
+        real = scanner.load()
+        assert (real.name, real.formats) == (scanner.name, scanner.formats)
+        assert pickle.loads(pickle.dumps(scanner)).target == scanner.target

@@ -1,8 +1,15 @@
-"""Scan many files: directories walked recursively, exclusions, files scanned in parallel across cores.
+"""Scan many files: directories walked recursively, exclusions, large work spread over processes.
 
 >>> from modelshield.supply_chain.scan.paths import scan_paths
 >>> report = scan_paths(["models/"], exclude=["*.txt"])  # doctest: +SKIP
 >>> report.max_severity  # doctest: +SKIP
+
+Processes pay only for large work: starting a pool and sending it the files costs tens of milliseconds, which is
+more than scanning a directory of small files takes. So files are scanned in this process unless their bytes
+together reach :data:`_PARALLEL_BYTES`, and then by one worker per :data:`_BYTES_PER_WORKER` (at most one per
+core and one per file). Measured on 2 cores (load ~6): 200 small pickles (23 KiB) in 0.03 s in-process against
+0.06-0.13 s with two workers; 8 pickles, 6 MiB in all: 2.5 s either way; 8 pickles, 46 MiB: 34 s in-process
+against 19 s with two workers.
 """
 
 from __future__ import annotations
@@ -13,7 +20,6 @@ import math
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from modelshield.errors import FileFormatError
@@ -23,7 +29,8 @@ from modelshield.supply_chain.scan.scanner import Scanner
 
 __all__ = ["iter_files", "scan_paths"]
 
-_PARALLEL_FROM = 4  # fewer files than this are scanned in-process
+_PARALLEL_BYTES = 16 * 1024 * 1024  # less work than this (file bytes, all files together) is scanned in-process
+_BYTES_PER_WORKER = 8 * 1024 * 1024  # one more worker per this many bytes, up to the cores and the files
 _MAX_BATCH = 16  # files a worker scans in one run (one verdict cache), at most
 
 
@@ -49,6 +56,23 @@ def _scan_batch(files: Sequence[Path], options: ScanOptions, registry: ScannerRe
     return [run.scan_file(f) for f in files]
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:  # gone or unreadable: the scan itself reports it
+        return 0
+
+
+def _workers(files: Sequence[Path], limit: int) -> int:
+    """How many processes the work deserves: 1 (this one) below ``_PARALLEL_BYTES``, else by bytes."""
+    if len(files) < 2 or limit < 2:
+        return 1
+    total = sum(_size(f) for f in files)
+    if total < _PARALLEL_BYTES:
+        return 1
+    return max(1, min(limit, len(files), math.ceil(total / _BYTES_PER_WORKER)))
+
+
 def scan_paths(
     paths: Iterable[str | Path],
     *,
@@ -57,7 +81,8 @@ def scan_paths(
     workers: int | None = None,
     registry: ScannerRegistry | None = None,
 ) -> ScanReport:
-    """Scan every file under ``paths``; files are spread over ``workers`` processes (default: all cores).
+    """Scan every file under ``paths``; large work is spread over up to ``workers`` processes (default: all
+    cores), small work (below 16 MiB of files) is scanned in this process, where it is faster.
 
     ``registry`` defaults to the built-in scanners and the installed plug-ins; a registry of your own is sent to
     the worker processes, so its scanners must pickle (module-level classes and instances do).
@@ -65,10 +90,12 @@ def scan_paths(
     options = options or ScanOptions()
     files = list(iter_files(paths, exclude=exclude))
     t0 = time.perf_counter()
-    workers = workers or os.cpu_count() or 1
-    if len(files) < _PARALLEL_FROM or workers == 1:
+    workers = _workers(files, workers or os.cpu_count() or 1)
+    if workers == 1:
         scans = _scan_batch(files, options, registry)
     else:
+        from concurrent.futures import ProcessPoolExecutor  # only here: importing it costs every small scan
+
         size = min(_MAX_BATCH, math.ceil(len(files) / (4 * workers)))
         batches = [files[i : i + size] for i in range(0, len(files), size)]
         with ProcessPoolExecutor(max_workers=min(workers, len(batches))) as pool:

@@ -18,7 +18,6 @@ after it are searched for the names of dangerous modules, since a more lenient l
 from __future__ import annotations
 
 import codecs
-import contextlib
 import io
 import mmap
 import pickletools
@@ -29,12 +28,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol, cast, overload
 
-from modelshield.supply_chain.scan.policy import DEFAULT_POLICY, Classification, Classifier, Verdict
+from modelshield.supply_chain.scan.policy import DEFAULT_POLICY, MALFORMED, Classification, Classifier, Verdict
 
 __all__ = ["ImportRef", "PickleAnalysis", "PickleLimits", "analyse_pickle", "analyse_pickle_buffer"]
 
 _MAX_NESTING = 8  # joblib object arrays inside object arrays
-_PROBE_OPCODES = 1_000_000  # opcodes walked in joblib array data that a plain pickle.load would parse
 _SHORT = 4096  # string arguments up to this size are kept (module/attribute names); longer ones are skipped
 
 
@@ -83,6 +81,7 @@ class PickleAnalysis:
     trailing_names: tuple[str, ...] = ()  # dangerous names in bytes after a parse error
     trailing_bytes: int = 0
     bytes_after_error: int = 0  # bytes that follow the point where the walk stopped on an error
+    side_files: tuple[tuple[int, str | None], ...] = ()  # old joblib arrays: (offset, file joblib.load opens)
 
     @property
     def acts(self) -> bool:
@@ -173,7 +172,29 @@ _OPAQUE = frozenset(
         "FRAME",
     }
 )  # fmt: skip
-_JOBLIB_WRAPPERS = frozenset({"joblib.numpy_pickle.NumpyArrayWrapper"})
+_JOBLIB_WRAPPERS = frozenset({("joblib.numpy_pickle", "NumpyArrayWrapper")})  # array data follows inline
+# Old joblib (< 0.10) kept arrays in side files that the wrapper's BUILD state names and joblib.load opens.
+_JOBLIB_SIDE_FILES = frozenset(
+    (module, name)
+    for module in ("joblib.numpy_pickle", "joblib.numpy_pickle_compat")
+    for name in ("NDArrayWrapper", "ZNDArrayWrapper")
+)
+# Reconstructors that build an instance of the class they are given (the object is then that class's).
+_INSTANCE_OF_ARGUMENT = frozenset(
+    {("copyreg", "_reconstructor"), ("copyreg", "__newobj__"), ("copyreg", "__newobj_ex__")}
+)
+# Reconstructors that call callables passed as arguments, and which arguments: what they call is judged as called.
+_CALLS_ARGUMENTS: dict[tuple[str, str], tuple[int, ...]] = {
+    ("copyreg", "_reconstructor"): (0, 1),
+    ("copyreg", "__newobj__"): (0,),
+    ("copyreg", "__newobj_ex__"): (0,),
+    ("collections", "defaultdict"): (0,),
+    ("torch._tensor", "_rebuild_from_type_v2"): (0, 1),
+    ("torch._utils", "_rebuild_wrapper_subclass"): (0,),
+    ("numpy.random._pickle", "__generator_ctor"): (1,),  # argument 0 may be a generator instance, used as is
+    ("numpy.random._pickle", "__randomstate_ctor"): (1,),
+    ("numpy.random._pickle", "__bit_generator_ctor"): (0,),
+}
 _U2 = struct.Struct("<H").unpack_from
 _I4 = struct.Struct("<i").unpack_from
 _U4 = struct.Struct("<I").unpack_from
@@ -300,12 +321,19 @@ class _Walk:
     dynamic: list[int] = field(default_factory=list)
     builds: list[int] = field(default_factory=list)
     object_calls: list[int] = field(default_factory=list)
+    side_files: list[tuple[int, str | None]] = field(default_factory=list)
+    follow_joblib: bool = True  # skip joblib's inline array data as joblib.load does (False: as pickle.load does)
+    arrays_skipped: int = 0
     nesting: int = 0
     opcodes: int = 0
     protocol: int = 0
 
-    def _made_by(self, obj: _Obj) -> str | None:
-        return self.imports[obj.made_by].qualname if obj.made_by is not None else None
+    def _made_by(self, obj: _Obj) -> tuple[str, str] | None:
+        """The (normalised) module and name of the class or callable that made ``obj``, when known."""
+        if obj.made_by is None:
+            return None
+        verdict = self.imports[obj.made_by].classification
+        return verdict.module, verdict.name
 
     def _truncated(self, what: str, pos: int) -> _ParseError:
         return _ParseError(f"truncated stream: {what} runs past the end of the data", pos, reading=True)
@@ -339,9 +367,9 @@ class _Walk:
 
         Numeric arrays are raw bytes (after an alignment padding byte); object arrays are a nested pickle, analysed
         like any other. ``pickle.load`` and ``torch.load`` do not know about the data and read those same bytes as
-        opcodes, so the skipped bytes are also walked as a pickle of their own and anything they import is
-        reported. When the size cannot be worked out, the walk cannot follow joblib past this point: that is a
-        parse error with bytes after it, which fails closed.
+        opcodes: :func:`analyse_pickle_buffer` walks the stream a second time that way. When the size cannot be
+        worked out, the walk cannot follow joblib past this point: that is a parse error with bytes after it,
+        which fails closed.
         """
         fields = state.value if isinstance(state, _Val) and isinstance(state.value, dict) else {}
         shape = _concrete(fields.get("shape"))
@@ -370,25 +398,11 @@ class _Walk:
         count = 1
         for d in shape:
             count *= d
-        skipped = i
         i += count * itemsize
         if i > self.end:
             raise _ParseError(f"array data of {count * itemsize} bytes runs past the end of the stream", pos)
-        self._probe(skipped, i)
+        self.arrays_skipped += 1
         return i
-
-    def _probe(self, start: int, end: int) -> None:
-        """Walk ``data[start:end]`` as a pickle of its own (how a loader that does not know joblib's layout reads
-        array data) and keep what it imports or calls; errors there are expected and not reported."""
-        if start >= end:
-            return
-        probe = _Walk(self.data, self.base, end, self.policy, PickleLimits(max_opcodes=_PROBE_OPCODES))
-        with contextlib.suppress(_ParseError, _LimitError):
-            probe.run_one(start)
-        self.imports += probe.imports
-        self.dynamic += probe.dynamic
-        self.builds += probe.builds
-        self.object_calls += probe.object_calls
 
     def run_one(self, i: int) -> int:  # noqa: PLR0915 - one branch per opcode family, by design
         """Walk one pickle starting at ``i``; the position after its STOP."""
@@ -429,17 +443,30 @@ class _Walk:
             self.imports.append(ImportRef(module, name, pos - base, opcode, self.policy.classify(module, name)))
             return _Global(len(self.imports) - 1)
 
+        def mark(index: int, how: str) -> None:
+            ref = self.imports[index]
+            if ref.invoked_by is None:
+                self.imports[index] = ImportRef(ref.module, ref.name, ref.offset, ref.opcode, ref.classification, how)
+
         def invoke(item: object, how: str, args: object = None) -> object:
             if isinstance(item, _Global) and how == "REDUCE":
                 resolved = resolve_getattr(item, args)
                 if resolved is not None:
                     return resolved
             if isinstance(item, _Global):
+                mark(item.ref_index, how)
                 ref = self.imports[item.ref_index]
-                if ref.invoked_by is None:
-                    self.imports[item.ref_index] = ImportRef(
-                        ref.module, ref.name, ref.offset, ref.opcode, ref.classification, how
-                    )
+                key = (ref.classification.module, ref.classification.name)
+                operands = args.value if isinstance(args, _Val) and isinstance(args.value, tuple) else ()
+                for index in _CALLS_ARGUMENTS.get(key, (0,) if _is_cython_reconstructor(key) else ()):
+                    if index < len(operands):
+                        operand = operands[index]
+                        if isinstance(operand, _Global):
+                            mark(operand.ref_index, f"{how} of {ref.qualname}")
+                        elif isinstance(operand, _Obj):  # a callable that an earlier call returned
+                            self.object_calls.append(pos - base)
+                if key in _INSTANCE_OF_ARGUMENT and operands and isinstance(operands[0], _Global):
+                    return _Obj(operands[0].ref_index, args)
                 return _Obj(item.ref_index, args)
             if isinstance(item, _Obj) and how != "BUILD":  # calling what a call returned: a resolver's result
                 self.object_calls.append(pos - base)
@@ -566,10 +593,15 @@ class _Walk:
                         self.builds.append(pos - base)
                     elif isinstance(target, _Obj):
                         target.args = (target.args, state)
-                        if target.made_by is not None and self._made_by(target) in _JOBLIB_WRAPPERS:
+                        maker = self._made_by(target)
+                        if maker in _JOBLIB_WRAPPERS and self.follow_joblib:
                             self.opcodes = max_opcodes - budget
                             i = self._skip_joblib_array(i, state, pos)
                             budget = max_opcodes - self.opcodes
+                        elif maker in _JOBLIB_SIDE_FILES:
+                            fields = state.value if isinstance(state, _Val) and isinstance(state.value, dict) else {}
+                            name = fields.get("filename")
+                            self.side_files.append((pos - base, name if isinstance(name, str) else None))
                     push(target)
                 elif code == 0x93:  # STACK_GLOBAL
                     attr, module = pop(pos), pop(pos)
@@ -765,6 +797,40 @@ def _scan_trailing(data: _Buffer, start: int, end: int) -> tuple[str, ...]:
     return tuple(sorted(" ".join(f.split()) for f in found))
 
 
+@dataclass
+class _Stream:
+    """How a walk over a whole stream (one or more pickles back to back) ended."""
+
+    walk: _Walk
+    pickles: int = 0
+    position: int = 0
+    error: _ParseError | None = None
+    limit: str | None = None
+
+
+def _walk_stream(walk: _Walk, start: int, end: int, max_pickles: int) -> _Stream:
+    # Loaders read pickles back to back (legacy torch.save writes five) and need no header on any of them, so every
+    # segment is walked. One that stops on an error before importing or calling anything is data a loader reads
+    # raw (legacy storages), not a pickle; one that acted is reported.
+    result = _Stream(walk, position=start)
+    for _ in range(max_pickles):
+        acted_before = _acts(walk)
+        try:
+            result.position = walk.run_one(result.position)
+            result.pickles += 1
+        except _ParseError as exc:
+            if not (result.pickles and _acts(walk) == acted_before):
+                result.error = exc
+            break
+        except _LimitError as exc:
+            if not (result.pickles and _acts(walk) == acted_before):
+                result.limit = str(exc)
+            break
+        if result.position >= end:
+            break
+    return result
+
+
 def analyse_pickle_buffer(
     data: bytes | mmap.mmap,
     start: int = 0,
@@ -773,53 +839,49 @@ def analyse_pickle_buffer(
     policy: Classifier = DEFAULT_POLICY,
     limits: PickleLimits | None = None,
 ) -> PickleAnalysis:
-    """Analyse the pickle(s) in ``data[start:end]``; offsets in the result are relative to ``start``."""
+    """Analyse the pickle(s) in ``data[start:end]``; offsets in the result are relative to ``start``.
+
+    A stream with joblib arrays in it is read twice: as ``joblib.load`` reads it (array data stepped over) and as
+    ``pickle.load`` or ``torch.load`` would (the same bytes read as opcodes); what either reading imports or calls
+    is reported.
+    """
     limits = limits or _DEFAULT_LIMITS
     end = len(data) if end is None else min(end, len(data))
     walk = _Walk(cast(_Buffer, data), start, end, policy, limits)
-    error: str | None = None
-    error_offset: int | None = None
-    limit: str | None = None
-    pickles = 0
-    trailing: tuple[str, ...] = ()
-    i = start
-    stopped_at = end
-    for _ in range(limits.max_pickles):
-        # Loaders read pickles back to back (legacy torch.save writes five) and need no header on any of them, so
-        # every segment is walked. One that stops on an error before importing or calling anything is data a
-        # loader reads raw (legacy storages, joblib arrays), not a pickle; one that acted is reported.
-        acted_before = _acts(walk)
-        try:
-            i = walk.run_one(i)
-            pickles += 1
-        except _ParseError as exc:
-            if pickles and _acts(walk) == acted_before:
-                break
-            error, error_offset, stopped_at = str(exc), exc.offset - start, exc.offset
-            trailing = _scan_trailing(walk.data, max(start, exc.offset - 1), end)  # one byte of context before
-            break
-        except _LimitError as exc:
-            if pickles and _acts(walk) == acted_before:
-                break
-            limit = str(exc)
-            break
-        if i >= end:
-            break
+    run = _walk_stream(walk, start, end, limits.max_pickles)
+    if walk.arrays_skipped:
+        plain = _walk_stream(_Walk(cast(_Buffer, data), start, end, policy, limits, follow_joblib=False), start, end, 1)
+        # Array bytes read as opcodes are mostly noise: keep only what such a read would really do, an import of
+        # a well-formed name (pickle.load cannot import a malformed one, nor one whose name is not a string).
+        seen = {ref.offset for ref in walk.imports}
+        walk.imports += [
+            ref for ref in plain.walk.imports if ref.offset not in seen and ref.classification.reason != MALFORMED
+        ]
+        for mine, theirs in ((walk.builds, plain.walk.builds), (walk.object_calls, plain.walk.object_calls)):
+            mine += [offset for offset in theirs if offset not in mine]
+    error = run.error
+    trailing = _scan_trailing(walk.data, max(start, error.offset - 1), end) if error is not None else ()
     return PickleAnalysis(
         imports=tuple(walk.imports),
         dynamic_imports=tuple(walk.dynamic),
         builds_on_callables=tuple(walk.builds),
-        pickles=pickles,
+        pickles=run.pickles,
         opcodes=walk.opcodes,
         protocol=walk.protocol,
-        error=error,
-        error_offset=error_offset,
-        limit=limit,
+        error=str(error) if error is not None else None,
+        error_offset=error.offset - start if error is not None else None,
+        limit=run.limit,
         trailing_names=trailing,
-        trailing_bytes=max(0, end - i) if error is None else 0,
+        trailing_bytes=max(0, end - run.position) if error is None else 0,
         calls_on_objects=tuple(walk.object_calls),
-        bytes_after_error=max(0, end - stopped_at - 1) if error is not None else 0,
+        bytes_after_error=max(0, end - error.offset - 1) if error is not None else 0,
+        side_files=tuple(walk.side_files),
     )
+
+
+def _is_cython_reconstructor(key: tuple[str, str]) -> bool:
+    """Cython's ``__pyx_unpickle_X(cls, checksum, state)`` and scikit-learn's ``newObj(cls)`` build ``cls``."""
+    return key[1].startswith("__pyx_unpickle_") or key[1] == "newObj"
 
 
 def _acts(walk: _Walk) -> int:

@@ -41,6 +41,21 @@ from modelshield.supply_chain.scan.registry import ScannerRegistry, default_regi
 
 __all__ = ["Scanner", "scan_file", "scan_stream"]
 
+# Formats whose scanners already read every pickle a loader would (and zip, which no pickle loader reads as one).
+_READ_AS_PICKLE_ALREADY = frozenset(
+    {
+        ModelFormat.PICKLE,
+        ModelFormat.PYTORCH_ZIP,
+        ModelFormat.PYTORCH_EXPORT,
+        ModelFormat.TORCHSCRIPT,
+        ModelFormat.SKOPS,
+        ModelFormat.NUMPY_NPZ,
+        ModelFormat.KERAS,
+        ModelFormat.ZIP,
+        ModelFormat.TAR,  # the tar scanner reads the whole file as a pickle too, as torch.load falls back to
+        ModelFormat.PYTORCH_LEGACY_TAR,
+    }
+)
 _READ_WHOLE = 1024 * 1024  # files up to this size are read in one call
 _NOT_IDENTIFIED = FormatInfo(ModelFormat.UNKNOWN, "not identified", can_execute_code=False)
 
@@ -136,6 +151,13 @@ class Scanner:
                 found.append(_internal_error(scanner.name, sys.exc_info()[1], location))
             except Exception as exc:  # a scanner that fails must not end the scan, or hide the file
                 found.append(_internal_error(scanner.name, exc, location))
+        if info.format not in _READ_AS_PICKLE_ALREADY:
+            # torch.load, joblib.load and pickle.load read any file that is not a zip (or, for torch, a tar) as a
+            # pickle, whatever its first bytes claim: a GGUF or safetensors header can be a valid pickle prefix.
+            try:
+                found += pickle_findings(stream, size, location, context, sniff=True)
+            except Exception as exc:
+                found.append(_internal_error("pickle", exc, location))
         return found
 
     def scan_stream(self, stream: BinaryIO, size: int, *, location: str) -> list[Finding]:

@@ -17,21 +17,69 @@ in capitals) and what only that format needs. Together they serve every
 
 from __future__ import annotations
 
-from modelshield.supply_chain.scan.formats.compressed import COMPRESSED
-from modelshield.supply_chain.scan.formats.gguf import GGUF
-from modelshield.supply_chain.scan.formats.keras import KERAS
-from modelshield.supply_chain.scan.formats.numpy import NUMPY
-from modelshield.supply_chain.scan.formats.onnx import ONNX
-from modelshield.supply_chain.scan.formats.pickle import PICKLE
-from modelshield.supply_chain.scan.formats.safetensors import SAFETENSORS
-from modelshield.supply_chain.scan.formats.saved_model import SAVED_MODEL
-from modelshield.supply_chain.scan.formats.tar import TAR
-from modelshield.supply_chain.scan.formats.zip import ZIP
-from modelshield.supply_chain.scan.interface import FormatScanner
+import importlib
+import threading
+from collections.abc import Iterable
+from typing import BinaryIO
 
-__all__ = ["FormatScanner", "builtin_scanners"]
+from modelshield.findings import Finding
+from modelshield.supply_chain.formats import ModelFormat
+from modelshield.supply_chain.scan.formats.pickle import PICKLE
+from modelshield.supply_chain.scan.formats.zip import ZIP
+from modelshield.supply_chain.scan.interface import FormatScanner, ScanContext
+
+__all__ = ["FormatScanner", "LazyScanner", "builtin_scanners"]
+
+
+class LazyScanner:
+    """A built-in scanner whose module is imported the first time a file of its formats is scanned.
+
+    ``modelshield scan model.pkl`` then imports the pickle and zip scanners only, not the Keras, GGUF, ONNX or
+    SavedModel parsers: start-up is most of a CI gate's time on small files. Its name and formats are known
+    without the import, and it pickles (to worker processes) as the same reference.
+    """
+
+    def __init__(self, name: str, formats: Iterable[ModelFormat], target: str) -> None:
+        self.name = name
+        self.formats = frozenset(formats)
+        self.target = target  # "module:ATTRIBUTE"
+        self._scanner: FormatScanner | None = None
+        self._lock = threading.Lock()
+
+    def load(self) -> FormatScanner:
+        """The scanner itself (its module imported on the first call)."""
+        if self._scanner is None:
+            with self._lock:
+                if self._scanner is None:
+                    module, attribute = self.target.split(":")
+                    self._scanner = getattr(importlib.import_module(module), attribute)
+        return self._scanner
+
+    def scan(self, stream: BinaryIO, size: int, location: str, context: ScanContext) -> Iterable[Finding]:
+        return self.load().scan(stream, size, location, context)
+
+    def __reduce__(self) -> tuple[type[LazyScanner], tuple[str, frozenset[ModelFormat], str]]:
+        return (LazyScanner, (self.name, self.formats, self.target))
+
+    def __repr__(self) -> str:
+        return f"LazyScanner({self.name!r}, {self.target!r})"
+
+
+def _lazy(name: str, module: str, attribute: str, *formats: ModelFormat) -> LazyScanner:
+    return LazyScanner(name, formats, f"modelshield.supply_chain.scan.formats.{module}:{attribute}")
 
 
 def builtin_scanners() -> list[FormatScanner]:
     """The built-in scanners, in the order they are registered (and run, when two serve one format)."""
-    return [PICKLE, NUMPY, ZIP, TAR, COMPRESSED, SAFETENSORS, KERAS, GGUF, ONNX, SAVED_MODEL]
+    return [
+        PICKLE,
+        _lazy("numpy", "numpy", "NUMPY", ModelFormat.NUMPY),
+        ZIP,
+        _lazy("tar", "tar", "TAR", ModelFormat.TAR, ModelFormat.PYTORCH_LEGACY_TAR),
+        _lazy("compressed", "compressed", "COMPRESSED", ModelFormat.COMPRESSED),
+        _lazy("safetensors", "safetensors", "SAFETENSORS", ModelFormat.SAFETENSORS),
+        _lazy("keras", "keras", "KERAS", ModelFormat.KERAS, ModelFormat.HDF5),
+        _lazy("gguf", "gguf", "GGUF", ModelFormat.GGUF),
+        _lazy("onnx", "onnx", "ONNX", ModelFormat.ONNX),
+        _lazy("saved-model", "saved_model", "SAVED_MODEL", ModelFormat.TF_SAVEDMODEL),
+    ]

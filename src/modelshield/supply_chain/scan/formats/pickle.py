@@ -19,13 +19,14 @@ from typing import BinaryIO
 
 from modelshield.findings import Finding, JSONValue, Severity
 from modelshield.supply_chain.formats import ModelFormat
-from modelshield.supply_chain.scan.interface import ScanContext, scan_finding
+from modelshield.supply_chain.scan.interface import REMEDY_DO_NOT_LOAD, ScanContext, scan_finding
 from modelshield.supply_chain.scan.pickle import PickleAnalysis, analyse_pickle, analyse_pickle_buffer
 from modelshield.supply_chain.scan.policy import MALFORMED, Classifier, Verdict
 
 __all__ = ["PICKLE", "PickleScanner", "pickle_findings"]
 
-_IN_MEMORY = 64 * 1024 * 1024  # pickles up to this size are read whole; larger ones (joblib arrays) are mapped
+_IN_MEMORY = 64 * 1024 * 1024
+_SNIFF_WINDOW = 1024 * 1024  # pickles up to this size are read whole; larger ones (joblib arrays) are mapped
 
 
 def _findings(analysis: PickleAnalysis, location: str, base: int) -> list[Finding]:
@@ -113,6 +114,26 @@ def _findings(analysis: PickleAnalysis, location: str, base: int) -> list[Findin
                 evidence={"offset": base + offset},
             )
         )
+    for offset, name in analysis.side_files:
+        plain = name is not None and name not in {"", ".", ".."} and not any(c in name for c in "/\\\0:")
+        found.append(
+            scan_finding(
+                "joblib.side-file",
+                Severity.LOW if plain else Severity.HIGH,
+                f"joblib.load opens a side file: {name}" if plain else "joblib.load opens a file outside the model",
+                (
+                    f"The array wrapper at byte {base + offset} makes joblib.load open {name!r} next to this file "
+                    "and load it with numpy.load(allow_pickle=True): that file runs code if it holds objects. "
+                    "Scan it too (scan the folder)."
+                )
+                if plain
+                else f"The array wrapper at byte {base + offset} names {name!r} as its data file: joblib.load opens "
+                "whatever path that is, outside the model's folder or computed at load time, and unpickles it.",
+                location,
+                evidence={"offset": base + offset, "file": name},
+                remediation="Scan the folder the model came in, side files included." if plain else REMEDY_DO_NOT_LOAD,
+            )
+        )
     if analysis.limit:
         found.append(
             scan_finding(
@@ -173,18 +194,30 @@ def pickle_findings(
     """
     stream.seek(start)
     policy, limits = classifier or context.classifier, context.limits.pickle
+    if sniff and size - start > _SNIFF_WINDOW:
+        # Most content that is not a pickle stops parsing within a few bytes: read a window first, and the whole
+        # stream only when the walk runs to the window's end.
+        window = analyse_pickle_buffer(stream.read(_SNIFF_WINDOW), policy=policy, limits=limits)
+        if window.error is not None and window.bytes_after_error > 0:
+            return _sniffed(window, location, start)
+        stream.seek(start)
     if size - start <= _IN_MEMORY:  # archive members and small files
         analysis = analyse_pickle_buffer(stream.read(size - start), policy=policy, limits=limits)
     else:
         analysis = analyse_pickle(stream, policy=policy, limits=limits, size=size - start)
-    if sniff and not (
+    return _sniffed(analysis, location, start) if sniff else _findings(analysis, location, start)
+
+
+def _sniffed(analysis: PickleAnalysis, location: str, base: int) -> list[Finding]:
+    """The findings for content no format claimed: only when reading it as a pickle would import or call."""
+    if not (
         analysis.dynamic_imports
         or analysis.calls_on_objects
         or analysis.builds_on_callables
         or any(ref.classification.reason != MALFORMED for ref in analysis.imports)
     ):
         return []  # text that happens to start like a GLOBAL names no importable module: nothing would run
-    return _findings(analysis, location, start)
+    return _findings(analysis, location, base)
 
 
 class PickleScanner:

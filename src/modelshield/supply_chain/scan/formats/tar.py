@@ -230,7 +230,8 @@ class TarScanner:
         stream.seek(0)
         head = stream.read(8)
         kind = compression(head)
-        if kind and (kind != "zlib" or (head[0] * 256 + head[1]) % 31 == 0):  # a zlib header, not just an "x"
+        zlib_header = len(head) >= 2 and (head[0] * 256 + head[1]) % 31 == 0  # a zlib header, not just an "x"
+        if kind and (kind != "zlib" or zlib_header):
             from modelshield.supply_chain.scan.formats.compressed import COMPRESSED
 
             found += COMPRESSED.scan(stream, size, location, context)

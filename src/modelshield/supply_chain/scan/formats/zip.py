@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import re
 import struct
+import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -138,6 +139,7 @@ _TORCHSCRIPT_OP = re.compile(r"\bops\.(\w+)\.(\w+)|\btorch\.classes\.(\w+)\.(\w+
 # Operators that read or write files on the host when the code runs.
 _TORCHSCRIPT_FILE_OPS = re.compile(r"\b(from_file|_load_for_mobile|_save_for_mobile|_jit_pass_\w+|save|load)\s*\(")
 _MAX_CODE = 16 * 1024 * 1024
+_SPOOL = 64 * 1024 * 1024  # members up to this size are decompressed into memory, larger ones into a temporary file
 
 
 def _unpickled_by_loader(fmt: ModelFormat, name: str) -> bool:
@@ -190,18 +192,40 @@ def _member_findings(
     zf: zipfile.ZipFile, info: zipfile.ZipInfo, stream: BinaryIO, member: str, context: ScanContext
 ) -> list[Finding]:
     """A member as the archive's loader reads it: forced through the pickle analysis when the loader unpickles it,
-    TorchScript code judged as code, anything else identified by content."""
+    TorchScript code judged as code, tensor storages left alone, anything else identified by content.
+
+    The member is decompressed here, into memory or a temporary file, before anything looks at it: a CRC failure or
+    a damaged stream then surfaces in the zip scanner, which reads the bytes again as a lenient loader would,
+    instead of inside the scanner of the member's format."""
     fmt = context.info.format
-    with zf.open(info) as inner:
-        handle = cast(BinaryIO, inner)
+    if _raw_storage(fmt, info.filename):
+        return []
+    with tempfile.SpooledTemporaryFile(max_size=_SPOOL) as spool:
+        with zf.open(info) as inner:
+            written = 0
+            while chunk := inner.read(1 << 20):
+                written += len(chunk)
+                if written > context.limits.max_decompressed:
+                    return [_too_large(info, member, context.limits.max_decompressed)]
+                spool.write(chunk)
+        spool.seek(0)
+        handle = cast(BinaryIO, spool)
         if _unpickled_by_loader(fmt, info.filename):
             classifier = TorchScriptClassifier(context.classifier) if fmt is ModelFormat.TORCHSCRIPT else None
-            return pickle_findings(handle, info.file_size, member, context, classifier=classifier)
+            return pickle_findings(handle, written, member, context, classifier=classifier)
         if fmt is ModelFormat.TORCHSCRIPT and info.filename.endswith(".py") and "/code/" in f"/{info.filename}":
             return _torchscript_code(handle.read(_MAX_CODE).decode("utf-8", "replace"), member)
-        if _raw_storage(fmt, info.filename):
-            return []
-        return context.scan_member(handle, info.file_size, member)
+        return context.scan_member(handle, written, member)
+
+
+def _too_large(info: zipfile.ZipInfo, member: str, limit: int) -> Finding:
+    return scan_finding(
+        "archive.decompression-limit",
+        Severity.HIGH,
+        "Archive member expands beyond the scan limit",
+        f"{info.filename} decompresses to more than {limit:,} bytes: a decompression bomb, or too large to check.",
+        member,
+    )
 
 
 def _raw_storage(fmt: ModelFormat, name: str) -> bool:
