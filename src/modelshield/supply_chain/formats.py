@@ -180,12 +180,14 @@ def _identify_zip(fh: BinaryIO) -> FormatInfo:
             names = zf.namelist()
     except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError, struct.error) as exc:
         return _info(ModelFormat.ZIP, f"zip archive with an unreadable directory ({exc})")
-    tails = {n.split("/", 1)[-1] if "/" in n else n for n in names}
-    if any(n.endswith("models/model.json") for n in names) or "archive_format" in tails:
+    # PyTorch's reader (miniz) finds records by name ignoring case: so does identification of its formats.
+    folded = [n.lower() for n in names]
+    tails = {n.split("/", 1)[-1] if "/" in n else n for n in folded}
+    if any(n.endswith("models/model.json") for n in folded) or "archive_format" in tails:
         return _info(ModelFormat.PYTORCH_EXPORT, "torch.export archive (.pt2; its loader may unpickle)")
-    if "constants.pkl" in tails and any("/code/" in f"/{n}" for n in names):
+    if "constants.pkl" in tails and any("/code/" in f"/{n}" for n in folded):
         return _info(ModelFormat.TORCHSCRIPT, "TorchScript archive (code and pickled constants)")
-    if any(n.endswith("data.pkl") for n in names):
+    if any(n.endswith("data.pkl") for n in folded):
         return _info(ModelFormat.PYTORCH_ZIP, "PyTorch zip checkpoint (a pickle plus tensor storages)")
     if "schema.json" in names:
         return _info(ModelFormat.SKOPS, "skops archive (scikit-learn, no pickle)")

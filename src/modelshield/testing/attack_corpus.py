@@ -14,7 +14,7 @@ needed, 4 false alarms (unused here). Nothing here ever runs a payload: files ar
 and bytes, or written by the real libraries and then patched. Entries named ``r2.*`` are a second round,
 written against the allowlist-first scanner: allowlisted callables that evaluate or load (pandas' ``Expr``,
 joblib's side-file wrappers), callables passed as arguments, joblib array wrappers that a reconstructor makes,
-joblib array bytes that ``pickle.load`` reads as opcodes, and pickles behind GGUF and safetensors magic. Payloads only run ``true``, read a system file,
+joblib array bytes that ``pickle.load`` reads as opcodes, and pickles behind GGUF and safetensors magic. Entries named ``r3.*`` are a third round: allowlisted pandas classes that open any file through a ``dateutil/`` time-zone name, and TorchScript ``__setstate__`` code whose file access the scanner's reading misses. Payloads only run ``true``, read a system file,
 write a file relative to the loader's working directory, or connect to a closed port on 127.0.0.1.
 """
 
@@ -771,6 +771,156 @@ def _round2() -> dict[str, tuple[int, str, str, Callable[[], bytes]]]:
     }
 
 
+# -- third round: allowlisted data classes that open files, and TorchScript code the scanner does not read --------
+
+# pandas resolves a time-zone name that starts with ``dateutil/`` through ``dateutil.tz.gettz``, which opens any
+# absolute path it is given (a tz-aware dtype, index or timestamp being rebuilt is enough).
+_TZ = "dateutil/" + _READ
+_TZ_DTYPE = f"datetime64[ns, {_TZ}]"
+
+
+def _torch_zip_with(data_pkl: bytes) -> bytes:
+    """A ``torch.save`` zip archive whose ``data.pkl`` is replaced by ``data_pkl``."""
+    source = zipfile.ZipFile(io.BytesIO(_torch_save({"w": [1.0]})))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        for info in source.infolist():
+            data = data_pkl if info.filename.endswith("/data.pkl") else source.read(info)
+            zf.writestr(info.filename, data)
+    return out.getvalue()
+
+
+# A TorchScript module whose ``__setstate__`` (run by torch.jit.load while it unpickles data.pkl) maps a file in the
+# loader's working directory, creating it: ``torch.from_file(name, shared=True, size)``.
+_TS_CALL = 'torch.from_file("r3-torchscript.bin", True, 8)'
+_TS_CODE = (
+    "class M(Module):\n  __parameters__ = []\n  __buffers__ = []\n  training : bool\n"
+    "  _is_full_backward_hook : Optional[bool]\n  x : int\n"
+    "  def forward(self: __torch__.M,\n    x: Tensor) -> Tensor:\n    return x\n"
+    "  def __getstate__(self: __torch__.M) -> Tuple[int, bool]:\n    x = self.x\n    training = self.training\n"
+    "    return (x, training)\n"
+    "  def __setstate__(self: __torch__.M,\n    state: Tuple[int, bool]) -> NoneType:\n"
+    "    self.x = (state)[0]\n    self.training = (state)[1]\n"
+    f"    _0 = {_TS_CALL}\n    self.x = torch.numel(_0)\n    return None\n"
+)
+
+
+def _torchscript(call: str = _TS_CALL, code_name: str = "archive/code/__torch__.py") -> bytes:
+    """A TorchScript archive written member by member, as torch.jit.save lays it out; ``call`` is how the code
+    spells the file-mapping call and ``code_name`` where the source lies (torch's zip reader matches names without
+    regard to case)."""
+    data_pkl = b"\x80\x02c__torch__\nM\nq\x00)\x81K\x01\x88\x86q\x01bq\x02."
+    return _zip(
+        {
+            "archive/data.pkl": data_pkl,
+            code_name: _TS_CODE.replace(_TS_CALL, call).encode(),
+            "archive/constants.pkl": b"\x80\x02).",
+            "archive/version": b"3\n",
+            "archive/byteorder": b"little",
+        }
+    )
+
+
+def _round3() -> dict[str, tuple[int, str, str, Callable[[], bytes]]]:
+    tz_dtype = functools.partial(_call, "pandas", "DatetimeTZDtype", "ns", _TZ)
+    paren = "(torch.from_file)" + _TS_CALL.removeprefix("torch.from_file")
+    backslash = "torch.from_file \\\n      " + _TS_CALL.removeprefix("torch.from_file")
+    upper_ext = "archive/code/__torch__.PY"
+    return {
+        "r3.pandas-tz-dtype-dateutil-path.pkl": (1, "pickle", "allowlisted class opens a file", tz_dtype),
+        "r3.pandas-tz-dtype-from-string.pkl": (
+            1,
+            "pickle",
+            "allowlisted class opens a file",
+            lambda: _call("pandas", "DatetimeTZDtype", _TZ_DTYPE),
+        ),
+        "r3.pandas-series-tz-dtype-string.pkl": (
+            1,
+            "pickle",
+            "allowlisted class opens a file",
+            lambda: _call("pandas", "Series", None, None, _TZ_DTYPE),
+        ),
+        "r3.pandas-index-tz-dtype-string.pkl": (
+            1,
+            "pickle",
+            "allowlisted class opens a file",
+            lambda: _call("pandas", "Index", [], _TZ_DTYPE),
+        ),
+        "r3.pandas-datetimeindex-tz.pkl": (
+            1,
+            "pickle",
+            "allowlisted class opens a file",
+            lambda: _call("pandas", "DatetimeIndex", [], None, _TZ),
+        ),
+        "r3.pandas-new-datetimeindex-tz.pkl": (
+            1,
+            "pickle",
+            "allowlisted class opens a file",
+            lambda: _call(
+                "pandas.core.indexes.datetimes",
+                "_new_DatetimeIndex",
+                _Global("pandas", "DatetimeIndex"),
+                {"data": None, "tz": _TZ, "freq": None},
+            ),
+        ),
+        "r3.pandas-dataframe-tz-dtype-string.pkl": (
+            1,
+            "pickle",
+            "allowlisted class opens a file",
+            lambda: _call("pandas", "DataFrame", None, None, None, _TZ_DTYPE),
+        ),
+        "r3.pandas-tz-dtype-torch-zip.pt": (
+            1,
+            "torch",
+            "allowlisted class opens a file",
+            lambda: _torch_zip_with(tz_dtype()),
+        ),
+        "r3.pandas-tz-dtype-legacy-torch.pt": (
+            1,
+            "torch",
+            "allowlisted class opens a file",
+            lambda: _legacy_torch(4, tz_dtype()),
+        ),
+        "r3.pandas-tz-dtype-joblib.joblib": (1, "joblib", "allowlisted class opens a file", tz_dtype),
+        "r3.pandas-tz-dtype-npy-object.npy": (
+            1,
+            "numpy",
+            "allowlisted class opens a file",
+            lambda: _npy("'O'", tz_dtype()),
+        ),
+        "r3.torchscript-parenthesised-callee.pt": (
+            3,
+            "torchscript",
+            "TorchScript code the regex misses",
+            lambda: _torchscript(paren),
+        ),
+        "r3.torchscript-line-continuation.pt": (
+            3,
+            "torchscript",
+            "TorchScript code the regex misses",
+            lambda: _torchscript(backslash),
+        ),
+        "r3.torchscript-uppercase-code-suffix.pt": (
+            2,
+            "torchscript",
+            "TorchScript member name matched without case",
+            lambda: _torchscript(code_name=upper_ext),
+        ),
+        "r3.torchscript-parenthesised-torch-load.pt": (
+            3,
+            "torch",
+            "TorchScript code the regex misses",
+            lambda: _torchscript(paren),
+        ),
+        "r3.torchscript-uppercase-code-suffix-torch-load.pt": (
+            2,
+            "torch",
+            "TorchScript member name matched without case",
+            lambda: _torchscript(code_name=upper_ext),
+        ),
+    }
+
+
 def write_attack_corpus(root: Path) -> list[AttackEntry]:
     """Write every attack file under ``root`` (created if needed); the entries, in a stable order."""
     root.mkdir(parents=True, exist_ok=True)
@@ -779,7 +929,7 @@ def write_attack_corpus(root: Path) -> list[AttackEntry]:
         for name, (loader, family, build) in table.items():
             (root / name).write_bytes(build())
             entries.append(AttackEntry(name=name, loader=loader, family=family, klass=klass))
-    for name, (klass, loader, family, build) in _round2().items():
+    for name, (klass, loader, family, build) in (*_round2().items(), *_round3().items()):
         (root / name).write_bytes(build())
         entries.append(AttackEntry(name=name, loader=loader, family=family, klass=klass))
     return entries

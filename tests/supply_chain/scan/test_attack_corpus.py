@@ -38,6 +38,7 @@ def test_corpus_is_large_and_spread() -> None:
     assert len({e.name for e in ENTRIES}) == len(ENTRIES)
     assert {e.klass for e in ENTRIES} >= {1, 2, 3}
     assert len([e for e in ENTRIES if e.name.startswith("r2.")]) >= 20  # the second attacker round
+    assert len([e for e in ENTRIES if e.name.startswith("r3.")]) >= 15  # the third
 
 
 @pytest.mark.slow  # the sandbox imports torch, scikit-learn and pandas once: about 30 s

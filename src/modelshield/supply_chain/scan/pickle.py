@@ -82,6 +82,7 @@ class PickleAnalysis:
     trailing_bytes: int = 0
     bytes_after_error: int = 0  # bytes that follow the point where the walk stopped on an error
     side_files: tuple[tuple[int, str | None], ...] = ()  # old joblib arrays: (offset, file joblib.load opens)
+    file_arguments: tuple[tuple[int, str], ...] = ()  # (offset, argument naming a file a callable would open)
 
     @property
     def acts(self) -> bool:
@@ -209,6 +210,9 @@ def _text(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
+# A dateutil time-zone name that is an absolute path or climbs out of the zone database (``dateutil//etc/passwd``,
+# ``datetime64[ns, dateutil/../x]``).
+_FILE_NAMING = re.compile(r"dateutil/(?:/|\\|(?:[^,\]]*[/\\])?\.\.(?:[/\\,\]]|$))")
 _C_SPACE = b" \t\n\v\f\r"
 _STRTOL = re.compile(rb"[ \t\n\v\f\r]*[+-]?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
 
@@ -322,6 +326,7 @@ class _Walk:
     builds: list[int] = field(default_factory=list)
     object_calls: list[int] = field(default_factory=list)
     side_files: list[tuple[int, str | None]] = field(default_factory=list)
+    paths: list[tuple[int, str]] = field(default_factory=list)  # arguments that name files a callable resolves
     follow_joblib: bool = True  # skip joblib's inline array data as joblib.load does (False: as pickle.load does)
     arrays_skipped: int = 0
     nesting: int = 0
@@ -404,6 +409,18 @@ class _Walk:
         self.arrays_skipped += 1
         return i
 
+    def _check_paths(self, item: object, offset: int, depth: int = 0) -> None:
+        """Record constant strings among call arguments or BUILD state that an allowlisted callable resolves to a
+        file outside its own data: pandas hands time-zone names that start with ``dateutil/`` to
+        ``dateutil.tz.gettz``, which opens absolute paths and follows ``..``."""
+        if type(item) is str:
+            if "dateutil/" in item and _FILE_NAMING.search(item):
+                self.paths.append((offset, item[:200]))
+        elif isinstance(item, _Val) and depth < 8:
+            values = item.value.values() if isinstance(item.value, dict) else item.value
+            for value in values:
+                self._check_paths(value, offset, depth + 1)
+
     def run_one(self, i: int) -> int:  # noqa: PLR0915 - one branch per opcode family, by design
         """Walk one pickle starting at ``i``; the position after its STOP."""
         data, end, base = self.data, self.end, self.base
@@ -453,6 +470,7 @@ class _Walk:
                 resolved = resolve_getattr(item, args)
                 if resolved is not None:
                     return resolved
+            self._check_paths(args, pos - base)
             if isinstance(item, _Global):
                 mark(item.ref_index, how)
                 ref = self.imports[item.ref_index]
@@ -592,6 +610,7 @@ class _Walk:
                         invoke(target, "BUILD")
                         self.builds.append(pos - base)
                     elif isinstance(target, _Obj):
+                        self._check_paths(state, pos - base)
                         target.args = (target.args, state)
                         maker = self._made_by(target)
                         if maker in _JOBLIB_WRAPPERS and self.follow_joblib:
@@ -685,8 +704,7 @@ class _Walk:
             attr, i = self._line(i, pos)
             ref = add_import(_text(module), _text(attr), pos, name)
             if name == "INST":
-                pop_mark(pos)
-                stack.append(invoke(ref, "INST"))
+                stack.append(invoke(ref, "INST", _Val(tuple(pop_mark(pos)))))
             else:
                 stack.append(ref)
             return i
@@ -694,12 +712,12 @@ class _Walk:
             items = pop_mark(pos)
             if not items:
                 raise _ParseError("OBJ without a class", pos)
-            stack.append(invoke(items[0], "OBJ"))
+            stack.append(invoke(items[0], "OBJ", _Val(tuple(items[1:]))))
             return i
         if name == "NEWOBJ_EX":
-            pop(pos)
-            pop(pos)
-            stack.append(invoke(pop(pos), "NEWOBJ_EX"))
+            kwargs = pop(pos)
+            args = pop(pos)
+            stack.append(invoke(pop(pos), "NEWOBJ_EX", _Val((args, kwargs))))
             return i
         if name in {"PUT", "GET"}:
             raw, i = self._line(i, pos)
@@ -857,6 +875,7 @@ def analyse_pickle_buffer(
         walk.imports += [
             ref for ref in plain.walk.imports if ref.offset not in seen and ref.classification.reason != MALFORMED
         ]
+        walk.paths += [p for p in plain.walk.paths if p not in walk.paths]
         for mine, theirs in ((walk.builds, plain.walk.builds), (walk.object_calls, plain.walk.object_calls)):
             mine += [offset for offset in theirs if offset not in mine]
     error = run.error
@@ -876,6 +895,7 @@ def analyse_pickle_buffer(
         calls_on_objects=tuple(walk.object_calls),
         bytes_after_error=max(0, end - error.offset - 1) if error is not None else 0,
         side_files=tuple(walk.side_files),
+        file_arguments=tuple(walk.paths),
     )
 
 

@@ -20,13 +20,16 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Iterable
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from modelshield.findings import Finding
-from modelshield.supply_chain.formats import ModelFormat
+from modelshield.supply_chain.formats import ModelFormat as _Format
 from modelshield.supply_chain.scan.formats.pickle import PICKLE
 from modelshield.supply_chain.scan.formats.zip import ZIP
-from modelshield.supply_chain.scan.interface import FormatScanner, ScanContext
+from modelshield.supply_chain.scan.interface import FormatScanner
+
+if TYPE_CHECKING:
+    from modelshield.findings import Finding
+    from modelshield.supply_chain.scan.interface import ScanContext
 
 __all__ = ["FormatScanner", "LazyScanner", "builtin_scanners"]
 
@@ -39,7 +42,7 @@ class LazyScanner:
     without the import, and it pickles (to worker processes) as the same reference.
     """
 
-    def __init__(self, name: str, formats: Iterable[ModelFormat], target: str) -> None:
+    def __init__(self, name: str, formats: Iterable[_Format], target: str) -> None:
         self.name = name
         self.formats = frozenset(formats)
         self.target = target  # "module:ATTRIBUTE"
@@ -58,14 +61,14 @@ class LazyScanner:
     def scan(self, stream: BinaryIO, size: int, location: str, context: ScanContext) -> Iterable[Finding]:
         return self.load().scan(stream, size, location, context)
 
-    def __reduce__(self) -> tuple[type[LazyScanner], tuple[str, frozenset[ModelFormat], str]]:
+    def __reduce__(self) -> tuple[type[LazyScanner], tuple[str, frozenset[_Format], str]]:
         return (LazyScanner, (self.name, self.formats, self.target))
 
     def __repr__(self) -> str:
         return f"LazyScanner({self.name!r}, {self.target!r})"
 
 
-def _lazy(name: str, module: str, attribute: str, *formats: ModelFormat) -> LazyScanner:
+def _lazy(name: str, module: str, attribute: str, *formats: _Format) -> LazyScanner:
     return LazyScanner(name, formats, f"modelshield.supply_chain.scan.formats.{module}:{attribute}")
 
 
@@ -73,13 +76,13 @@ def builtin_scanners() -> list[FormatScanner]:
     """The built-in scanners, in the order they are registered (and run, when two serve one format)."""
     return [
         PICKLE,
-        _lazy("numpy", "numpy", "NUMPY", ModelFormat.NUMPY),
+        _lazy("numpy", "numpy", "NUMPY", _Format.NUMPY),
         ZIP,
-        _lazy("tar", "tar", "TAR", ModelFormat.TAR, ModelFormat.PYTORCH_LEGACY_TAR),
-        _lazy("compressed", "compressed", "COMPRESSED", ModelFormat.COMPRESSED),
-        _lazy("safetensors", "safetensors", "SAFETENSORS", ModelFormat.SAFETENSORS),
-        _lazy("keras", "keras", "KERAS", ModelFormat.KERAS, ModelFormat.HDF5),
-        _lazy("gguf", "gguf", "GGUF", ModelFormat.GGUF),
-        _lazy("onnx", "onnx", "ONNX", ModelFormat.ONNX),
-        _lazy("saved-model", "saved_model", "SAVED_MODEL", ModelFormat.TF_SAVEDMODEL),
+        _lazy("tar", "tar", "TAR", _Format.TAR, _Format.PYTORCH_LEGACY_TAR),
+        _lazy("compressed", "compressed", "COMPRESSED", _Format.COMPRESSED),
+        _lazy("safetensors", "safetensors", "SAFETENSORS", _Format.SAFETENSORS),
+        _lazy("keras", "keras", "KERAS", _Format.KERAS, _Format.HDF5),
+        _lazy("gguf", "gguf", "GGUF", _Format.GGUF),
+        _lazy("onnx", "onnx", "ONNX", _Format.ONNX),
+        _lazy("saved-model", "saved_model", "SAVED_MODEL", _Format.TF_SAVEDMODEL),
     ]

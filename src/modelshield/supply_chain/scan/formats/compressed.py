@@ -186,7 +186,7 @@ class CompressedScanner:
         found: list[Finding] = []
         with tempfile.SpooledTemporaryFile(max_size=_SPOOL) as out:
             result = _inflate(kind, stream, start, cast(BinaryIO, out), cap)
-            found += _problems(kind, result, size, cap, location)
+            found += _problems(kind, result, size, cap, location, nested=context.depth > 0)
             written = min(result.written, cap)
             out.truncate(written)
             out.seek(0)
@@ -194,14 +194,32 @@ class CompressedScanner:
         return found
 
 
-def _problems(kind: str, result: _Inflated, size: int, cap: int, location: str) -> list[Finding]:
+def _problems(kind: str, result: _Inflated, size: int, cap: int, location: str, *, nested: bool) -> list[Finding]:
     found: list[Finding] = []
+    if (result.error or result.truncated) and result.written == 0 and kind == "zlib":
+        # Nothing decompresses: the first byte only looks like a header (joblib calls any file starting with "x"
+        # zlib). The loader fails before reading anything, and the scanner's pickle reading of the raw bytes
+        # covers a loader that does not decompress. Inside an archive, text that starts with "x" is common.
+        return (
+            []
+            if nested
+            else [
+                scan_finding(
+                    "archive.not-compressed",
+                    Severity.INFO,
+                    f"Starts like a {kind} stream but is not one",
+                    f"{result.error or 'the input ends at once'}; no loader can decompress it.",
+                    location,
+                    remediation="Nothing to do unless this file should hold a model.",
+                )
+            ]
+        )
     if result.error or result.truncated:
         what = result.error or "the input ends before the compressed stream does"
         found.append(
             scan_finding(
                 "archive.corrupt",
-                Severity.HIGH,
+                Severity.MEDIUM,
                 f"{kind} stream cannot be decompressed to its end",
                 f"Decompression stopped after {result.written:,} bytes: {what}. joblib unpickles while it "
                 "decompresses, so what came before the damage runs on load; it was scanned, the rest cannot be.",

@@ -114,6 +114,19 @@ def _findings(analysis: PickleAnalysis, location: str, base: int) -> list[Findin
                 evidence={"offset": base + offset},
             )
         )
+    for offset, text in analysis.file_arguments:
+        found.append(
+            scan_finding(
+                "pickle.file-argument",
+                Severity.HIGH,
+                "Pickle hands a callable a file path to open",
+                f"The call or state at byte {base + offset} passes {text!r}, which the library resolves by opening "
+                "that path (a time-zone name read from an arbitrary file): loading reads files it has no business "
+                "reading.",
+                location,
+                evidence={"offset": base + offset, "argument": text},
+            )
+        )
     for offset, name in analysis.side_files:
         plain = name is not None and name not in {"", ".", ".."} and not any(c in name for c in "/\\\0:")
         found.append(

@@ -17,8 +17,8 @@ that escape the extraction folder.
 
 from __future__ import annotations
 
+import ast
 import io
-import re
 import struct
 import tempfile
 import zipfile
@@ -68,6 +68,7 @@ def _members(
             )
         )
         infos = infos[:limit]
+    seen: dict[str, str] = {}
     for info in infos:
         member = f"{location}!{info.filename}"
         if info.flag_bits & 0x1:
@@ -108,6 +109,20 @@ def _members(
                     member,
                 )
             )
+        if context.info.format in _TORCH_FORMATS:
+            folded = info.filename.lower()
+            if folded in seen:
+                found.append(
+                    scan_finding(
+                        "archive.case-collision",
+                        Severity.HIGH,
+                        "Two archive members differ only in case",
+                        f"{seen[folded]!r} and {info.filename!r}: PyTorch's reader ignores case, so which one it "
+                        "loads is up to the order of its index, not the name.",
+                        member,
+                    )
+                )
+            seen.setdefault(folded, info.filename)
         if not info.filename.endswith("/"):  # ZipInfo.is_dir() fails on an empty name (a NUL byte cuts it short)
             yield info
 
@@ -133,11 +148,14 @@ def _raw_member(fh: BinaryIO, info: zipfile.ZipInfo, limit: int) -> bytes | None
     return None
 
 
+_TORCH_FORMATS = frozenset({ModelFormat.PYTORCH_ZIP, ModelFormat.TORCHSCRIPT, ModelFormat.PYTORCH_EXPORT})
 # TorchScript code calls operators by namespace; these ship with torch itself. Others need a native library.
 _TORCHSCRIPT_NAMESPACES = frozenset({"aten", "prim", "quantized", "_quantized", "profiler", "_caffe2", "cuda"})
-_TORCHSCRIPT_OP = re.compile(r"\bops\.(\w+)\.(\w+)|\btorch\.classes\.(\w+)\.(\w+)")
-# Operators that read or write files on the host when the code runs.
-_TORCHSCRIPT_FILE_OPS = re.compile(r"\b(from_file|_load_for_mobile|_save_for_mobile|_jit_pass_\w+|save|load)\s*\(")
+# Names of operators and functions that read or write files, or load libraries, when the code runs; torch.jit.load
+# runs a class's __setstate__ while it loads. Any mention is judged, called or not, however it is spelled.
+_TORCHSCRIPT_FILE_OPS = frozenset(
+    {"from_file", "save", "load", "_load_for_mobile", "_save_for_mobile", "load_library", "_load_from_file"}
+)
 _MAX_CODE = 16 * 1024 * 1024
 _SPOOL = 64 * 1024 * 1024  # members up to this size are decompressed into memory, larger ones into a temporary file
 
@@ -145,44 +163,74 @@ _SPOOL = 64 * 1024 * 1024  # members up to this size are decompressed into memor
 def _unpickled_by_loader(fmt: ModelFormat, name: str) -> bool:
     """Whether the loader of an archive of format ``fmt`` unpickles member ``name`` whatever its content: PyTorch
     reads ``data.pkl`` (TorchScript also ``constants.pkl`` and its ``.debug_pkl`` files) with no header check."""
-    if fmt not in {ModelFormat.PYTORCH_ZIP, ModelFormat.TORCHSCRIPT, ModelFormat.PYTORCH_EXPORT}:
+    if fmt not in _TORCH_FORMATS:
         return False
-    return name.endswith((".pkl", ".debug_pkl"))
+    return name.lower().endswith((".pkl", ".debug_pkl"))  # PyTorch's reader finds records ignoring case
+
+
+def _dotted(node: ast.AST) -> list[str]:
+    """``torch.ops.aten.add`` as ``["torch", "ops", "aten", "add"]`` (the parts that are plain names)."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+    return parts[::-1]
 
 
 def _torchscript_code(text: str, location: str) -> list[Finding]:
-    """Operators from custom libraries, and file access, in a TorchScript source member."""
+    """Operators from custom libraries, and file access, in a TorchScript source member, judged on its syntax tree
+    (TorchScript is Python syntax): parentheses, line continuations and aliases do not hide a name."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        return [
+            scan_finding(
+                "torchscript.unparsed",
+                Severity.HIGH,
+                "TorchScript code cannot be parsed",
+                f"The code does not parse as Python ({exc}); torch.jit.load compiles and runs it, and the scanner "
+                "cannot judge what it does.",
+                location,
+            )
+        ]
+    custom: set[str] = set()
+    files: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in _TORCHSCRIPT_FILE_OPS:
+            files.add(node.attr)
+        elif isinstance(node, ast.Name) and node.id in _TORCHSCRIPT_FILE_OPS:
+            files.add(node.id)
+        if isinstance(node, ast.Attribute):
+            parts = _dotted(node)
+            for i, part in enumerate(parts[:-2]):
+                if part in {"ops", "classes"} and parts[i + 1] not in _TORCHSCRIPT_NAMESPACES:
+                    custom.add(f"{parts[i + 1]}.{parts[i + 2]}")
     found: list[Finding] = []
-    custom = sorted(
-        {
-            f"{m.group(1) or m.group(3)}.{m.group(2) or m.group(4)}"
-            for m in _TORCHSCRIPT_OP.finditer(text)
-            if (m.group(1) or m.group(3)) not in _TORCHSCRIPT_NAMESPACES
-        }
-    )
     if custom:
         found.append(
             scan_finding(
                 "torchscript.custom-operator",
                 Severity.MEDIUM,
                 "TorchScript code calls operators from outside PyTorch",
-                f"{', '.join(custom[:10])}: these need a native library loaded into the process, whose code runs "
-                "with the model's.",
+                f"{', '.join(sorted(custom)[:10])}: these need a native library loaded into the process, whose code "
+                "runs with the model's.",
                 location,
-                evidence={"operators": list[JSONValue](custom[:50])},
+                evidence={"operators": list[JSONValue](sorted(custom)[:50])},
                 remediation="Find out which library provides these operators, and load the model only with it.",
             )
         )
-    files = sorted({m.group(1) for m in _TORCHSCRIPT_FILE_OPS.finditer(text)})
     if files:
         found.append(
             scan_finding(
                 "torchscript.file-access",
                 Severity.HIGH,
                 "TorchScript code reads or writes files",
-                f"The code calls {', '.join(files)}, which touch the file system of whoever runs the model.",
+                f"The code names {', '.join(sorted(files))}, which touch the file system of whoever loads or runs "
+                "the model (a class's __setstate__ runs while torch.jit.load reads it).",
                 location,
-                evidence={"operators": list[JSONValue](files)},
+                evidence={"operators": list[JSONValue](sorted(files))},
             )
         )
     return found
@@ -213,7 +261,8 @@ def _member_findings(
         if _unpickled_by_loader(fmt, info.filename):
             classifier = TorchScriptClassifier(context.classifier) if fmt is ModelFormat.TORCHSCRIPT else None
             return pickle_findings(handle, written, member, context, classifier=classifier)
-        if fmt is ModelFormat.TORCHSCRIPT and info.filename.endswith(".py") and "/code/" in f"/{info.filename}":
+        folded = info.filename.lower()
+        if fmt is ModelFormat.TORCHSCRIPT and folded.endswith(".py") and "/code/" in f"/{folded}":
             return _torchscript_code(handle.read(_MAX_CODE).decode("utf-8", "replace"), member)
         return context.scan_member(handle, written, member)
 
@@ -231,7 +280,7 @@ def _too_large(info: zipfile.ZipInfo, member: str, limit: int) -> Finding:
 def _raw_storage(fmt: ModelFormat, name: str) -> bool:
     """Whether ``name`` is a tensor storage that PyTorch reads as raw bytes (``archive/data/0``): its content is
     never interpreted, so sniffing it would only find patterns in numbers."""
-    parts = name.split("/")
+    parts = name.lower().split("/")
     return fmt in {ModelFormat.PYTORCH_ZIP, ModelFormat.TORCHSCRIPT} and len(parts) == 3 and parts[1] == "data"
 
 
