@@ -411,4 +411,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("KERAS_BACKEND", "torch")  # the benign corpus writes .keras files with the torch backend
     sys.exit(main())
