@@ -45,10 +45,9 @@ from modelshield.findings import Finding
 from modelshield.supply_chain.formats import FormatInfo, ModelFormat, identify_stream
 from modelshield.supply_chain.scan.formats import builtin_scanners
 from modelshield.supply_chain.scan.formats.pickle import pickle_findings
-from modelshield.supply_chain.scan.interface import FormatScanner, ScanLimits, ScanOptions
-from modelshield.supply_chain.scan.policy import Classifier
+from modelshield.supply_chain.scan.interface import FormatScanner
 from modelshield.supply_chain.scan.registry import ScannerRegistry
-from modelshield.supply_chain.scan.scanner import Scanner
+from modelshield.supply_chain.scan.scanner import Scanner, _Level
 from modelshield.testing.scan_corpus import format_samples
 
 # -- the engine ----------------------------------------------------------------------------------------------------
@@ -128,25 +127,9 @@ def mutate(rng: random.Random, data: bytes, other: bytes | None) -> bytes:
 _PICKLE_FINDINGS_PARAMETERS = inspect.signature(pickle_findings).parameters
 
 
-@dataclass(frozen=True)
-class _RawLevel:
-    """A :class:`ScanContext` without any catch-all: an exception in a nested scanner reaches the caller."""
-
-    run: Scanner
-    depth: int
-    info: FormatInfo
-
-    @property
-    def options(self) -> ScanOptions:
-        return self.run.options
-
-    @property
-    def limits(self) -> ScanLimits:
-        return self.run.options.limits
-
-    @property
-    def classifier(self) -> Classifier:
-        return self.run.verdicts
+class _RawLevel(_Level):
+    """The scanner's own :class:`ScanContext`, without its catch-all: an exception in a nested scanner reaches the
+    caller."""
 
     def scan_member(self, stream: BinaryIO, size: int, location: str) -> list[Finding]:
         if self.depth + 1 > self.limits.max_depth:
