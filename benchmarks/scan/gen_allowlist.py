@@ -157,10 +157,23 @@ def main() -> None:
             rows[key] = "pandas reconstructor"
     # pandas 3 names its public classes by their public path (DataFrame.__module__ == "pandas"), and pickles do
     # too: the public names whose methods are written in pandas' data packages.
+    # pandas 2 and earlier named the same classes by the module that defines them (pandas.core.frame.DataFrame),
+    # and most pandas pickles in the wild were written so: every path in pandas' data packages that reaches the
+    # same class object is listed (the same object behaves the same, whatever the path).
+    public_classes: dict[int, type] = {}
     for public in (pandas, pandas.arrays):
         for attr, obj in vars(public).items():
             if inspect.isclass(obj) and obj.__module__.startswith("pandas") and _data_class(obj):
                 rows[(public.__name__, attr)] = "pandas data class"
+                public_classes[id(obj)] = obj
+    for root in ("pandas.core", "pandas._libs"):
+        for name in _walk(root):
+            if not name.startswith(_PANDAS_DATA):
+                continue
+            module = sys.modules.get(name)
+            for attr, obj in vars(module).items() if module is not None else ():
+                if id(obj) in public_classes and attr == obj.__name__:
+                    rows.setdefault((name, attr), "pandas data class (another path to it)")
     for attr in _ACTIVATIONS:
         if inspect.isfunction(getattr(torch.nn.functional, attr, None)):
             rows[("torch.nn.functional", attr)] = "PyTorch activation function"

@@ -72,3 +72,32 @@ def test_one_run_shared_by_threads_agrees_with_serial_scans(chain_map: Path, tmp
     assert results == serial
     assert run.verdicts.classify("collections", "ChainMap").verdict is Verdict.UNKNOWN
     assert run.verdicts.classify("os", "system").verdict is Verdict.DANGEROUS
+
+
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [
+        ("pandas.core.frame", "DataFrame"),  # how pandas 2 and earlier name the classes pandas 3 calls pandas.DataFrame
+        ("pandas.core.series", "Series"),
+        ("pandas.core.indexes.base", "Index"),
+        ("pandas.core.internals.managers", "BlockManager"),
+        ("sklearn.tree.tree", "DecisionTreeClassifier"),  # scikit-learn before 0.22
+        ("sklearn.ensemble.forest", "RandomForestClassifier"),
+    ],
+)
+def test_names_other_library_versions_wrote_are_allowed(module: str, name: str) -> None:
+    assert DEFAULT_POLICY.classify(module, name).verdict is Verdict.SAFE
+
+
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [
+        ("sklearn.callback._transport", "Listener"),  # multiprocessing's, imported into scikit-learn
+        ("sklearn.datasets._base", "Path"),
+        ("pandas.core.computation.expr", "Expr"),  # evaluates code in its constructor
+        ("sklearn.datasets._base", "LogisticRegression"),  # an estimator's name in a package that fetches data
+        ("torch.optim.lr_scheduler", "LambdaLR"),  # calls the function it is given
+    ],
+)
+def test_names_defined_elsewhere_or_that_act_are_not_allowed(module: str, name: str) -> None:
+    assert DEFAULT_POLICY.classify(module, name).verdict is not Verdict.SAFE

@@ -479,6 +479,19 @@ _SAFE_PATTERNS: tuple[tuple[re.Pattern[str], re.Pattern[str], str], ...] = tuple
 )
 
 
+# scikit-learn packages that hold no estimators and whose classes act on the outside world.
+_SKLEARN_NOT_DATA = (
+    "sklearn.datasets", "sklearn.callback", "sklearn.utils._testing", "sklearn.utils._mocking",
+    "sklearn.utils.parallel", "sklearn.externals", "sklearn.experimental", "sklearn.utils.fixes",
+)  # fmt: skip
+
+
+@functools.cache
+def _sklearn_estimators() -> frozenset[str]:
+    """The class names of the scikit-learn estimators on the generated list."""
+    return frozenset(n for (m, n), reason in _library_allowlist().items() if reason == "scikit-learn estimator")
+
+
 @functools.cache
 def _library_allowlist() -> Mapping[tuple[str, str], str]:
     """The generated list of classes and reconstructors that the data libraries define (read once, on first use)."""
@@ -591,6 +604,10 @@ def _safe_reason(module: str, name: str) -> str | None:
     library = _library_allowlist().get((module, name))
     if library is not None:
         return library
+    if module.startswith("sklearn.") and not module.startswith(_SKLEARN_NOT_DATA) and name in _sklearn_estimators():
+        # Older scikit-learn kept estimators in other modules (sklearn.tree.tree): the same class by name. In a
+        # version without that module the import fails, which runs nothing.
+        return "scikit-learn estimator (another version's module path)"
     for module_re, name_re, reason in _SAFE_PATTERNS:
         if module_re.fullmatch(module) and name_re.fullmatch(name):
             return reason
