@@ -19,7 +19,6 @@ import bz2
 import collections
 import datetime
 import gzip
-import inspect
 import io
 import json
 import lzma
@@ -124,9 +123,6 @@ def mutate(rng: random.Random, data: bytes, other: bytes | None) -> bytes:
     return bytes(out)
 
 
-_PICKLE_FINDINGS_PARAMETERS = inspect.signature(pickle_findings).parameters
-
-
 class _RawLevel(_Level):
     """The scanner's own :class:`ScanContext`, without its catch-all: an exception in a nested scanner reaches the
     caller."""
@@ -137,7 +133,7 @@ class _RawLevel(_Level):
         info = identify_stream(stream, size)
         level = _RawLevel(self.run, self.depth + 1, info)
         scanners = self.run.registry.for_format(info.format)
-        if not scanners and info.format is ModelFormat.UNKNOWN and "sniff" in _PICKLE_FINDINGS_PARAMETERS:
+        if not scanners and info.format is ModelFormat.UNKNOWN:
             return pickle_findings(stream, size, location, level, sniff=True)  # as Scanner.dispatch reads it
         found: list[Finding] = []
         for scanner in scanners:

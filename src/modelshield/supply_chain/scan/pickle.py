@@ -85,11 +85,6 @@ class PickleAnalysis:
     file_arguments: tuple[tuple[int, str], ...] = ()  # (offset, argument naming a file a callable would open)
 
     @property
-    def acts(self) -> bool:
-        """Whether loading would import or call anything: what tells a pickle from bytes that merely parse as one."""
-        return bool(self.imports or self.dynamic_imports or self.calls_on_objects or self.builds_on_callables)
-
-    @property
     def worst(self) -> Verdict:
         verdicts = {i.classification.verdict for i in self.imports}
         if (

@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import io
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,10 +133,7 @@ class Scanner:
             if info.format is ModelFormat.UNKNOWN:
                 # pickle.load and torch.load need no header: content nothing else claims is read as a pickle would
                 # be, and reported when such a read would import or call something.
-                try:
-                    found = pickle_findings(stream, size, location, context, sniff=True)
-                except Exception as exc:
-                    return [_internal_error("pickle", exc, location)]
+                found = _sniff(stream, size, location, context)
                 if found:
                     return found
             return _unscanned(info, location) if depth == 0 else []  # inside archives, raw tensor data is the norm
@@ -145,19 +141,16 @@ class Scanner:
         for scanner in scanners:
             try:
                 found += scanner.scan(stream, size, location, context)
-            except FileFormatError:
+            except FileFormatError as exc:
                 if depth == 0:
                     raise
-                found.append(_internal_error(scanner.name, sys.exc_info()[1], location))
+                found.append(_internal_error(scanner.name, exc, location))
             except Exception as exc:  # a scanner that fails must not end the scan, or hide the file
                 found.append(_internal_error(scanner.name, exc, location))
         if info.format not in _READ_AS_PICKLE_ALREADY:
             # torch.load, joblib.load and pickle.load read any file that is not a zip (or, for torch, a tar) as a
             # pickle, whatever its first bytes claim: a GGUF or safetensors header can be a valid pickle prefix.
-            try:
-                found += pickle_findings(stream, size, location, context, sniff=True)
-            except Exception as exc:
-                found.append(_internal_error("pickle", exc, location))
+            found += _sniff(stream, size, location, context)
         return found
 
     def scan_stream(self, stream: BinaryIO, size: int, *, location: str) -> list[Finding]:
@@ -190,6 +183,14 @@ class Scanner:
             findings=tuple(findings),
             duration_s=time.perf_counter() - t0,
         )
+
+
+def _sniff(stream: BinaryIO, size: int, location: str, context: ScanContext) -> list[Finding]:
+    """The stream read as ``pickle.load`` would read it, reported when that read would import or call."""
+    try:
+        return pickle_findings(stream, size, location, context, sniff=True)
+    except Exception as exc:  # a scanner that fails must not end the scan
+        return [_internal_error("pickle", exc, location)]
 
 
 def _internal_error(scanner: str, exc: BaseException | None, location: str) -> Finding:
