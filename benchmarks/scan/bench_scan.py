@@ -8,6 +8,7 @@ of shared libraries):
         --large-gb 1 --repeat 3 --out /tmp/bench_scan.json
 
     .venv/bin/python benchmarks/scan/bench_scan.py --large-gb 0 --no-startup   # modelshield alone, quick
+    .venv/bin/python benchmarks/scan/bench_scan.py --startup-only --anchors-python /tmp/anchors311/bin/python
 
 What it measures, printed as Markdown (and written as JSON to ``--out``):
 
@@ -23,7 +24,8 @@ What it measures, printed as Markdown (and written as JSON to ``--out``):
    ``--repeat`` times timed; a file's time is the median of its passes, and the table sums them.
 3. Start-up, as a CI gate sees it (a new process per call, wall clock, ``--startup-runs`` runs, median): the
    ``modelshield scan`` and ``picklescan -p`` commands on one small pickle, and on a directory of 200 small
-   pickles.
+   pickles. The commands take turns, after one untimed run each, and run with bytecode as an installed copy has
+   it (modelshield's is compiled first, as pip does for a wheel). ``--startup-only`` measures this alone.
 4. A large benign checkpoint (``torch.save`` of ``--large-gb`` GiB of tensors, written to the temporary
    directory and deleted after): modelshield's time on it against a checkpoint with the same pickle and tiny
    tensors, which shows the time is bounded by the pickle bytes, not the tensor bytes.
@@ -238,13 +240,30 @@ def families(items: Sequence[Item], runs: dict[str, ToolRun], by: str = "family"
 
 
 # -- start-up, directories and the large checkpoint ----------------------------------------------------------------
-def _wall(command: Sequence[str], runs: int) -> list[float]:
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-        times.append(time.perf_counter() - t0)
+def _walls(commands: dict[str, list[str]], runs: int) -> dict[str, list[float]]:
+    """Wall-clock seconds of each command, ``runs`` times, taking turns (a load that drifts hits every tool alike)
+    after one untimed run each (the file cache)."""
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for index in range(runs + 1):
+        for name, command in commands.items():
+            t0 = time.perf_counter()
+            subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, env=_ENV)
+            if index:
+                times[name].append(time.perf_counter() - t0)
     return times
+
+
+#: The tools run as a user's installed copy runs: with the bytecode that pip writes when it installs a wheel
+#: (an editable install of modelshield has none until imports write it, which PYTHONDONTWRITEBYTECODE prevents).
+_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def _compile_modelshield() -> None:
+    import compileall
+
+    import modelshield
+
+    compileall.compile_dir(Path(modelshield.__file__).parent, quiet=1)
 
 
 def _modelshield_command() -> list[str]:
@@ -266,22 +285,26 @@ def startup(root: Path, anchors_python: str | None, runs: int, n_files: int) -> 
     many.mkdir()
     for i in range(n_files):  # small, varied, benign pickles of plain data
         (many / f"f{i:03d}.pkl").write_bytes(pickle.dumps({"i": i, "w": [0.5] * (i % 17), "name": f"layer{i}"}))
-    commands = {"modelshield": [*_modelshield_command(), "scan"], "picklescan": _picklescan_command(anchors_python)}
+    _compile_modelshield()
+    tools = {"modelshield": [*_modelshield_command(), "scan"], "picklescan": _picklescan_command(anchors_python)}
+    commands: dict[str, list[str]] = {}
+    for tool, command in tools.items():
+        if command is not None:
+            commands[f"{tool} file"] = [*command, str(small)]
+            commands[f"{tool} directory"] = [*command, str(many)]
     load = os.getloadavg()
+    times = _walls(commands, runs)
+    data: dict[str, Any] = {"loadavg_before": load, "loadavg_after": os.getloadavg(), "cpus": os.cpu_count()}
+    data["runs"] = runs
     rows: list[list[object]] = []
-    data: dict[str, Any] = {"loadavg_before": load, "cpus": os.cpu_count(), "runs": runs}
-    for tool, command in commands.items():
-        if command is None:
-            continue
-        one = _wall([*command, str(small)], runs)
-        directory = _wall([*command, str(many)], max(3, runs // 2))
+    for tool in (t for t, c in tools.items() if c is not None):
+        one, directory = times[f"{tool} file"], times[f"{tool} directory"]
         data[tool] = {"small_file_s": one, "directory_s": directory}
         rows.append([tool, f"{statistics.median(one):.3f}", f"{min(one):.3f}",
                      f"{statistics.median(directory):.3f}", f"{min(directory):.3f}"])  # fmt: skip
-    data["loadavg_after"] = os.getloadavg()
     header = ["tool", "1 small file: median (s)", "min (s)", f"{n_files}-file directory: median (s)", "min (s)"]
     text = _table(header, rows)
-    text += f"\n\n{runs} runs each (directory: {max(3, runs // 2)}); {os.cpu_count()} CPUs; load average "
+    text += f"\n\n{runs} runs of each command, taking turns; {os.cpu_count()} CPUs; load average "
     text += f"{load[0]:.2f} before, {data['loadavg_after'][0]:.2f} after."
     return text, data
 
@@ -310,7 +333,7 @@ def large_checkpoint(
         for label, path in (("large", big), ("same pickle, tiny tensors", twin)):
             item = Item(path.name, path, "large", "large", "", False)
             run = run_modelshield([item], repeat)
-            cli = _wall([*_modelshield_command(), "scan", str(path)], 3)
+            cli = _walls({"cli": [*_modelshield_command(), "scan", str(path)]}, 3)["cli"]
             entry: dict[str, Any] = {
                 "file_bytes": path.stat().st_size,
                 "pickle_bytes": _pickle_bytes(path),
@@ -348,18 +371,32 @@ def large_checkpoint(
 
 
 # -- main -------------------------------------------------------------------------------------------------------------
-def main(argv: Sequence[str] | None = None) -> int:
+def _startup_only(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
+        text, _ = startup(Path(tmp), args.anchors_python, args.startup_runs, args.dir_files)
+    print("### Start-up: a new process per call, wall clock\n\n" + text)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--anchors-python", default=None, help="python of the anchors' environment (omit: none)")
     parser.add_argument("--tools", default=",".join(ANCHORS), help="which anchors to run (comma-separated)")
     parser.add_argument("--repeat", type=int, default=3, help="timed passes per file (the median is reported)")
     parser.add_argument("--large-gb", type=float, default=1.0, help="size of the large checkpoint (0: none)")
-    parser.add_argument("--startup-runs", type=int, default=7, help="runs per start-up measurement (median)")
+    parser.add_argument("--startup-runs", type=int, default=21, help="runs per start-up measurement (median)")
     parser.add_argument("--no-startup", action="store_true", help="skip the start-up measurements")
+    parser.add_argument("--startup-only", action="store_true", help="only the start-up measurements")
     parser.add_argument("--dir-files", type=int, default=200, help="files in the start-up directory")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+
+    if args.startup_only:
+        return _startup_only(args)
     anchors = [t for t in args.tools.split(",") if t] if args.anchors_python else []
     result: dict[str, Any] = {
         "python": platform.python_version(),

@@ -6,8 +6,10 @@ Each check runs in a fresh interpreter, since this test process has long since i
 from __future__ import annotations
 
 import json
+import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -47,6 +49,24 @@ def test_resolving_the_scan_command_imports_no_heavy_library() -> None:
     assert loaded_commands == {"scan"}  # no other command module (audit pulls numpy, data pulls pandas, ...)
     for layer in ("audit", "data", "models", "attacks", "defenses", "zoo", "target"):
         assert f"modelshield.{layer}" not in imported["modelshield"], f"scan imported modelshield.{layer}"
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_plain_scan_imports_neither_the_cli_framework_nor_package_metadata(tmp_path: Path, fmt: str) -> None:
+    """``modelshield scan FILE``, as a CI gate runs it once per file: no Typer, Click or Rich (Rich only for a
+    table of findings), no importlib.metadata (the email package)."""
+    model = tmp_path / "model.pkl"
+    model.write_bytes(pickle.dumps({"w": [1.0, 2.0]}))
+    probe = (
+        "import contextlib, io, json, sys\n"
+        "from modelshield.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    assert main(['scan', {str(model)!r}, '--format', {fmt!r}]) == 0\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
+    loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert not loaded & {"typer", "click", "rich", "email", *HEAVY}  # importlib.metadata imports email
 
 
 def test_importing_the_cli_loads_no_command_module() -> None:

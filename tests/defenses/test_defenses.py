@@ -382,7 +382,7 @@ class _EntryPoint:
         return self.obj
 
 
-ENTRY_POINTS = "modelshield._internal.plugins.metadata.entry_points"
+ENTRY_POINTS = "modelshield._internal.plugins.entry_points"
 PLUGIN_GUARD = GuardFactory("plugin-label", GuardStage.OUTPUT, LabelOnly, "A third party's guard.")
 
 

@@ -21,9 +21,9 @@ raises :class:`~modelshield.errors.RegistrationError` naming the entry point, ra
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from importlib import metadata
 from typing import Generic, TypeGuard, TypeVar
 
+from modelshield._internal.entry_points import entry_points
 from modelshield.errors import RegistrationError, UnknownTargetError
 
 __all__ = ["ATTACKS_GROUP", "CHECKS_GROUP", "GUARDS_GROUP", "SCANNERS_GROUP", "PluginRegistry"]
@@ -60,7 +60,7 @@ class PluginRegistry(Generic[T]):
     def load_entry_points(self, group: str, *, accept: Callable[[object], TypeGuard[T]]) -> list[T]:
         """Register every plug-in declared in the entry-point ``group``; ``accept`` checks each one's type."""
         loaded: list[T] = []
-        for entry in sorted(metadata.entry_points(group=group), key=lambda e: e.name):
+        for entry in sorted(entry_points(group), key=lambda e: e.name):
             try:
                 obj = entry.load()
                 if isinstance(obj, type) or (not accept(obj) and callable(obj)):

@@ -15,11 +15,14 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from dataclasses import dataclass
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from modelshield.errors import InvalidParameterError
+from modelshield.cli.options import EXIT_USAGE
+from modelshield.errors import InvalidParameterError, ModelShieldError
+from modelshield.reporting.interface import printable
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -30,7 +33,17 @@ if TYPE_CHECKING:
     #: write to it do not import rich.
     stderr: Console
 
-__all__ = ["LOG_HANDLER", "cache_dir", "load_dataset", "passphrase_from_env", "reference_cache_dir", "state", "stderr"]
+__all__ = [
+    "LOG_HANDLER",
+    "cache_dir",
+    "configure",
+    "guarded",
+    "load_dataset",
+    "passphrase_from_env",
+    "reference_cache_dir",
+    "state",
+    "stderr",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -60,12 +73,45 @@ class _StderrHandler(logging.StreamHandler[TextIO]):
 LOG_HANDLER = _StderrHandler()
 
 
-@dataclass
 class _State:
+    """The global options of this run."""
+
     verbose: int = 0
 
 
 state = _State()
+
+
+def configure(verbose: int) -> None:
+    """Apply the global ``-v`` count: the log level of the ``modelshield`` loggers, and tracebacks on errors."""
+    state.verbose = verbose
+    LOG_HANDLER.setLevel(logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG)
+    package = logging.getLogger("modelshield")
+    package.setLevel(LOG_HANDLER.level)
+    if LOG_HANDLER not in package.handlers:
+        package.addHandler(LOG_HANDLER)
+
+
+def guarded(command: Callable[[], int]) -> int:
+    """Run ``command`` and return its exit code; a ModelShieldError or OSError becomes one line on standard error
+    (with the traceback before it under ``-v``) and exit code 2."""
+    try:
+        return command()
+    except ModelShieldError as exc:
+        _report(exc, f"{_one_line(exc.message)} Fix: {_one_line(exc.remedy)}")
+    except OSError as exc:
+        _report(exc, _one_line(str(exc)))
+    return EXIT_USAGE
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _report(exc: BaseException, message: str) -> None:
+    if state.verbose:
+        sys.stderr.write(printable("".join(traceback.format_exception(exc))))
+    sys.stderr.write(f"error: {printable(message)}\n")
 
 
 def cache_dir() -> Path | None:

@@ -14,21 +14,16 @@ FILE`` therefore imports the scanner and nothing of the audit, data or training 
 from __future__ import annotations
 
 import importlib
-import logging
 import sys
-import traceback
 from typing import Annotated, Any, TypeAlias
 
 import typer
 from typer.core import TyperGroup
 
 from modelshield._version import __version__
-from modelshield.cli import _console
-from modelshield.cli._console import LOG_HANDLER, state
+from modelshield.cli._console import configure, guarded
 from modelshield.cli._threads import DEFAULT_THREADS, configure_torch_threads
 from modelshield.cli.options import EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE
-from modelshield.errors import ModelShieldError
-from modelshield.reporting.interface import printable
 
 __all__ = ["COMMAND_MODULES", "EXIT_CLEAN", "EXIT_FINDINGS", "EXIT_USAGE", "app", "load_commands", "main"]
 
@@ -123,35 +118,19 @@ def _root(
 ) -> None:
     """modelshield: a multi-layered security framework for machine-learning systems."""
     configure_torch_threads(threads)
-    state.verbose = verbose
-    LOG_HANDLER.setLevel(logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG)
-    package = logging.getLogger("modelshield")
-    package.setLevel(LOG_HANDLER.level)
-    if LOG_HANDLER not in package.handlers:
-        package.addHandler(LOG_HANDLER)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    configure(verbose)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
+    """Run the CLI through Typer with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    state.verbose = 0
-    try:
-        app(args=args, prog_name="modelshield")  # usage errors print and exit 2 here
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    except ModelShieldError as exc:
-        _report(exc, f"{_one_line(exc.message)} Fix: {_one_line(exc.remedy)}")
-    except OSError as exc:
-        _report(exc, _one_line(str(exc)))
-    return EXIT_USAGE
+    configure(0)
 
+    def run() -> int:
+        try:
+            app(args=args, prog_name="modelshield")  # usage errors print and exit 2 here
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+        return EXIT_USAGE  # never: Typer ends every run with SystemExit
 
-def _report(exc: BaseException, message: str) -> None:
-    stderr = _console.stderr
-    if state.verbose:
-        stderr.print(printable("".join(traceback.format_exception(exc))), markup=False, highlight=False)
-    stderr.print(f"error: {printable(message)}", markup=False, highlight=False, soft_wrap=True)
+    return guarded(run)

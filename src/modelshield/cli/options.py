@@ -2,7 +2,8 @@
 
 One vocabulary: formats are :class:`~modelshield.reporting.OutputFormat`, thresholds are
 :class:`~modelshield.findings.Severity` (or ``never``), budgets are :class:`~modelshield.audit.interface.Budget`;
-a command offers the subset of formats it can write.
+a command offers the subset of formats it can write. Typer is imported by the option factories only, so the quick
+way into ``scan`` (:mod:`modelshield.cli.scan_core`) can use the rest without it.
 
 >>> from modelshield.cli.options import exit_code, parse_fail_on
 >>> exit_code([], parse_fail_on("high"))
@@ -13,8 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
-
-import typer
 
 from modelshield.findings import Finding, Severity
 from modelshield.reporting.interface import OutputFormat
@@ -41,6 +40,8 @@ FAIL_ON_CHOICES = (*(s.value for s in Severity), "never")
 def _choice(values: Sequence[str]) -> Callable[[str], str]:
     def parse(value: str) -> str:
         if value not in values:
+            import typer
+
             raise typer.BadParameter(f"{value!r} is not one of {', '.join(values)}.")
         return value
 
@@ -49,6 +50,8 @@ def _choice(values: Sequence[str]) -> Callable[[str], str]:
 
 def format_option(*formats: OutputFormat, help: str = "Output format.") -> Any:
     """A ``--format`` option offering ``formats`` (values of the one :class:`OutputFormat`)."""
+    import typer
+
     values = [f.value for f in formats]
     parse = _choice(values)
     return typer.Option("--format", parser=lambda v: OutputFormat(parse(v)), metavar="|".join(values), help=help)
@@ -61,6 +64,8 @@ def text_or_json(help: str = "Output format.") -> Any:
 
 def fail_on_option(help: str = "Exit 1 when a finding reaches this severity (never: always 0).") -> Any:
     """A ``--fail-on`` option: a severity name or ``never``."""
+    import typer
+
     return typer.Option("--fail-on", parser=_choice(FAIL_ON_CHOICES), metavar="|".join(FAIL_ON_CHOICES), help=help)
 
 

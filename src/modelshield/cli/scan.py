@@ -4,53 +4,27 @@ $ modelshield scan model.pt models/ --format sarif --output scan.sarif --fail-on
 
 The scan is :func:`modelshield.supply_chain.scan.scan_paths`; its output is rendered by
 :mod:`modelshield.reporting.scan`. Exit codes: 0 clean, 1 a finding reaches ``--fail-on``, 2 an error.
+
+This module is the command as Typer sees it (help, parsing, error messages); its body is
+:func:`modelshield.cli.scan_core.run_scan`, which plain uses of the command reach without Typer.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from modelshield.cli.options import OutputFormat, exit_code, fail_on_option, format_option, parse_fail_on
-from modelshield.errors import FileFormatError, InvalidInputError
-
-if TYPE_CHECKING:
-    from modelshield.supply_chain.scan.policy import Policy
+from modelshield.cli.options import OutputFormat, fail_on_option, format_option
+from modelshield.cli.scan_core import FORMATS, ScanArgs, run_scan
 
 __all__ = ["register"]
 
 
-def _policy(path: Path | None) -> Policy:
-    from modelshield.supply_chain.scan.policy import DEFAULT_POLICY
-
-    if path is None:
-        return DEFAULT_POLICY
-    import json
-    import tomllib
-
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except FileNotFoundError as exc:
-        raise FileFormatError(f"Policy file {path} does not exist.", remedy="Check the path.") from exc
-    except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise FileFormatError(f"Policy file {path} is not valid JSON or TOML: {exc}") from exc
-    allow, deny = data.get("allow", []), data.get("deny", [])
-    if not all(isinstance(v, str) for v in [*allow, *deny]):
-        raise InvalidInputError(
-            f"Policy file {path}: 'allow' and 'deny' must be lists of 'module.name' or 'module.*' strings."
-        )
-    return DEFAULT_POLICY.with_rules(safe=allow, dangerous=deny)
-
-
 def scan_command(
     paths: Annotated[list[Path], typer.Argument(help="Model files or directories (scanned recursively).")],
-    output_format: Annotated[
-        OutputFormat, format_option(OutputFormat.TEXT, OutputFormat.JSON, OutputFormat.SARIF)
-    ] = OutputFormat.TEXT,
+    output_format: Annotated[OutputFormat, format_option(*FORMATS)] = OutputFormat.TEXT,
     output: Annotated[Path | None, typer.Option(help="Write the output to this file.")] = None,
     fail_on: Annotated[str, fail_on_option()] = "high",
     policy: Annotated[
@@ -59,34 +33,8 @@ def scan_command(
     exclude: Annotated[list[str] | None, typer.Option(help="Glob of files to skip (repeatable).")] = None,
 ) -> None:
     """Scan model files for code that runs on load (pickle, PyTorch, joblib, NumPy, archives, ...)."""
-    from modelshield.reporting.scan import render_scan_json, render_scan_sarif, render_scan_text
-    from modelshield.supply_chain.scan import ScanOptions, scan_paths
-
-    report = scan_paths(paths, exclude=exclude or [], options=ScanOptions(policy=_policy(policy)))
-    if output_format is OutputFormat.TEXT and output is None:
-        from rich.console import Console
-
-        render_scan_text(report, Console(file=sys.stdout))
-    else:
-        if output_format is OutputFormat.JSON:
-            text = render_scan_json(report)
-        elif output_format is OutputFormat.SARIF:
-            text = render_scan_sarif(report, default_location=str(paths[0]))
-        else:  # the table, as plain text without terminal styles
-            import io
-
-            from rich.console import Console
-
-            buffer = io.StringIO()
-            render_scan_text(report, Console(file=buffer, width=120, no_color=True))
-            text = buffer.getvalue().rstrip("\n")
-        if output is None:
-            sys.stdout.write(text + "\n")
-        else:
-            from modelshield._internal.atomic import write_text_atomic
-
-            write_text_atomic(output, text + "\n")
-    raise typer.Exit(exit_code(report.findings, parse_fail_on(fail_on)))
+    args = ScanArgs(tuple(paths), output_format, output, fail_on, policy, tuple(exclude or ()))
+    raise typer.Exit(run_scan(args))
 
 
 def register(app: typer.Typer) -> None:

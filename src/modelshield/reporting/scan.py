@@ -19,12 +19,11 @@ from typing import TYPE_CHECKING, Protocol
 
 from modelshield.findings import Finding, JSONValue, Severity
 from modelshield.reporting.interface import printable
-from modelshield.reporting.sarif import sarif_log
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["ScanResults", "ScannedFile", "render_scan_json", "render_scan_sarif", "render_scan_text"]
+__all__ = ["ScanResults", "ScannedFile", "render_scan_json", "render_scan_sarif", "render_scan_text", "scan_summary"]
 
 _AUTOMATION_ID = "modelshield/scan/"  # code scanning keeps one analysis per category
 
@@ -66,6 +65,8 @@ def render_scan_json(report: ScanResults) -> str:
 
 def render_scan_sarif(report: ScanResults, *, default_location: str) -> str:
     """The scan as a SARIF 2.1.0 log; ``default_location`` stands for findings without a location."""
+    from modelshield.reporting.sarif import sarif_log
+
     log = sarif_log(report.findings, default_location=default_location, complete=True, automation_id=_AUTOMATION_ID)
     return json.dumps(log, indent=2, allow_nan=False)
 
@@ -90,9 +91,13 @@ def render_scan_text(report: ScanResults, console: Console | None = None) -> Non
                 Text(printable(finding.title)),
             )
         console.print(table)
+    console.print(scan_summary(report), highlight=False, markup=False)
+
+
+def scan_summary(report: ScanResults) -> str:
+    """The one-line summary: files scanned, time, number of findings and the worst severity."""
     worst = report.max_severity
-    console.print(
+    return (
         f"{len(report.files)} file(s) scanned in {report.duration_s:.2f}s; "
-        f"{len(report.findings)} finding(s); worst: {worst.value if worst else 'none'}",
-        highlight=False,
+        f"{len(report.findings)} finding(s); worst: {worst.value if worst else 'none'}"
     )

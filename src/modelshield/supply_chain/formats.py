@@ -16,8 +16,6 @@ import enum
 import json
 import os
 import struct
-import tarfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -174,6 +172,8 @@ def identify_stream(fh: BinaryIO, size: int) -> FormatInfo:
 
 
 def _identify_zip(fh: BinaryIO) -> FormatInfo:
+    import zipfile  # here, not at the top: a scan of plain pickles never needs it
+
     try:
         fh.seek(0)
         with zipfile.ZipFile(fh) as zf:
@@ -336,16 +336,21 @@ def _identify_npy(fh: BinaryIO, size: int) -> FormatInfo:
 # --- tar, read as tarfile reads it ------------------------------------------------------------------------------
 
 
+_TAR_BLOCK = 512  # tarfile.BLOCKSIZE
+
+
 def is_tar_header(head: bytes) -> bool:
     """Whether ``head`` opens with a tar header that ``tarfile`` accepts: any of v7, ustar, GNU or pax.
 
     tarfile needs no magic; it takes a 512-byte block whose checksum (signed or unsigned) matches its
     ``chksum`` field, and so does this.
     """
-    if len(head) < tarfile.BLOCKSIZE:
+    if len(head) < _TAR_BLOCK:
         return False
+    import tarfile  # here, not at the top: a scan of small pickles never needs it
+
     try:
-        tarfile.TarInfo.frombuf(head[: tarfile.BLOCKSIZE], tarfile.ENCODING, "surrogateescape")
+        tarfile.TarInfo.frombuf(head[:_TAR_BLOCK], tarfile.ENCODING, "surrogateescape")
     except (tarfile.HeaderError, ValueError, OverflowError, UnicodeError):
         return False
     return True
@@ -356,6 +361,8 @@ LEGACY_TORCH_MEMBERS = frozenset({"pickle", "storages", "tensors"})
 
 
 def _identify_tar(fh: BinaryIO) -> FormatInfo:
+    import tarfile
+
     names: set[str] = set()
     try:
         fh.seek(0)

@@ -35,19 +35,47 @@ _MAX_BATCH = 16  # files a worker scans in one run (one verdict cache), at most
 
 
 def iter_files(paths: Iterable[str | Path], *, exclude: Sequence[str] = ()) -> Iterator[Path]:
-    """Every regular file under ``paths`` (directories recursively, symbolic links not followed), in order."""
+    """Every regular file under ``paths`` (directories recursively, symbolic links not followed), in order.
+
+    A path that does not exist, or a directory that cannot be listed, raises :class:`FileFormatError`: a scan
+    that skipped what it could not read would report those files clean.
+    """
     for raw in paths:
         root = Path(raw)
         if not root.exists():
             raise FileFormatError(f"{root} does not exist.", remedy="Check the path.")
-        candidates = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-        for path in candidates:
-            if path.is_symlink() and path != root:
-                continue
-            relative = path.relative_to(root).as_posix() if path != root else path.name
-            if any(fnmatch.fnmatch(relative, g) or fnmatch.fnmatch(path.name, g) for g in exclude):
-                continue
-            yield path
+        if root.is_file():
+            if not any(fnmatch.fnmatch(root.name, g) for g in exclude):
+                yield root
+            continue
+        if not root.is_dir():
+            raise FileFormatError(f"{root} is neither a regular file nor a directory.", remedy="Check the path.")
+        for parts, path in _walk(os.fspath(root)):
+            relative = "/".join(parts)
+            if not any(fnmatch.fnmatch(relative, g) or fnmatch.fnmatch(parts[-1], g) for g in exclude):
+                yield Path(path)
+
+
+def _walk(root: str) -> list[tuple[tuple[str, ...], str]]:
+    """The regular files under directory ``root`` as (parts relative to it, path), sorted as paths sort."""
+    found: list[tuple[tuple[str, ...], str]] = []
+    pending: list[tuple[str, tuple[str, ...]]] = [(root, ())]
+    while pending:
+        directory, parts = pending.pop()
+        try:
+            with os.scandir(directory) as entries:
+                for entry in entries:  # the type comes with the listing: no stat per file
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append((entry.path, (*parts, entry.name)))
+                    elif entry.is_file(follow_symlinks=False):
+                        found.append(((*parts, entry.name), entry.path))
+        except OSError as exc:
+            raise FileFormatError(
+                f"Cannot list directory {directory}: {exc.strerror}.",
+                remedy="Make it readable, or scan only the paths you can read.",
+            ) from exc
+    found.sort()
+    return found
 
 
 def _scan_batch(files: Sequence[Path], options: ScanOptions, registry: ScannerRegistry | None) -> list[FileScan]:

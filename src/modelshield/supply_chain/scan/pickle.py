@@ -23,7 +23,7 @@ import mmap
 import pickletools
 import re
 import struct
-import tempfile
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol, cast, overload
@@ -916,8 +916,12 @@ def analyse_pickle(
     read into memory, ``size`` bytes at most.
     """
     start = stream.tell()
-    # A spooled temporary file (decompressed content) is a BytesIO until it rolls over to a file on disk.
-    inner = stream._file if isinstance(stream, tempfile.SpooledTemporaryFile) else stream
+    # A spooled temporary file (decompressed content) is a BytesIO until it rolls over to a file on disk; there is
+    # none unless tempfile is imported, and importing it here would cost every scan of a plain file.
+    tempfile = sys.modules.get("tempfile")
+    inner: object = stream
+    if tempfile is not None and isinstance(stream, tempfile.SpooledTemporaryFile):
+        inner = stream._file
     data: bytes | mmap.mmap
     if isinstance(inner, io.BytesIO):
         data = inner.getvalue()

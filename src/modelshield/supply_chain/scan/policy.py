@@ -34,7 +34,6 @@ import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Protocol
 
 __all__ = [
@@ -495,6 +494,8 @@ def _sklearn_estimators() -> frozenset[str]:
 @functools.cache
 def _library_allowlist() -> Mapping[tuple[str, str], str]:
     """The generated list of classes and reconstructors that the data libraries define (read once, on first use)."""
+    from importlib import resources
+
     text = (resources.files(__package__) / "allowlist_libraries.txt").read_text(encoding="utf-8")
     rows: dict[tuple[str, str], str] = {}
     for line in text.splitlines():

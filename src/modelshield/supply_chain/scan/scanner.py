@@ -20,9 +20,8 @@ import functools
 import io
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import BinaryIO, NamedTuple, cast
 
 from modelshield.errors import FileFormatError
 from modelshield.findings import Finding, Severity
@@ -66,9 +65,9 @@ def _shared_registry() -> ScannerRegistry:
     return default_registry().freeze()
 
 
-@dataclass(frozen=True)
-class _Level:
-    """The :class:`ScanContext` of one stream at one depth of a run."""
+class _Level(NamedTuple):
+    """The :class:`ScanContext` of one stream at one depth of a run (a named tuple: defining a dataclass costs
+    start-up ten times as much)."""
 
     run: Scanner
     depth: int

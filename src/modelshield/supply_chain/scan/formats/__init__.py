@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from modelshield.supply_chain.formats import ModelFormat as _Format
 from modelshield.supply_chain.scan.formats.pickle import PICKLE
-from modelshield.supply_chain.scan.formats.zip import ZIP
 from modelshield.supply_chain.scan.interface import FormatScanner
 
 if TYPE_CHECKING:
@@ -37,8 +36,8 @@ __all__ = ["FormatScanner", "LazyScanner", "builtin_scanners"]
 class LazyScanner:
     """A built-in scanner whose module is imported the first time a file of its formats is scanned.
 
-    ``modelshield scan model.pkl`` then imports the pickle and zip scanners only, not the Keras, GGUF, ONNX or
-    SavedModel parsers: start-up is most of a CI gate's time on small files. Its name and formats are known
+    ``modelshield scan model.pkl`` then imports the pickle scanner only, not the zip reader or the Keras, GGUF,
+    ONNX or SavedModel parsers: start-up is most of a CI gate's time on small files. Its name and formats are known
     without the import, and it pickles (to worker processes) as the same reference.
     """
 
@@ -77,7 +76,17 @@ def builtin_scanners() -> list[FormatScanner]:
     return [
         PICKLE,
         _lazy("numpy", "numpy", "NUMPY", _Format.NUMPY),
-        ZIP,
+        _lazy(
+            "zip",
+            "zip",
+            "ZIP",
+            _Format.PYTORCH_ZIP,
+            _Format.TORCHSCRIPT,
+            _Format.PYTORCH_EXPORT,
+            _Format.SKOPS,
+            _Format.NUMPY_NPZ,
+            _Format.ZIP,
+        ),
         _lazy("tar", "tar", "TAR", _Format.TAR, _Format.PYTORCH_LEGACY_TAR),
         _lazy("compressed", "compressed", "COMPRESSED", _Format.COMPRESSED),
         _lazy("safetensors", "safetensors", "SAFETENSORS", _Format.SAFETENSORS),
