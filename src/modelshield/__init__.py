@@ -42,6 +42,7 @@ __all__ = [
 if TYPE_CHECKING:
     import torch
 
+    from modelshield.audit import AuditProgress
     from modelshield.loading import LoadedModel
     from modelshield.models.interface import Bounds
     from modelshield.supply_chain.scan.interface import FileScan, ScanOptions
@@ -122,10 +123,13 @@ def run_audit(
     budget: str = "quick",
     seed: int = 0,
     cache_dir: str | Path | None = None,
+    progress: Callable[[AuditProgress], None] | None = None,
 ) -> Report:
     """Run the audit checks against a target (a :class:`~modelshield.target.Target` or a zoo name).
 
-    (Not ``modelshield.audit``: that name is the audit layer's package.)
+    ``progress`` is called as the audit goes: at the start of each check and at each step a long check reports
+    (an :class:`~modelshield.audit.AuditProgress`). Each check's start and end are also logged (``logging`` at
+    INFO, logger ``modelshield.audit.runner``). (Not ``modelshield.audit``: that name is the audit layer's package.)
     """
     from modelshield.audit import AuditOptions, Auditor
 
@@ -136,4 +140,4 @@ def run_audit(
         seed=seed,
         cache_dir=Path(cache_dir) if cache_dir is not None else None,
     )
-    return Auditor(options).run(resolved)
+    return Auditor(options).run(resolved, progress=progress)

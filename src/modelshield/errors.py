@@ -62,15 +62,21 @@ __all__ = [
 class ModelShieldError(Exception):
     """Root of every error modelshield raises on purpose.
 
-    ``str(err)`` is the message; :meth:`diagnostics` adds the remedy.
+    ``str(err)`` is the message; :meth:`diagnostics` adds the remedy. ``cli_remedy`` is the remedy as the command
+    line says it, where the fix is an option rather than a Python argument (the CLI prints it instead of
+    ``remedy``); it is ``remedy`` unless given.
     """
 
     default_remedy = "Run with -v for the full traceback, and report it if it looks like a bug in modelshield."
+    default_cli_remedy: str | None = None  # the default remedy in command-line words, where they differ
 
-    def __init__(self, message: str, *, remedy: str | None = None) -> None:
+    def __init__(self, message: str, *, remedy: str | None = None, cli_remedy: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.remedy = remedy if remedy is not None else self.default_remedy
+        if cli_remedy is None:
+            cli_remedy = remedy if remedy is not None else (self.default_cli_remedy or self.default_remedy)
+        self.cli_remedy = cli_remedy
 
     def __str__(self) -> str:
         return self.message
@@ -116,7 +122,11 @@ class UnsafeModelError(ModelShieldError):
 
     default_remedy = (
         "Convert the model to a format that cannot run code on load (safetensors, skops, ONNX), or, if you trust "
-        "the file's origin completely, opt in with unsafe_pickle=True (CLI: --unsafe-allow-pickle)."
+        "the file's origin completely, opt in with unsafe_pickle=True."
+    )
+    default_cli_remedy = (
+        "Convert the model to a format that cannot run code on load (safetensors, skops, ONNX), or, if you trust "
+        "the file's origin completely, opt in with --unsafe-allow-pickle."
     )
 
 

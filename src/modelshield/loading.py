@@ -14,18 +14,31 @@ logs a warning: unpickling a file runs whatever code its author put in it.
 This module composes two layers, and so lives above both: the scanner (:mod:`modelshield.supply_chain.scan`)
 vets every file whose format cannot run code before it is parsed (a tampered header, a Keras Lambda layer), and the
 safe readers of :mod:`modelshield.models.serialization` load it.
+
+A model and the data it is audited on must agree before any long work starts: :func:`align_data` checks the
+features, puts the labels in the model's class order (data files know only their own, sorted, order) and runs the
+model on two rows, raising one clear :class:`~modelshield.errors.InvalidInputError` for whatever does not fit.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelshield._extras import require
-from modelshield.errors import FileFormatError, InvalidParameterError, UnsafeModelError
+from modelshield.data.interface import Dataset
+from modelshield.errors import (
+    FileFormatError,
+    InvalidInputError,
+    InvalidParameterError,
+    ModelError,
+    ModelShieldError,
+    UnsafeModelError,
+)
 from modelshield.models.interface import Bounds, Classifier
 from modelshield.models.serialization import load_skops, load_torch_weights
 from modelshield.supply_chain.formats import FormatInfo, ModelFormat, identify_format
@@ -33,7 +46,7 @@ from modelshield.supply_chain.formats import FormatInfo, ModelFormat, identify_f
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["LoadedModel", "load_model"]
+__all__ = ["LoadedModel", "align_data", "load_model", "model_classes"]
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +65,7 @@ class LoadedModel:
 def load_model(
     path: str | Path,
     *,
-    architecture: Architecture | None = None,
+    architecture: Architecture | str | None = None,
     input_shape: tuple[int, ...] | None = None,
     n_classes: int | None = None,
     clip_values: Bounds | None = None,
@@ -63,12 +76,24 @@ def load_model(
 ) -> LoadedModel:
     """Load the model at ``path`` as a classifier; see the module docstring for the formats and the rules.
 
+    ``input_shape`` and ``n_classes`` describe the data: PyTorch models need both; a file that records its own
+    input shape is checked against ``input_shape``, and one that records its classes keeps them. ``architecture``
+    is a factory of the untrained network for weights-only files, or ``"zoo:NAME"`` for a reference architecture
+    built for that input shape and class count.
+
     Even with ``unsafe_pickle``, a file that the scanner rates critical (it would run a shell, ``eval``, import a
     module to call into it...) is refused; ``unsafe_ignore_scan`` overrides that second refusal too, with a warning.
     """
     path = Path(path)
     info = identify_format(path)
     fmt = info.format
+    if architecture is not None and fmt in (ModelFormat.ONNX, ModelFormat.SKOPS):
+        raise InvalidParameterError(
+            f"{path} is {'an ONNX' if fmt is ModelFormat.ONNX else 'a skops'} model, which holds its own network; "
+            "an architecture is only for weights-only files (safetensors, PyTorch state dicts).",
+            remedy="Leave the architecture out.",
+            cli_remedy="Drop --arch.",
+        )
     if not info.can_execute_code:
         _refuse_if_scan_fails(path)
     if fmt is ModelFormat.ONNX:
@@ -81,13 +106,13 @@ def load_model(
         clf = _torch_from_weights(path, architecture, input_shape, n_classes, clip_values, device)
     elif info.can_execute_code:
         if not unsafe_pickle:
-            raise UnsafeModelError(f"{path} is a {info.detail}: loading it can run code that the file contains.")
+            raise UnsafeModelError(f"Loading {path} can run code that the file contains ({info.detail}).")
         _refuse_if_critical(path, override=unsafe_ignore_scan)
-        log.warning("Unpickling %s (%s) because unsafe_pickle=True was given.", path, info.detail)
+        log.warning("Unpickling %s (%s): loading pickles was explicitly allowed.", path, info.detail)
         clf = _from_unsafe(path, info, input_shape, n_classes, clip_values, device)
     else:
         raise FileFormatError(
-            f"{path} is a {info.detail}, which modelshield cannot load as a model.",
+            f"modelshield cannot load {path} as a model ({info.detail}).",
             remedy="Use ONNX, skops, or safetensors weights with an architecture.",
         )
     return LoadedModel(classifier=clf, path=path, format=info)
@@ -143,9 +168,26 @@ def _need_shape(path: Path, input_shape: tuple[int, ...] | None, n_classes: int 
     return input_shape, n_classes
 
 
+def _reference_architecture(name: str, input_shape: tuple[int, ...], n_classes: int) -> Architecture:
+    """The untrained network of torch reference target ``name`` for this input shape and class count."""
+    from modelshield.zoo import ZOO, architecture
+
+    entry = ZOO.get(name.removeprefix("zoo:"))
+    if entry is not None and entry.recipe.get("arch") == "cnn" and len(input_shape) != 3:
+        raise InvalidInputError(
+            f"{name} is a convolutional network for images of shape (channels, height, width), but the data's "
+            f"inputs have shape {input_shape}.",
+            remedy="Pass the architecture the weights were trained with; for images, data whose inputs have shape "
+            "(channels, height, width), such as an NPZ file.",
+            cli_remedy="Pass the architecture the weights were trained with to --arch; for images, --data whose "
+            "inputs have shape (channels, height, width), such as an NPZ file.",
+        )
+    return architecture(name, input_shape, n_classes)
+
+
 def _torch_from_weights(
     path: Path,
-    architecture: Architecture | None,
+    architecture: Architecture | str | None,
     input_shape: tuple[int, ...] | None,
     n_classes: int | None,
     clip_values: Bounds | None,
@@ -156,11 +198,21 @@ def _torch_from_weights(
     if architecture is None:
         raise InvalidParameterError(
             f"{path} holds weights only; the network that uses them must be given.",
-            remedy="Pass architecture= (CLI: --arch zoo:NAME for a reference architecture).",
+            remedy="Pass architecture= (a factory of the network, or zoo:NAME for a reference architecture).",
+            cli_remedy="Pass --arch zoo:NAME for a reference architecture.",
         )
     shape, classes = _need_shape(path, input_shape, n_classes)
-    net = architecture()
-    load_torch_weights(net, path)
+    factory = _reference_architecture(architecture, shape, classes) if isinstance(architecture, str) else architecture
+    net = factory()
+    try:
+        load_torch_weights(net, path)
+    except ModelShieldError:
+        raise
+    except Exception as exc:  # torch and safetensors raise types of their own for files they cannot read
+        raise FileFormatError(
+            f"{path} cannot be read as PyTorch weights: {_one_line(exc)}",
+            remedy="Pass a safetensors file, or a state dict saved with torch.save(model.state_dict(), path).",
+        ) from exc
     return TorchClassifier(net, n_classes=classes, input_shape=shape, clip_values=clip_values, device=device)
 
 
@@ -194,4 +246,129 @@ def _from_unsafe(
         if hasattr(obj, "predict_proba"):
             return _sklearn(obj, input_shape, clip_values)
         raise FileFormatError(f"{path} holds a {type(obj).__name__}, which has no predict_proba.")
-    raise FileFormatError(f"{path} is a {info.detail}, which modelshield cannot load as a model.")
+    raise FileFormatError(f"modelshield cannot load {path} as a model ({info.detail}).")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300] or type(exc).__name__
+
+
+def model_classes(classifier: Classifier) -> tuple[str, ...] | None:
+    """The class names a model declares, in the order of its outputs (an ONNX graph's classifier labels,
+    scikit-learn's ``classes_``), as text; None for models that do not name their classes."""
+    labels = getattr(classifier, "class_labels", None)
+    return None if labels is None else tuple(str(label) for label in labels)
+
+
+_WHOLE_NUMBER = re.compile(r"-?[0-9]+")
+
+
+def _whole_numbers(names: Sequence[str]) -> bool:
+    return all(_WHOLE_NUMBER.fullmatch(name) for name in names)
+
+
+def _shown(names: Sequence[str], limit: int = 10) -> str:
+    return ", ".join(names[:limit]) + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def _class_order(classifier: Classifier, data: Dataset, classes: Sequence[str] | None) -> tuple[str, ...]:
+    """The names of the model's outputs, in order: the model's own, else ``classes``, else whole-number labels as
+    their own output index."""
+    declared = model_classes(classifier)
+    k = classifier.n_classes
+    if classes is not None:
+        given = tuple(str(c).strip() for c in classes)
+        if len(given) != k:
+            raise InvalidInputError(
+                f"{len(given)} classes were named ({_shown(given)}), but the model has {k} outputs.",
+                remedy="Name one class per model output, the class of output 0 first.",
+                cli_remedy="Give --classes one name per model output, the class of output 0 first.",
+            )
+        if declared is not None and not _whole_numbers(declared) and given != declared:
+            raise InvalidInputError(
+                f"The model names its classes {_shown(declared)}, in that order, and the classes given are "
+                f"{_shown(given)}.",
+                remedy="Leave the classes out: the model's own names and order are used.",
+                cli_remedy="Drop --classes: the model's own names and order are used.",
+            )
+        return given
+    if declared is not None:
+        return declared
+    if _whole_numbers(data.label_names):
+        return tuple(str(i) for i in range(k))
+    example = ",".join(data.label_names[:k])
+    raise InvalidInputError(
+        f"The labels in column {data.schema.label!r} are names ({_shown(data.label_names)}), and the model does "
+        f"not record which of its {k} outputs is which class.",
+        remedy="Pass classes= with the class of each output, output 0 first.",
+        cli_remedy=f"Name the class of each output with --classes, output 0 first (for example --classes {example} "
+        f"if output 0 is {data.label_names[0]!r}).",
+    )
+
+
+def align_data(classifier: Classifier, data: Dataset, *, classes: Sequence[str] | None = None) -> Dataset:
+    """``data`` with its labels in the model's class order, once the model has shown that it can take the data.
+
+    The class order is the model's own where it names its classes (:func:`model_classes`); else ``classes``, the
+    class of each output, output 0 first; else, for labels that are whole numbers, label ``k`` is output ``k``.
+    Then every label of the data must be one of those classes, and the model must predict on two rows of the data.
+    Anything that does not fit raises :class:`InvalidInputError` naming the value, before any long work.
+    """
+    where = data.source or data.name
+    if data.schema.input_shape != classifier.input_shape:
+        raise InvalidInputError(
+            f"The model takes inputs of shape {classifier.input_shape}; {where} has inputs of shape "
+            f"{data.schema.input_shape}.",
+            remedy="Pass data with the features the model was trained on, in the same order; in a table, every "
+            "column but the label column is a feature.",
+        )
+    order = _class_order(classifier, data, classes)
+    counts = data.class_counts()
+    present = [data.label_names[k] for k in range(data.n_classes) if counts[k]]
+    unknown = [name for name in present if name not in order]
+    if unknown:
+        if classes is None and model_classes(classifier) is not None and not _whole_numbers(order):
+            remedy = cli_remedy = (
+                f"Check that the label column is the right one: the model was trained on the classes {_shown(order)}."
+            )
+        else:
+            remedy = "Pass classes= naming every class the data holds, the class of output 0 first."
+            cli_remedy = (
+                f"Name the class of each model output with --classes, output 0 first (for example --classes "
+                f"{','.join(present[: classifier.n_classes])} if output 0 is {present[0]!r}), or check --label."
+            )
+        raise InvalidInputError(
+            f"Label {unknown[0]!r} in column {data.schema.label!r} of {where} is not one of the model's classes "
+            f"({_shown(order)}).",
+            remedy=remedy,
+            cli_remedy=cli_remedy,
+        )
+    aligned = data.relabel(order)
+    _probe(classifier, aligned, where)
+    return aligned
+
+
+def _probe(classifier: Classifier, data: Dataset, where: str) -> None:
+    """Run the model on the first two rows of ``data``: what its declared shapes cannot promise, a run shows."""
+    fresh = classifier.queries == 0
+    try:
+        classifier.predict_proba(data.x[:2])
+    except (ModelError, InvalidInputError) as exc:
+        raise _fails_on(where, exc) from exc
+    except ModelShieldError:
+        raise
+    except Exception as exc:  # a framework's own error (torch: mat1 and mat2 shapes cannot be multiplied)
+        raise _fails_on(where, exc) from exc
+    finally:
+        if fresh:
+            classifier.reset_queries()  # the probe is no query that an attack or a check made
+
+
+def _fails_on(where: str, exc: BaseException) -> InvalidInputError:
+    return InvalidInputError(
+        f"The model fails on the first rows of {where}: {_one_line(exc)}",
+        remedy="Check that the data has the features the model was trained on, in the same order, and for weights "
+        "that the architecture is the one they were trained with.",
+        cli_remedy="Check that --data has the features the model was trained on, in the same order, and for weights "
+        "that --arch is the architecture they were trained with.",
+    )

@@ -36,6 +36,7 @@ class Requirement(enum.StrEnum):
     MODEL_FILE = "model-file"  # the model's file on disk
     TRAIN_DATA = "train-data"  # the training set (members), e.g. for privacy checks
     TRAINER = "trainer"  # the model's training recipe (Target.trainer), to train more models like it
+    SCORES = "scores"  # class scores (probabilities or logits), not only the predicted label
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,6 +81,8 @@ class Target:
         reasons = []
         if Requirement.WHITE_BOX in needs and not self.classifier.white_box:
             reasons.append(f"needs gradients, and {type(self.classifier).__name__} is black-box")
+        if Requirement.SCORES in needs and self.classifier.label_only:
+            reasons.append(f"needs class scores, and {type(self.classifier).__name__} returns labels only")
         if Requirement.MODEL_FILE in needs and self.model_path is None:
             reasons.append("needs the model file, and the target has none on disk")
         if Requirement.TRAIN_DATA in needs and self.train is None:

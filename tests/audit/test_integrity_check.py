@@ -50,7 +50,7 @@ def test_identity_finding_carries_digest_size_and_location() -> None:
     assert finding.evidence["sha256"] == "ab" * 32
     assert finding.metrics["size_bytes"] == 1234
     assert finding.location == "/models/model.safetensors" and finding.check == "integrity"
-    assert "model.safetensors (1,234 bytes) is a safetensors file" in finding.description
+    assert "Content of model.safetensors (1,234 bytes): safetensors file." in finding.description
 
 
 def test_measures_a_pickle_behind_an_onnx_name(tmp_path: Path) -> None:

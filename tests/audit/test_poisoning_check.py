@@ -176,7 +176,7 @@ def test_backdoor_scan_is_high_when_a_class_is_flagged() -> None:
     high = judged(base, scan=backdoored)["poisoning.backdoor-scan"]
     assert high.severity is Severity.HIGH
     assert high.metrics["flagged_classes"] == [2]
-    assert "class(es) 2 (anomaly index 3.5 > 2)" in high.description
+    assert "class 2 (anomaly index 3.5 > 2)" in high.description
     assert high.charts[0].series["mask L1 (pixels)"] == (9.0, 10.0, 1.0)
 
 

@@ -163,7 +163,7 @@ def test_weights_with_a_reference_architecture(
     [
         (["audit", "--target", "zoo:nope"], "Unknown reference target 'zoo:nope'"),
         (["audit", "--model", "missing.onnx", "--data", "missing.csv"], "missing.csv"),
-        (["audit"], "Give either --target"),
+        (["audit"], "Give one of --target"),
         (["audit", "--target", "zoo:digits-cnn", "--checks", "nope"], "Unknown check 'nope'"),
     ],
 )

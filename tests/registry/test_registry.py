@@ -218,13 +218,29 @@ def test_promote_refused_tampered(registry: Registry, make_model: MakeModel, mak
     _refusal(registry, "m", 1, keys.public, "damaged")
 
 
-def test_promote_refused_modified_before_add(
-    registry: Registry, make_model: MakeModel, make_audit: MakeAudit, keys: Keys
+def test_a_signature_of_other_files_is_refused_when_added(
+    registry: Registry, make_model: MakeModel, make_audit: MakeAudit, tmp_path: Path
 ) -> None:
     path, sig = make_model()
     (path / "config.json").write_text('{"layers": 4}')  # changed after signing
-    registry.add("m", path, signature=sig, audit_report=make_audit())
-    _refusal(registry, "m", 1, keys.public, "changed: config.json")
+    with pytest.raises(VerificationError, match=r"changed: config\.json"):
+        registry.add("m", path, signature=sig, audit_report=make_audit())
+    _, other_sig = make_model("other.bin", single=True)
+    with pytest.raises(VerificationError):
+        registry.add("m", path, signature=other_sig)  # another model's signature
+    assert registry.list() == ()  # nothing added
+
+
+def test_an_audit_report_of_another_file_is_refused_when_added(
+    registry: Registry, make_model: MakeModel, make_audit: MakeAudit
+) -> None:
+    path, sig = make_model("m.bin", single=True)
+    with pytest.raises(RegistryError, match="about another file"):
+        registry.add("m", path, signature=sig, audit_report=make_audit(model_sha256="f" * 64))
+    from modelshield._internal.hashing import sha256_file
+
+    v = registry.add("m", path, signature=sig, audit_report=make_audit(model_sha256=sha256_file(path)))
+    assert v.audit_digest is not None
 
 
 def test_promote_refused_scan(registry: Registry, make_model: MakeModel, make_audit: MakeAudit, keys: Keys) -> None:
@@ -246,7 +262,6 @@ def test_promote_refused_scan(registry: Registry, make_model: MakeModel, make_au
         (None, "no audit report"),
         ({"severity": Severity.HIGH}, "finding(s) at or above high"),
         ({"failed_check": True}, "failed to run: membership"),
-        ({"model_sha256": "f" * 64}, "about another model"),
     ],
 )
 def test_promote_refused_audit(
@@ -464,6 +479,7 @@ def test_cli(cli: Callable[..., Any], make_model: MakeModel, make_audit: MakeAud
     r = cli("add", "demo", str(path), "--signature", str(sig), "--audit-report", str(make_audit()), "--meta", "k=v")
     assert r.exit_code == 0, r.output
     assert "added demo v1" in r.output
+    assert "signature: attached, signer not yet checked; audit report: attached" in r.output  # not "signed: yes"
     r = cli("add", "demo", str(path))
     assert r.exit_code == 0, r.output
     r = cli("list")
@@ -473,6 +489,8 @@ def test_cli(cli: Callable[..., Any], make_model: MakeModel, make_audit: MakeAud
     r = cli("promote", "demo", "2", "--public-key", str(keys.public))
     assert r.exit_code == 1
     assert "unsigned" in r.output and "no audit report" in r.output
+    r = cli("promote", "demo", "latest", "--public-key", str(keys.public))
+    assert "refused: demo version 'latest' was not promoted" in r.output  # not "vlatest"
     r = cli("promote", "demo", "1", "--public-key", str(keys.public))
     assert (r.exit_code, "promoted demo v1" in r.output) == (0, True)
     r = cli("show", "demo")
@@ -481,7 +499,7 @@ def test_cli(cli: Callable[..., Any], make_model: MakeModel, make_audit: MakeAud
     assert isinstance(r.exception, RegistryError)  # nothing to roll back to: an error (exit 2 in the app)
     r = cli("history", "demo", "--verify")
     assert r.exit_code == 0, r.output
-    assert "refused" in r.output and "history intact: 4 entries" in r.output
+    assert "refused" in r.output and "history intact: 5 entries" in r.output
     r = cli("export", "demo", "1", "--output", str(tmp_path / "exported"))
     assert r.exit_code == 0, r.output
     assert _files(tmp_path / "exported" / path.name) == _files(path)

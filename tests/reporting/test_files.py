@@ -33,7 +33,7 @@ def test_rewrites_in_place(report: Report, report_factory: Callable[..., Report]
 
 
 def test_a_failing_renderer_writes_nothing(report: Report, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(_: Report) -> str:
+    def broken(_: Report, **options: object) -> str:
         raise RuntimeError("renderer failed")
 
     monkeypatch.setattr("modelshield.reporting.files.render_sarif", broken)

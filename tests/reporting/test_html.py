@@ -8,7 +8,7 @@ from xml.etree import ElementTree
 
 import pytest
 
-from modelshield.findings import ATLAS_TECHNIQUES, Finding, Report, Severity
+from modelshield.findings import ATLAS_TECHNIQUES, Chart, Finding, Report, Severity
 from modelshield.reporting import render_html
 from modelshield.reporting.html import SEVERITY_COLOURS, STATUS_COLOURS
 from modelshield.reporting.svg import PALETTE
@@ -54,8 +54,10 @@ def test_page_is_made_for_phones(report: Report) -> None:
     assert page.startswith("<!DOCTYPE html>")
     assert '<html lang="en">' in page
     assert ".scroll { overflow-x: auto;" in page
-    tables = page.count("<table>")
-    assert tables >= 3 and page.count('<div class="scroll"><table>') == tables  # every table scrolls on its own
+    # every outermost table scrolls on its own (tables nested in a cell scroll with it)
+    outermost = re.sub(r"<td[^>]*><table.*?</table></td>", "", page, flags=re.S)
+    tables = outermost.count("<table")
+    assert tables >= 3 and outermost.count('<div class="scroll"><table') == tables
 
 
 def test_untrusted_text_is_escaped(report: Report) -> None:
@@ -123,7 +125,7 @@ def test_findings_in_full_worst_first(report: Report) -> None:
     evasion = sections[0]
     assert "What to do:</strong> Adversarially train the model" in evasion
     assert "<th>queries</th><td>12,000</td>" in evasion
-    assert "<th>robust_accuracy</th><td>0.03</td>" in evasion
+    assert "<th>robust_<wbr>accuracy</th><td>0.03</td>" in evasion  # long names may wrap after underscores
     assert "Evidence" in sections[1] and "os.system" in sections[1]
     assert "Location: <span" in sections[1]
 
@@ -166,3 +168,82 @@ def test_chart_colours_stand_out_in_both_schemes(report: Report, colour: str) ->
     for scheme in css_variables(render_html(report)):
         for background in (scheme["bg"], scheme["panel"]):
             assert contrast(colour, background) >= 3.0  # WCAG AA for graphics
+
+
+def section(page: str, finding_id: str) -> str:
+    """The HTML of the finding with ``finding_id``."""
+    found: list[str] = [
+        s for s in re.findall(r'<section class="finding".*?</section>', page, re.S) if f"<code>{finding_id}<" in s
+    ]
+    assert len(found) == 1, finding_id
+    return found[0]
+
+
+CURVE = Chart("Backdoor success against poison fraction", "line", x=(0.0, 1.0, 5.0),
+              series={"attack success": (0.04, 0.65, 0.99), "clean accuracy": (0.98, 0.97, 0.97)})  # fmt: skip
+NESTED = Finding(
+    id="poisoning.backdoor",
+    check="poisoning",
+    title="Backdoor from poisoned training data",
+    severity=Severity.MEDIUM,
+    description="d",
+    metrics={
+        "fraction_needed": 0.05,
+        "curve": [
+            {"fraction": 0.0, "records": 0, "success_interval": [0.0264, 0.069]},
+            {"fraction": 0.01, "records": 13, "success_interval": [0.5976, 0.6927]},
+        ],
+        "attacks": {"loss": {"auc": 0.5125, "supported": False}, "rmia <b>": {"auc": 0.5463, "supported": True}},
+        "sanitiser": {"recall": 1.0, "detectors": ["spectral", "activation-clustering"], "removed": None},
+        "success": [0.04, 0.65, 0.99],  # drawn by the chart
+        "long": list(range(40)),
+    },
+    evidence={"examples": [{"label": "3 -> 8", "clean": [[0.0, 1.0]], "adversarial": [[1.0, 0.0]]}], "n": 3},
+    charts=(CURVE,),
+)
+
+
+def test_nested_metrics_are_tables_not_json(report_factory: Callable[..., Report]) -> None:
+    html = section(render_html(report_factory(extra=(NESTED,))), "poisoning.backdoor")
+    assert "{&#34;" not in html and "[{" not in html and "&#34;:" not in html  # no JSON text
+    # a list of records: a table with a column per key; lists of numbers in a cell
+    assert "<th>fraction</th><th>records</th><th>success_<wbr>interval</th>" in html
+    assert '<td data-label="records">13</td><td data-label="success_interval">0.5976, 0.6927</td>' in html
+    # a mapping of records: a row per key (untrusted keys escaped)
+    assert '<th scope="row">loss</th><td data-label="auc">0.5125</td><td data-label="supported">no</td>' in html
+    assert '<th scope="row">rmia &lt;b&gt;</th>' in html
+    # any other mapping: key/value rows under its name
+    assert '<th colspan="2" class="group">sanitiser</th>' in html
+    assert "<th>detectors</th><td>spectral, activation-clustering</td>" in html
+    assert "<th>removed</th><td>none</td>" in html
+    # a series the chart draws, and a long list: left out, with a note
+    assert '<th>success</th><td><span class="muted">3 values, drawn in the chart “Backdoor success' in html
+    assert '<th>long</th><td><span class="muted">40 values, in report.json</span>' in html
+
+
+def test_evidence_and_configuration_are_tables(report_factory: Callable[..., Report]) -> None:
+    page = render_html(report_factory(extra=(NESTED,), config={"settings": {"evasion": {"steps": 10}}, "seed": 7}))
+    html = section(page, "poisoning.backdoor")
+    evidence = html.split("<summary>Evidence</summary>")[1]
+    assert '<th>examples</th><td><span class="muted">drawn above, under Examples</span>' in evidence
+    assert "<th>n</th><td>3</td>" in evidence and "[[" not in evidence  # pixels are drawn, not dumped
+    assert html.count("<svg") == 2  # the chart and the one example pair
+    audit = page.split("<h2>Audit</h2>")[1].split("<h2>")[0]
+    assert '<th colspan="2" class="group">settings</th>' in audit and "<th>steps</th><td>10</td>" in audit
+    assert "<pre>" not in audit
+
+
+def test_code_spans_in_prose_are_code(report_factory: Callable[..., Report]) -> None:
+    finding = Finding(
+        id="a.code",
+        check="a",
+        title="t",
+        severity=Severity.LOW,
+        description="Load it with `torch.load(f, weights_only=True)`; a lone ` stays.",
+        remediation="Run `modelshield harden --defense <x>` and then `<script>alert(1)</script>`.",
+    )
+    html = section(render_html(report_factory(extra=(finding,))), "a.code")
+    assert "<code>torch.load(f, weights_only=True)</code>; a lone ` stays." in html
+    assert "Run <code>modelshield harden --defense &lt;x&gt;</code> and then" in html
+    assert "<code>&lt;script&gt;alert(1)&lt;/script&gt;</code>." in html
+    assert "<script" not in html and "`modelshield" not in html

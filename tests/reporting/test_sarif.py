@@ -6,6 +6,7 @@ import dataclasses
 import json
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -227,3 +228,83 @@ def test_sarif_log_serves_other_finding_lists(sarif_validator: jsonschema.Valida
     log = sarif_log(findings, default_location="sub", complete=True, automation_id="modelshield/scan/")
     sarif_validator.validate(log)
     assert log["runs"][0]["invocations"][0] == {"executionSuccessful": True, "toolExecutionNotifications": []}
+
+
+# -- --source-root: results that a dashboard can map onto the repository ---------------------------------------------
+class _Payload:
+    def __reduce__(self) -> tuple[object, ...]:
+        import os
+
+        return (os.system, ("true",))
+
+
+def _scan_sarif(argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    from modelshield.cli import main
+
+    assert main(["scan", *argv, "--format", "sarif"]) == 1
+    return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    import pickle
+    import zipfile
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "evil name.pkl").write_bytes(pickle.dumps(_Payload()))
+    with zipfile.ZipFile(tmp_path / "models" / "bundle.zip", "w") as zf:
+        zf.writestr("archive/data.pkl", pickle.dumps(_Payload()))
+    return tmp_path
+
+
+def test_scanned_files_are_named_relative_to_the_source_root(
+    repo: Path, capsys: pytest.CaptureFixture[str], sarif_validator: jsonschema.Validator
+) -> None:
+    log = _scan_sarif([str(repo / "models"), "--source-root", str(repo)], capsys)
+    assert not list(sarif_validator.iter_errors(log))
+    run = log["runs"][0]
+    assert run["originalUriBaseIds"] == {"SRCROOT": {"uri": repo.as_uri() + "/"}}
+    located = {
+        r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]: r["locations"][0] for r in run["results"]
+    }
+    assert set(located) == {"models/bundle.zip", "models/evil%20name.pkl"}
+    for location in located.values():
+        assert location["physicalLocation"]["artifactLocation"]["uriBaseId"] == "SRCROOT"
+        assert_uri_reference(location["physicalLocation"]["artifactLocation"]["uri"])
+    member = located["models/bundle.zip"]["logicalLocations"][0]  # the archive, with its member named
+    assert member["name"] == "archive/data.pkl" and member["kind"] == "resource"
+    assert "logicalLocations" not in located["models/evil%20name.pkl"]
+
+
+def test_the_source_root_defaults_to_the_current_directory_and_outside_it_paths_stay_absolute(
+    repo: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(repo / "models")
+    run = _scan_sarif(["evil name.pkl"], capsys)["runs"][0]
+    (result,) = run["results"]
+    assert result["locations"][0]["physicalLocation"]["artifactLocation"] == {
+        "uri": "evil%20name.pkl",
+        "uriBaseId": "SRCROOT",
+    }
+    assert run["originalUriBaseIds"]["SRCROOT"]["uri"] == (repo / "models").as_uri() + "/"
+    elsewhere = repo / "elsewhere"
+    elsewhere.mkdir()
+    run = _scan_sarif([str(repo / "models" / "evil name.pkl"), "--source-root", str(elsewhere)], capsys)["runs"][0]
+    artifact = run["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]
+    assert artifact == {"uri": (repo / "models" / "evil name.pkl").as_uri()}  # no base to map it to: as it was
+
+
+def test_an_audit_names_its_model_file_relative_to_the_source_root(
+    report_factory: Callable[..., Report], tmp_path: Path, sarif_validator: jsonschema.Validator
+) -> None:
+    report = report_factory()
+    model = tmp_path / "models" / "net.onnx"
+    report = dataclasses.replace(report, target=dataclasses.replace(report.target, model_path=str(model)))
+    log = json.loads(render_sarif(report, source_root=tmp_path))
+    assert not list(sarif_validator.iter_errors(log))
+    uris = {
+        r["locations"][0]["physicalLocation"]["artifactLocation"].get("uriBaseId")
+        for r in log["runs"][0]["results"]
+        if r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "models/net.onnx"
+    }
+    assert uris == {"SRCROOT"}

@@ -8,11 +8,11 @@ from collections.abc import Callable
 import pytest
 from rich.console import Console
 
-from modelshield.findings import CheckRun, CheckStatus, Finding, Report, Severity
+from modelshield.findings import Chart, CheckRun, CheckStatus, Finding, Report, Severity
 from modelshield.reporting import render_terminal
 
 
-def render(report: Report, *, width: int = 140, colour: bool = False) -> str:
+def render(report: Report, *, width: int = 140, colour: bool = False, details: bool = False) -> str:
     buffer = io.StringIO()
     console = Console(
         file=buffer,
@@ -21,7 +21,7 @@ def render(report: Report, *, width: int = 140, colour: bool = False) -> str:
         force_terminal=colour,
         legacy_windows=False,
     )
-    render_terminal(report, console)
+    render_terminal(report, console, details=details)
     return buffer.getvalue()
 
 
@@ -77,3 +77,54 @@ def test_markup_and_escapes_in_untrusted_text_are_inert(report_factory: Callable
     assert "[/bad]check" in text
     assert "[link=file:///etc]x[/link]" in text
     assert "\x1b" not in text and "\x07" not in text
+
+
+NESTED = Finding(
+    id="membership.leakage",
+    check="membership",
+    title="Membership inference singles out 1.9% of training records",
+    severity=Severity.LOW,
+    description="Best attack rmia on 1347 members.",
+    remediation="Train with differential privacy (`modelshield harden --defense dp-sgd`).",
+    metrics={
+        "auc": 0.5463,
+        "attacks": {
+            name: {"auc": 0.51, "tpr_at_0.1%_fpr_interval": [0.0, 0.0041], "supported": False, "members": 1347}
+            for name in ("loss", "population", "rmia")
+        },
+        "roc": [0.001, 0.01, 0.1, 1.0],
+        "recipe": {"attack": "rmia (pooled)", "members": 10776},
+    },
+    charts=(
+        Chart(
+            "Membership inference ROC", "line", x=(0.001, 0.01, 0.1, 1.0), series={"chance": (0.001, 0.01, 0.1, 1.0)}
+        ),
+    ),
+)
+
+
+def test_details_show_each_finding_with_its_metrics_as_tables(report_factory: Callable[..., Report]) -> None:
+    text = render(report_factory(findings=(NESTED,)), details=True)
+    assert "Best attack rmia on 1347 members." in text
+    assert "What to do: Train with differential privacy (modelshield harden --defense dp-sgd)." in text  # no backticks
+    assert "{" not in text and "[0.0" not in text  # no JSON
+    lines = text.splitlines()
+    header = next(line for line in lines if "auc" in line and "members" in line)
+    assert header.split() == ["auc", "tpr_at_0.1%_fpr_interval", "supported", "members"]  # a records table
+    assert any(line.split() == ["rmia", "0.51", "0,", "0.0041", "no", "1,347"] for line in lines)
+    assert any(line.split()[:2] == ["roc", "4"] and "drawn in the chart" in line for line in lines)
+    assert "members  10,776" in text  # a nested mapping, under its name
+    assert "Charts in the HTML report: Membership inference ROC" in text
+    assert lines[-1].startswith("Verdict: low")
+
+
+def test_details_fit_a_narrow_terminal(report_factory: Callable[..., Report]) -> None:
+    text = render(report_factory(findings=(NESTED,)), width=60, details=True)
+    assert all(len(line) <= 60 for line in text.splitlines())
+    assert "  loss" in [line.rstrip() for line in text.splitlines()]  # too wide for the terminal: a block per record
+    assert "{" not in text
+
+
+def test_details_are_off_by_default(report: Report) -> None:
+    assert "What to do" not in render(report)
+    assert "What to do: Adversarially train the model" in render(report, details=True)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from modelshield.audit.interface import AuditOptions, Budget, Check, CheckContext, NoSettings, Requirement
 from modelshield.audit.registry import CheckRegistry, default_registry
-from modelshield.audit.runner import Auditor, ProgressCallback
+from modelshield.audit.runner import Auditor, AuditProgress, ProgressCallback
 
 __all__ = [
     "AuditOptions",
+    "AuditProgress",
     "Auditor",
     "Budget",
     "Check",

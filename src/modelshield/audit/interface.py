@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -31,7 +31,23 @@ from modelshield.errors import InvalidParameterError
 from modelshield.findings import Finding
 from modelshield.target import Requirement, Target
 
-__all__ = ["NO_SETTINGS", "AuditOptions", "Budget", "Check", "CheckContext", "NoSettings", "Requirement"]
+__all__ = [
+    "NO_SETTINGS",
+    "AuditOptions",
+    "Budget",
+    "Check",
+    "CheckContext",
+    "NoSettings",
+    "Requirement",
+    "StepCallback",
+]
+
+#: How a check reports progress inside a long step: (what it is doing, steps done, steps in all; 0 if unknown).
+StepCallback = Callable[[str, int, int], None]
+
+
+def _no_progress(step: str, done: int, total: int) -> None:
+    """The progress callback of a check run without a listener."""
 
 
 class Budget(enum.StrEnum):
@@ -64,13 +80,15 @@ NO_SETTINGS: Mapping[Budget, NoSettings] = MappingProxyType({budget: NoSettings(
 
 @dataclass(frozen=True)
 class CheckContext:
-    """What a check's measurement gets: the target, the budget, the seed and a seeded generator of its own."""
+    """What a check's measurement gets: the target, the budget, the seed and a seeded generator of its own, and
+    ``progress``, which a long measurement calls as it goes (``context.progress("reference models", 3, 8)``)."""
 
     target: Target
     budget: Budget
     seed: int
     rng: np.random.Generator
     cache_dir: Path | None = None  # where checks may keep reusable work (reference models); None: no cache
+    progress: StepCallback = _no_progress
 
     def sample_test(self, limit: int) -> tuple[np.ndarray, np.ndarray]:
         """A random subset (not stratified) of the test set of at most ``limit`` inputs, in their original order."""

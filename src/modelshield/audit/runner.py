@@ -19,6 +19,7 @@ import sys
 import time
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 
@@ -30,12 +31,33 @@ from modelshield.audit.registry import AnyCheck, CheckRegistry, default_registry
 from modelshield.findings import CheckRun, CheckStatus, Finding, JSONValue, Report, Severity
 from modelshield.target import Target
 
-__all__ = ["Auditor", "ProgressCallback"]
+__all__ = ["AuditProgress", "Auditor", "ProgressCallback"]
 
 log = logging.getLogger(__name__)
 
-#: Called before each check with (check name, index, total), and once more with ("", total, total) at the end.
-ProgressCallback = Callable[[str, int, int], None]
+
+@dataclass(frozen=True)
+class AuditProgress:
+    """Where an audit is: check ``index`` (from 0) of ``total``, named ``check`` ("" once all are done), and inside
+    it ``step``, ``done`` of ``steps`` (0: not known); ``elapsed_s`` since the audit started."""
+
+    check: str
+    index: int
+    total: int
+    step: str = ""
+    done: int = 0
+    steps: int = 0
+    elapsed_s: float = 0.0
+
+    @property
+    def fraction(self) -> float:
+        """The part of the audit done, counting each check as an equal share."""
+        inside = self.done / self.steps if self.steps else 0.0
+        return min(1.0, (self.index + min(inside, 1.0)) / self.total) if self.total else 1.0
+
+
+#: Called at the start of each check, as the check reports steps inside it, and once at the end (check "").
+ProgressCallback = Callable[[AuditProgress], None]
 
 _VERSIONED = ("numpy", "scikit-learn", "torch", "onnxruntime", "skops", "safetensors")
 
@@ -58,6 +80,18 @@ def _settings_record(settings: object) -> JSONValue:
     return repr(settings)
 
 
+def _reporter(
+    progress: ProgressCallback | None, check: str, index: int, total: int, t0: float
+) -> Callable[[str, int, int], None]:
+    """The step callback a check gets: each call becomes an :class:`AuditProgress` for ``progress``."""
+
+    def report(step: str, done: int, steps: int) -> None:
+        if progress is not None:
+            progress(AuditProgress(check, index, total, step, done, steps, time.perf_counter() - t0))
+
+    return report
+
+
 class Auditor:
     """Runs the checks named in its :class:`AuditOptions` (from ``registry``, default: the built-in checks)."""
 
@@ -78,11 +112,12 @@ class Auditor:
         findings: list[Finding] = []
         total = len(self._checks)
         for i, check in enumerate(self._checks):
-            if progress is not None:
-                progress(check.name, i, total)
+            report_step = _reporter(progress, check.name, i, total, t0)
+            report_step("", 0, 0)
             unmet = check.unmet(target)
             if unmet:
                 runs.append(CheckRun(check.name, CheckStatus.SKIPPED, 0.0, "; ".join(unmet)))
+                log.info("check %s skipped: %s", check.name, "; ".join(unmet))
                 continue
             context = CheckContext(
                 target=target,
@@ -90,7 +125,9 @@ class Auditor:
                 seed=self.options.seed,
                 rng=np.random.default_rng([self.options.seed, zlib.crc32(check.name.encode())]),
                 cache_dir=self.options.cache_dir,
+                progress=report_step,
             )
+            log.info("check %s (%d of %d) started", check.name, i + 1, total)
             t = time.perf_counter()
             try:
                 found = list(check.run(context))
@@ -103,8 +140,9 @@ class Auditor:
             findings.extend(found)
             status = CheckStatus.FINDINGS if any(f.severity >= Severity.LOW for f in found) else CheckStatus.PASSED
             runs.append(CheckRun(check.name, status, time.perf_counter() - t))
+            log.info("check %s %s in %.1f s", check.name, status.value, time.perf_counter() - t)
         if progress is not None:
-            progress("", total, total)
+            progress(AuditProgress("", total, total, elapsed_s=time.perf_counter() - t0))
         return Report(
             target=target.info(),
             findings=tuple(findings),

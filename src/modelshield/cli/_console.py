@@ -98,7 +98,7 @@ def guarded(command: Callable[[], int]) -> int:
     try:
         return command()
     except ModelShieldError as exc:
-        _report(exc, f"{_one_line(exc.message)} Fix: {_one_line(exc.remedy)}")
+        _report(exc, f"{_one_line(exc.message)} Fix: {_one_line(exc.cli_remedy)}")
     except OSError as exc:
         _report(exc, _one_line(str(exc)))
     return EXIT_USAGE

@@ -101,7 +101,10 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     verbose: Annotated[
-        int, typer.Option("--verbose", "-v", count=True, help="More log output; -v also shows tracebacks.")
+        int,
+        typer.Option(
+            "--verbose", "-v", count=True, help="More output: -v adds progress logs and error tracebacks, -vv debug."
+        ),
     ] = 0,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")

@@ -2,11 +2,19 @@
 
 $ modelshield audit --target zoo:digits-cnn --out report/
 $ modelshield audit --model model.onnx --data test.csv --label diagnosis --format json
+$ modelshield audit --model weights.safetensors --arch zoo:cancer-mlp --data test.csv --classes malignant,benign
+$ modelshield audit --endpoint http://localhost:8080 --model-name cancer --data test.csv --output-name predict_proba
+
+Before any check runs, the output paths are checked, and the model is checked against the data
+(:func:`modelshield.loading.align_data`): features, the class of each model output (the model's own names where it
+records them, else --classes, else whole-number labels as output indices), every label value, and a run on two
+rows. Whatever does not fit is one line on standard error and exit code 2.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -20,12 +28,37 @@ from modelshield.cli._console import cache_dir, reference_cache_dir, stderr
 from modelshield.cli.options import EXIT_FINDINGS, OutputFormat, exit_code, fail_on_option, format_option, parse_fail_on
 from modelshield.errors import InvalidParameterError
 from modelshield.findings import Report
+from modelshield.reporting.interface import printable
 from modelshield.target import Target
 
 if TYPE_CHECKING:
     from modelshield.audit import Auditor
+    from modelshield.data import Dataset
 
 __all__ = ["register"]
+
+
+def _parse_classes(classes: str | None) -> tuple[str, ...] | None:
+    if classes is None:
+        return None
+    names = tuple(name.strip() for name in classes.split(","))
+    if len(names) < 2 or not all(names):
+        raise InvalidParameterError(
+            f"--classes {classes!r} must name at least two classes, separated by commas, none of them empty.",
+            remedy="Name the class of each model output, output 0 first: --classes malignant,benign",
+        )
+    return names
+
+
+def _class_count(classes: tuple[str, ...] | None, *datasets: Dataset | None) -> int:
+    """The outputs of a model that does not record its classes (PyTorch): as many as ``classes`` name; else, for
+    whole-number labels, the largest plus one (label ``k`` is output ``k``); else one per distinct label."""
+    if classes is not None:
+        return len(classes)
+    names = [name for data in datasets if data is not None for name in data.label_names]
+    if all(name.removeprefix("-").isdigit() for name in names):
+        return max(2, max(int(name) for name in names) + 1)
+    return max(data.n_classes for data in datasets if data is not None)
 
 
 def _file_target(
@@ -33,13 +66,16 @@ def _file_target(
     data: Path | None,
     train_data: Path | None,
     label: str,
+    classes: tuple[str, ...] | None,
     arch: str | None,
     trust_types: list[str],
     unsafe_allow_pickle: bool,
     unsafe_ignore_scan: bool,
 ) -> Target:
+    """The model with its data, checked against each other: labels in the model's class order, features that fit,
+    and a run on two rows, before any check starts."""
     from modelshield.data import load_table
-    from modelshield.loading import load_model
+    from modelshield.loading import align_data, load_model
     from modelshield.models import Bounds
 
     if data is None:
@@ -49,22 +85,20 @@ def _file_target(
         )
     test = load_table(data, label=label)
     train = load_table(train_data, label=label) if train_data is not None else None
-    architecture = None
-    if arch is not None:
-        from modelshield.zoo import architecture as zoo_architecture
-
-        architecture = zoo_architecture(arch, test.schema.input_shape, test.n_classes)
     bounds = test.schema.bounds()
     loaded = load_model(
         model,
-        architecture=architecture,
+        architecture=arch,
         input_shape=test.schema.input_shape,
-        n_classes=test.n_classes,
+        n_classes=_class_count(classes, test, train),
         clip_values=Bounds(*bounds) if bounds is not None else None,
         trusted_types=trust_types,
         unsafe_pickle=unsafe_allow_pickle,
         unsafe_ignore_scan=unsafe_ignore_scan,
     )
+    test = align_data(loaded.classifier, test, classes=classes)
+    if train is not None:
+        train = align_data(loaded.classifier, train, classes=classes)
     return Target(
         name=model.name,
         classifier=loaded.classifier,
@@ -76,11 +110,139 @@ def _file_target(
     )
 
 
+def _parse_headers(headers: list[str]) -> dict[str, str]:
+    """``--header 'Name: value'`` options as a mapping (values are secrets: never echoed)."""
+    parsed: dict[str, str] = {}
+    for item in headers:
+        name, sep, value = item.partition(":")
+        if not sep or not name.strip():
+            raise InvalidParameterError(
+                f"--header {printable(name.strip()) or '(empty)'}... is not 'Name: value'.",
+                remedy="Pass --header 'Authorization: Bearer $TOKEN'.",
+            )
+        parsed[name.strip()] = value.strip()
+    return parsed
+
+
+def _endpoint_target(
+    endpoint: str,
+    model_name: str | None,
+    headers: dict[str, str],
+    input_name: str | None,
+    output_name: str | None,
+    data: Path | None,
+    train_data: Path | None,
+    label: str,
+    classes: tuple[str, ...] | None,
+) -> Target:
+    """A served model with its data: the endpoint is probed and checked against the data before any check."""
+    from modelshield.data import load_table
+    from modelshield.loading import align_data
+    from modelshield.models import Bounds
+    from modelshield.models.remote_classifier import connect
+
+    if data is None or model_name is None:
+        raise InvalidParameterError(
+            "--endpoint needs --model-name (the model's name on the server) and --data (the test data).",
+            remedy="Add --model-name NAME --data FILE with a label column named by --label.",
+        )
+    test = load_table(data, label=label)
+    train = load_table(train_data, label=label) if train_data is not None else None
+    bounds = test.schema.bounds()
+    classifier = connect(
+        endpoint,
+        model_name,
+        input_shape=test.schema.input_shape,
+        n_classes=_class_count(classes, test, train),
+        probe=test.x[:8],
+        classes=classes,
+        input_name=input_name,
+        output_name=output_name,
+        headers=headers,
+        clip_values=Bounds(*bounds) if bounds is not None else None,
+    )
+    test = align_data(classifier, test, classes=classes)
+    if train is not None:
+        train = align_data(classifier, train, classes=classes)
+    return Target(
+        name=model_name,
+        classifier=classifier,
+        test=test,
+        train=train,
+        description=f"{model_name} served at {endpoint}, evaluated on {data}",
+    )
+
+
+def _check_outputs(out: Path | None, output: Path | None) -> None:
+    """Refuse output paths that cannot be written, before the audit runs rather than after it."""
+    if out is not None:
+        if out.exists() and not out.is_dir():
+            raise InvalidParameterError(
+                f"--out {out} is a file; the reports are written into a directory.",
+                remedy="Name a directory for --out (it is created if it does not exist).",
+            )
+        _check_directory(out, f"--out {out}")
+    if output is not None:
+        if output.is_dir():
+            raise InvalidParameterError(
+                f"--output {output} is a directory; it names the file to write the report to.",
+                remedy=f"Name a file, such as --output {output / 'report.json'}.",
+            )
+        _check_directory(output.parent, f"--output {output}")
+
+
+def _check_directory(directory: Path, option: str) -> None:
+    """``directory`` is writable or can be made: its nearest existing ancestor is a writable directory."""
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InvalidParameterError(
+            f"{option}: {existing} is a file, not a directory.", remedy="Choose a path in a directory."
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InvalidParameterError(
+            f"{option}: the directory {existing} is not writable.", remedy="Choose a directory that you can write to."
+        )
+
+
 def _emit(text: str, output: Path | None) -> None:
     if output is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return
     write_text_atomic(output, text)
+
+
+def _check_sources(
+    target: str | None,
+    model: Path | None,
+    endpoint: str | None,
+    classes: str | None,
+    model_name: str | None,
+    header: list[str] | None,
+    input_name: str | None,
+    output_name: str | None,
+) -> None:
+    """Exactly one thing to audit, and no option that belongs to another."""
+    if sum(x is not None for x in (target, model, endpoint)) != 1:
+        raise InvalidParameterError(
+            "Give one of --target zoo:NAME, --model FILE or --endpoint URL (the last two with --data FILE).",
+            remedy="Try: modelshield audit --target zoo:digits-cnn",
+        )
+    if classes is not None and target is not None:
+        raise InvalidParameterError(
+            "--classes names the outputs of --model or --endpoint; a reference target knows its classes.",
+            remedy="Drop --classes.",
+        )
+    endpoint_only = (
+        ("--model-name", model_name),
+        ("--header", header),
+        ("--input-name", input_name),
+        ("--output-name", output_name),
+    )
+    given = [option for option, value in endpoint_only if value]
+    if given and endpoint is None:
+        raise InvalidParameterError(f"{', '.join(given)} apply to --endpoint only.", remedy="Add --endpoint URL.")
 
 
 def audit_command(
@@ -93,6 +255,13 @@ def audit_command(
         Path | None, typer.Option(help="Training data (members) for --model, for privacy checks.")
     ] = None,
     label: Annotated[str, typer.Option(help="Label column of --data and --train-data.")] = "label",
+    classes: Annotated[
+        str | None,
+        typer.Option(
+            help="The class of each model output, output 0 first, comma-separated (e.g. malignant,benign): needed "
+            "when the labels are names and the model does not record its own."
+        ),
+    ] = None,
     arch: Annotated[
         str | None,
         typer.Option(help="Architecture for weights-only --model files: zoo:NAME of a torch target."),
@@ -115,6 +284,22 @@ def audit_command(
         Path | None, typer.Option(help="The model's signature (default: MODEL.sig beside the model file).")
     ] = None,
     public_key: Annotated[Path | None, typer.Option(help="Public key of the model's signer.")] = None,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(help="A served model to audit: the base URL of an Open Inference Protocol (KServe v2) server."),
+    ] = None,
+    model_name: Annotated[str | None, typer.Option(help="The model's name on the --endpoint server.")] = None,
+    header: Annotated[
+        list[str] | None,
+        typer.Option(help="HTTP header for --endpoint, 'Name: value' (repeatable), e.g. 'Authorization: Bearer ...'."),
+    ] = None,
+    input_name: Annotated[
+        str | None, typer.Option(help="The --endpoint model's input name, when its metadata declares none.")
+    ] = None,
+    output_name: Annotated[
+        str | None,
+        typer.Option(help="The --endpoint output to request by name: class scores (e.g. predict_proba) or labels."),
+    ] = None,
     checks: Annotated[str | None, typer.Option(help="Comma-separated checks to run (default: all).")] = None,
     budget: Annotated[Budget, typer.Option(help="How much work each check may do.")] = Budget.QUICK,
     seed: Annotated[int, typer.Option(min=0, help="Random seed; the same seed gives the same report.")] = 0,
@@ -124,42 +309,68 @@ def audit_command(
     ] = OutputFormat.TEXT,
     output: Annotated[Path | None, typer.Option(help="Write the --format output to this file.")] = None,
     fail_on: Annotated[str, fail_on_option()] = "high",
+    source_root: Annotated[
+        Path | None,
+        typer.Option(help="SARIF names the model file relative to this directory (default: the current directory)."),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary.")] = False,
 ) -> None:
     """Audit a model: run security checks and write the findings as JSON, HTML and SARIF."""
     from modelshield.audit import AuditOptions, Auditor
 
-    if (target is None) == (model is None):
-        raise InvalidParameterError(
-            "Give either --target zoo:NAME or --model FILE (with --data FILE), not both and not neither.",
-            remedy="Try: modelshield audit --target zoo:digits-cnn",
-        )
+    _check_sources(target, model, endpoint, classes, model_name, header, input_name, output_name)
+    class_names = _parse_classes(classes)
+    headers = _parse_headers(header or [])
+    _check_outputs(out, output)
     names = tuple(n.strip() for n in checks.split(",") if n.strip()) if checks else None
 
     reference_cache = reference_cache_dir()
     # unknown checks fail now, before any work
     auditor = Auditor(AuditOptions(checks=names, budget=budget, seed=seed, cache_dir=reference_cache))
-    show_progress = not quiet and output_format is OutputFormat.TEXT and stderr.is_terminal
-    status: AbstractContextManager[object] = (
-        stderr.status("Preparing the target...") if show_progress else nullcontext()
-    )
+    show_progress = not quiet  # a bar on a terminal, a line every few seconds elsewhere (both on standard error)
+    status: AbstractContextManager[object] = nullcontext()
+    if show_progress and stderr.is_terminal:  # elsewhere, lines start with the checks: errors come before them
+        status = stderr.status("Preparing the target...")
     with status:
-        if model is not None:
+        if endpoint is not None:
+            resolved = _endpoint_target(
+                endpoint, model_name, headers, input_name, output_name, data, train_data, label, class_names
+            )
+        elif model is not None:
             resolved = _file_target(
-                model, data, train_data, label, arch, trust_type or [], unsafe_allow_pickle, unsafe_ignore_scan
+                model,
+                data,
+                train_data,
+                label,
+                class_names,
+                arch,
+                trust_type or [],
+                unsafe_allow_pickle,
+                unsafe_ignore_scan,
             )
         else:
             from modelshield.zoo import load_target
 
             resolved = load_target(str(target), seed=seed, cache_dir=cache_dir())
         resolved = dataclasses.replace(resolved, signature_path=signature, public_key_path=public_key)
-    report = _run(auditor, resolved, show_progress)
+    try:
+        report = _run(auditor, resolved, show_progress)
+    finally:
+        close = getattr(resolved.classifier, "close", None)  # a served model's HTTP connections
+        if callable(close):
+            close()
     if out is not None:
         from modelshield.reporting import write_reports
 
-        written = write_reports(report, out)
+        written = write_reports(report, out, source_root=source_root or Path.cwd())
         if not quiet and output_format is OutputFormat.TEXT:
             stderr.print(f"Reports written: {', '.join(str(p) for p in written.values())}", highlight=False)
+    _print_report(report, output_format, output, quiet, source_root or Path.cwd())
+    raise typer.Exit(_exit_code(report, fail_on))
+
+
+def _print_report(report: Report, output_format: OutputFormat, output: Path | None, quiet: bool, root: Path) -> None:
+    """The report in ``output_format``, to ``output`` or standard output (text: the terminal summary)."""
     if output_format is OutputFormat.JSON:
         from modelshield.reporting import render_json
 
@@ -167,7 +378,7 @@ def audit_command(
     elif output_format is OutputFormat.SARIF:
         from modelshield.reporting import render_sarif
 
-        _emit(render_sarif(report), output)
+        _emit(render_sarif(report, source_root=root), output)
     elif output_format is OutputFormat.HTML:
         from modelshield.reporting import render_html
 
@@ -176,20 +387,12 @@ def audit_command(
         from modelshield.reporting import render_terminal
 
         render_terminal(report)
-    raise typer.Exit(_exit_code(report, fail_on))
 
 
 def _run(auditor: Auditor, target: Target, show_progress: bool) -> Report:
-    from rich.progress import Progress
+    from modelshield.cli._progress import audit_progress
 
-    if not show_progress:
-        return auditor.run(target)
-    with Progress(console=stderr, transient=True) as bar:
-        task = bar.add_task("Auditing", total=len(auditor.checks))
-
-        def progress(name: str, done: int, total: int) -> None:
-            bar.update(task, completed=done, description=f"Check: {name}" if name else "Done")
-
+    with audit_progress(stderr, enabled=show_progress) as progress:
         return auditor.run(target, progress=progress)
 
 

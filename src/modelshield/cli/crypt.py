@@ -73,7 +73,7 @@ def encrypt_command(
         str | None,
         typer.Option(help="Environment variable holding a passphrase to encrypt with (scrypt), instead of keys."),
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace OUTPUT if it exists.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace the --output file if it exists.")] = False,
 ) -> None:
     """Encrypt a file to the age format, for one or more recipients or under a passphrase."""
     from modelshield.supply_chain.encryption import encrypt_file
@@ -113,9 +113,12 @@ def decrypt_command(
         str | None, typer.Option(help="Environment variable holding the passphrase the file was encrypted with.")
     ] = None,
     max_work_factor: Annotated[
-        int, typer.Option(help="Highest scrypt work factor (log2 N) to accept for a passphrase file: 20 is 1 GiB.")
+        int,
+        typer.Option(
+            min=1, max=30, help="Highest scrypt work factor (log2 N) to accept for a passphrase file: 20 is 1 GiB."
+        ),
     ] = 20,
-    force: Annotated[bool, typer.Option("--force", help="Replace OUTPUT if it exists.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace the --output file if it exists.")] = False,
 ) -> None:
     """Decrypt an age file; nothing is written unless every chunk authenticates (exit 1 if one does not)."""
     from modelshield.supply_chain.encryption import decrypt_file

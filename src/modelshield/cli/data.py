@@ -268,7 +268,8 @@ def validate_command(
         typer.Option(min=0.0, help="Widen each trusted range by this fraction of it on both sides (0: the extremes)."),
     ] = 0.0,
     missing_alpha: Annotated[
-        float, typer.Option(help="Level of the test for a missing-value rate above the trusted one.")
+        float,
+        typer.Option(min=0.0, max=1.0, help="Level of the test for a missing-value rate above the trusted one."),
     ] = 0.001,
     unlabelled: Annotated[
         bool, typer.Option("--unlabelled", help="The batch has no label column (data to predict on).")

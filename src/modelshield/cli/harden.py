@@ -101,8 +101,11 @@ def harden_command(
     epochs: Annotated[int | None, typer.Option(min=1, help="Training epochs (default: the zoo recipe's).")] = None,
     eval_n: Annotated[int | None, typer.Option(min=1, help="Evaluate on this many test inputs (default: all).")] = None,
     eval_steps: Annotated[int, typer.Option(min=1, help="PGD steps of the evaluation attacks.")] = 40,
-    epsilon: Annotated[float | None, typer.Option(help="DP-SGD: the privacy budget ε to reach.")] = None,
-    delta: Annotated[float | None, typer.Option(help="DP-SGD: δ (default 1/(10 n)); must be below 1/n.")] = None,
+    epsilon: Annotated[float | None, typer.Option(min=0.0, help="DP-SGD: the privacy budget ε to reach.")] = None,
+    delta: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="DP-SGD: δ (default 1/(10 n)); below 1/n."),
+    ] = None,
     reference_models: Annotated[
         int, typer.Option(min=2, help="DP-SGD: reference models for the membership attacks, per model.")
     ] = 8,

@@ -23,7 +23,10 @@ __all__ = [
     "EXIT_FINDINGS",
     "EXIT_USAGE",
     "FAIL_ON_CHOICES",
+    "KEY_ALGORITHMS",
+    "SEVERITIES",
     "OutputFormat",
+    "choice_option",
     "exit_code",
     "fail_on_option",
     "format_option",
@@ -33,8 +36,15 @@ __all__ = [
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
+#: Severity names, worst first.
+SEVERITIES = tuple(s.value for s in Severity)
+
 #: ``--fail-on`` values: a severity, or ``never`` (exit 0 whatever is found).
-FAIL_ON_CHOICES = (*(s.value for s in Severity), "never")
+FAIL_ON_CHOICES = (*SEVERITIES, "never")
+
+#: ``keygen --algorithm`` values: :class:`modelshield.supply_chain.keys.KeyAlgorithm` (a test keeps them equal;
+#: importing the keys module here would cost every command its start-up).
+KEY_ALGORITHMS = ("ed25519", "ecdsa-p256", "hybrid", "x25519", "x25519-mlkem768")
 
 
 def _choice(values: Sequence[str]) -> Callable[[str], str]:
@@ -60,6 +70,13 @@ def format_option(*formats: OutputFormat, help: str = "Output format.") -> Any:
 def text_or_json(help: str = "Output format.") -> Any:
     """A ``--format`` option offering ``text`` and ``json``."""
     return format_option(OutputFormat.TEXT, OutputFormat.JSON, help=help)
+
+
+def choice_option(name: str, values: Sequence[str], *, help: str) -> Any:
+    """An option ``name`` that takes one of ``values`` (shown as its metavar; anything else is a usage error)."""
+    import typer
+
+    return typer.Option(name, parser=_choice(values), metavar="|".join(values), help=help)
 
 
 def fail_on_option(help: str = "Exit 1 when a finding reaches this severity (never: always 0).") -> Any:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from modelshield.cli.options import EXIT_CLEAN, EXIT_FINDINGS, OutputFormat, text_or_json
+from modelshield.cli.options import EXIT_CLEAN, EXIT_FINDINGS, SEVERITIES, OutputFormat, choice_option, text_or_json
 from modelshield.errors import InvalidParameterError, PromotionRefusedError, VerificationError
 from modelshield.reporting.interface import printable
 
@@ -114,8 +114,11 @@ def add_command(
         )
     typer.echo(f"added {v.name} v{v.version}: sha256:{v.artifact_digest} ({v.kind.value}, {v.size} bytes)")
     scan = v.scan_max_severity.value if v.scan_max_severity else "no findings"
-    signed, audited = ("yes" if d else "no" for d in (v.signature_digest, v.audit_digest))
-    typer.echo(f"scan: {scan}; signed: {signed}; audit: {audited}")
+    # Attached is all that is known now: the signature describes these files, but who signed is checked only by
+    # `registry promote`, with the signer's key.
+    signed = "attached, signer not yet checked" if v.signature_digest else "none"
+    audited = "attached" if v.audit_digest else "none"
+    typer.echo(f"scan: {scan}; signature: {signed}; audit report: {audited}")
 
 
 def list_command(registry: RegistryDir = DEFAULT_REGISTRY, db_url: DbUrl = None) -> None:
@@ -149,7 +152,10 @@ def promote_command(
     name: Annotated[str, typer.Argument(help="Model name.")],
     version: Annotated[str, typer.Argument(help="Version number (or 'latest').")],
     public_key: Annotated[Path, typer.Option(help="Public key of the signer; the signature must verify with it.")],
-    fail_on: Annotated[str, typer.Option(help="Refuse when scan or audit findings reach this severity.")] = "high",
+    fail_on: Annotated[
+        str,
+        choice_option("--fail-on", SEVERITIES, help="Refuse when scan or audit findings reach this severity."),
+    ] = "high",
     registry: RegistryDir = DEFAULT_REGISTRY,
     db_url: DbUrl = None,
 ) -> None:
@@ -158,7 +164,8 @@ def promote_command(
         try:
             v = reg.promote(name, version, public_key=public_key, fail_on=fail_on)
         except PromotionRefusedError as exc:
-            typer.echo(f"refused: {name} v{version} was not promoted to production", err=True)
+            shown = f"v{version}" if version.isdigit() else f"version {version!r}"
+            typer.echo(f"refused: {name} {shown} was not promoted to production", err=True)
             for reason in exc.reasons:
                 typer.echo(f"  - {reason}", err=True)
             raise typer.Exit(EXIT_FINDINGS) from None

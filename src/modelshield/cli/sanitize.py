@@ -5,7 +5,9 @@ $ modelshield data sanitize train.npz --model suspect.safetensors --arch zoo:dig
       --parent train.manifest.json --out clean.npz
 
 The detectors need a model trained on the data (``--model``, the suspect; or, with only ``--recipe``, one trained
-here with that recipe) and the recipe itself for out-of-fold label checks. Writes CLEAN (NPZ, CSV or Parquet by
+here with that recipe) and the recipe itself for out-of-fold label checks. The model-based detectors read a
+network's activations, so ``--model`` must be a PyTorch model (weights with ``--arch``) that fits the data; any
+other model, or detectors that do not use it, are refused rather than ignored. Writes CLEAN (NPZ, CSV or Parquet by
 extension), ``CLEAN.manifest.json`` (a provenance manifest linked to ``--parent`` when given) and
 ``CLEAN.removed.json`` (every removed record: its index, digest, label and the detectors that flagged it).
 Exit 0 when nothing was removed, 1 when records were, 2 on bad input; nothing is written on bad input.
@@ -45,23 +47,33 @@ def _recipe(spec: str, data: Dataset) -> Trainer:
     return trainer(spec, input_shape=data.schema.input_shape, n_classes=data.n_classes)
 
 
+#: The detectors that use --model: they read the activations of a PyTorch network.
+MODEL_DETECTORS = ("activation-clustering", "reversed-trigger", "spectral-signatures")
+
+
 def _model(path: Path, arch: str | None, data: Dataset) -> Classifier:
-    from modelshield.loading import load_model
+    """The suspect model, refused unless the model-based detectors can use it: a PyTorch network that fits the data."""
+    from modelshield.loading import align_data, load_model
     from modelshield.models import Bounds
+    from modelshield.models.torch_classifier import TorchClassifier
 
-    architecture = None
-    if arch is not None:
-        from modelshield.zoo import architecture as zoo_architecture
-
-        architecture = zoo_architecture(arch, data.schema.input_shape, data.n_classes)
     bounds = data.schema.bounds()
-    return load_model(
+    loaded = load_model(
         path,
-        architecture=architecture,
+        architecture=arch,
         input_shape=data.schema.input_shape,
         n_classes=data.n_classes,
         clip_values=Bounds(*bounds) if bounds is not None else None,
-    ).classifier
+    )
+    if not isinstance(loaded.classifier, TorchClassifier):
+        raise InvalidParameterError(
+            f"{path} is not a PyTorch model ({loaded.format.detail}); the detectors that use a model "
+            f"({', '.join(MODEL_DETECTORS)}) read a PyTorch network's activations.",
+            remedy="Pass the PyTorch weights with --arch zoo:NAME, or drop --model: the other detectors run "
+            "without it.",
+        )
+    align_data(loaded.classifier, data, classes=data.label_names)  # the network was built for the data's classes
+    return loaded.classifier
 
 
 def _train_suspect(trainer: Trainer, data: Dataset, seed: int) -> Classifier | None:
@@ -173,6 +185,11 @@ def sanitize_command(  # noqa: PLR0915 - checks, runs and writes in order, one c
             )
     if arch is not None and model is None:
         raise InvalidParameterError("--arch describes --model's architecture, and no --model was given.")
+    if model is not None and methods is not None and not set(methods) & set(MODEL_DETECTORS):
+        raise InvalidParameterError(
+            f"--model is used only by the detectors {', '.join(MODEL_DETECTORS)}, and --detectors chose none of them.",
+            remedy="Add one of those detectors, or drop --model.",
+        )
     data = load_dataset(dataset, label)
     if parent is not None:
         verify_dataset(read_manifest(parent), data)  # the parent must describe exactly this dataset

@@ -31,9 +31,13 @@ def scan_command(
         Path | None, typer.Option(help="JSON or TOML file with 'allow' and 'deny' lists of module.name patterns.")
     ] = None,
     exclude: Annotated[list[str] | None, typer.Option(help="Glob of files to skip (repeatable).")] = None,
+    source_root: Annotated[
+        Path | None,
+        typer.Option(help="SARIF names files relative to this directory (default: the current directory)."),
+    ] = None,
 ) -> None:
     """Scan model files for code that runs on load (pickle, PyTorch, joblib, NumPy, archives, ...)."""
-    args = ScanArgs(tuple(paths), output_format, output, fail_on, policy, tuple(exclude or ()))
+    args = ScanArgs(tuple(paths), output_format, output, fail_on, policy, tuple(exclude or ()), source_root)
     raise typer.Exit(run_scan(args))
 
 

@@ -43,6 +43,7 @@ OPTIONS: dict[str, bool] = {
     "--fail-on": False,
     "--policy": False,
     "--exclude": True,
+    "--source-root": False,
 }
 
 
@@ -55,6 +56,7 @@ class ScanArgs(NamedTuple):
     fail_on: str = "high"
     policy: Path | None = None
     exclude: tuple[str, ...] = ()
+    source_root: Path | None = None
 
 
 def parse_scan_args(argv: list[str]) -> ScanArgs | None:
@@ -96,6 +98,7 @@ def parse_scan_args(argv: list[str]) -> ScanArgs | None:
         fail_on=last.get("--fail-on", "high"),
         policy=Path(last["--policy"]) if "--policy" in last else None,
         exclude=tuple(values.get("--exclude", ())),
+        source_root=Path(last["--source-root"]) if "--source-root" in last else None,
     )
 
 
@@ -132,7 +135,8 @@ def run_scan(args: ScanArgs) -> int:
     if args.output_format is OutputFormat.JSON:
         text = render_scan_json(report)
     elif args.output_format is OutputFormat.SARIF:
-        text = render_scan_sarif(report, default_location=str(args.paths[0]))
+        root = args.source_root if args.source_root is not None else Path.cwd()
+        text = render_scan_sarif(report, default_location=str(args.paths[0]), source_root=root)
     elif report.findings:
         text = _table(report, styled=args.output is None)
     else:

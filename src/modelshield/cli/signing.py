@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from modelshield.cli._console import passphrase_from_env
-from modelshield.cli.options import EXIT_CLEAN, EXIT_FINDINGS
+from modelshield.cli.options import EXIT_CLEAN, EXIT_FINDINGS, KEY_ALGORITHMS, choice_option
 from modelshield.reporting.interface import printable
 
 __all__ = ["register"]
@@ -22,14 +22,19 @@ __all__ = ["register"]
 def keygen_command(
     out: Annotated[Path, typer.Option(help="Directory for NAME.key (mode 0600) and NAME.pub.")],
     algorithm: Annotated[
-        str, typer.Option(help="ed25519, ecdsa-p256, hybrid (P-256 + ML-DSA-65) or x25519-mlkem768 (encryption).")
+        str,
+        choice_option(
+            "--algorithm",
+            KEY_ALGORITHMS,
+            help="Signing: ed25519, ecdsa-p256 or hybrid (P-256 + ML-DSA-65); encryption: x25519 or x25519-mlkem768.",
+        ),
     ] = "hybrid",
     name: Annotated[str, typer.Option(help="File name stem of the key pair.")] = "modelshield",
     passphrase_env: Annotated[
         str | None, typer.Option(help="Environment variable holding a passphrase to encrypt the private key.")
     ] = None,
 ) -> None:
-    """Generate a key pair for signing (ed25519, ecdsa-p256, hybrid) or for encryption (x25519-mlkem768)."""
+    """Generate a key pair for signing (ed25519, ecdsa-p256, hybrid) or for encryption (x25519, x25519-mlkem768)."""
     from modelshield.supply_chain.keys import generate_keypair, write_keypair
 
     passphrase = passphrase_from_env(passphrase_env)
@@ -51,7 +56,8 @@ def sign_command(
         list[str] | None, typer.Option(help="Path inside the model to leave unsigned (repeatable).")
     ] = None,
     shard_size: Annotated[
-        int | None, typer.Option(help="Hash files in shards of this many bytes (parallel within large files).")
+        int | None,
+        typer.Option(min=1, help="Hash files in shards of this many bytes (parallel within large files)."),
     ] = None,
 ) -> None:
     """Sign a model file or directory: a manifest of SHA-256 digests, in the OpenSSF model-signing format."""

@@ -10,6 +10,8 @@
     (('sick', 'well'), [0, 1, 1], ['integer', 'binary'])
 
 Labels are encoded as ``0..k-1`` in the sorted order of their values (numbers numerically), and the names kept.
+That order is the file's own, not a model's: :meth:`Dataset.relabel` puts the labels in a model's class order
+(:func:`modelshield.loading.align_data` does so for a model that names its classes).
 Features must be numeric and complete: a text column or a missing value is refused with the column named, never
 guessed at. NPZ files are read with ``allow_pickle=False``: an object array is refused, not unpickled.
 """

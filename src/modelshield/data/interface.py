@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -194,6 +195,35 @@ class Dataset:
             schema=self.schema,
             label_names=self.label_names,
             name=name or self.name,
+            description=self.description,
+            source=self.source,
+        )
+
+    def relabel(self, classes: Sequence[str]) -> Dataset:
+        """The same records with ``classes`` as the label names, in that order: each record keeps its label's name,
+        which now has the index of that name in ``classes`` (a model's output order, say).
+
+        A label of the data that ``classes`` does not contain is refused, naming the value and the label column.
+        """
+        names = tuple(str(c) for c in classes)
+        if len(set(names)) != len(names):
+            raise InvalidInputError(f"Class names must be unique, got {list(names)}.")
+        index = {name: i for i, name in enumerate(names)}
+        present = np.flatnonzero(self.class_counts())
+        unknown = [self.label_names[k] for k in present if self.label_names[k] not in index]
+        if unknown:
+            raise InvalidInputError(
+                f"Label {unknown[0]!r} in column {self.schema.label!r} of {self.name!r} is not one of the classes "
+                f"{', '.join(names)}.",
+                remedy="Name every class that the label column holds, in the model's output order.",
+            )
+        codes = np.array([index.get(name, -1) for name in self.label_names], dtype=np.int64)
+        return Dataset(
+            x=self.x,
+            y=codes[self.y],
+            schema=self.schema,
+            label_names=names,
+            name=self.name,
             description=self.description,
             source=self.source,
         )

@@ -412,7 +412,8 @@ def write_schema(schema: TableSchema, path: str | Path, *, overwrite: bool = Fal
     if path.exists() and not overwrite:
         raise InputError(
             f"{path} already exists; modelshield does not overwrite it unless asked to.",
-            remedy="Choose another path, or pass overwrite=True (CLI: --overwrite).",
+            remedy="Choose another path, or pass overwrite=True.",
+            cli_remedy="Choose another path, or pass --overwrite.",
         )
     write_text_atomic(path, schema.to_json(indent=1) + "\n")
     logger.info("wrote table schema %s (%d columns, %d rows)", path, len(schema.columns), schema.n_rows)

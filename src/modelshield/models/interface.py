@@ -10,7 +10,8 @@
 
 A :class:`Classifier` maps a batch ``x`` of shape ``(n, *input_shape)`` to class probabilities ``(n, n_classes)``.
 Every adapter validates its input, predicts in batches, and counts the queries it answered, so attacks can
-report what they spent. White-box adapters (:class:`GradientClassifier`) add logits and loss gradients.
+report what they spent. White-box adapters (:class:`GradientClassifier`) add logits and loss gradients;
+label-only adapters (:attr:`Classifier.label_only`, a served model that answers labels) give one-hot rows.
 """
 
 from __future__ import annotations
@@ -104,6 +105,12 @@ class Classifier(ABC):
     @property
     def white_box(self) -> bool:
         """True when the adapter exposes gradients (:class:`GradientClassifier`)."""
+        return False
+
+    @property
+    def label_only(self) -> bool:
+        """True when the model releases only its predicted label, no class scores: :meth:`predict_proba` then gives
+        one-hot rows, which attacks and checks that read scores must not use."""
         return False
 
     # -- query accounting --------------------------------------------------------------------------------------

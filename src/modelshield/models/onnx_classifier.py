@@ -4,15 +4,20 @@
     >>> clf = OnnxClassifier("model.onnx")  # doctest: +SKIP
     >>> clf.predict(x)  # doctest: +SKIP
 
-The input shape and number of classes are read from the graph when its dimensions are fixed (pass them
-otherwise). The probability output is found automatically: a float output of shape ``(batch, classes)``; a
-scikit-learn-style ``ZipMap`` output (a list of dicts) is read too. ``output="auto"`` applies a softmax unless
-the rows already are probabilities.
+The input shape and number of classes are read from the graph when it records them (pass them otherwise). The
+probability output is found automatically: a float output of shape ``(batch, classes)``; a scikit-learn-style
+``ZipMap`` output (a list of dicts) is read too. ``output="auto"`` applies a softmax unless the rows already are
+probabilities.
+
+Graphs exported from scikit-learn name their classes (the ``classlabels_*`` attribute of the ``ai.onnx.ml``
+classifier and ``ZipMap`` nodes): :attr:`OnnxClassifier.class_labels` holds them in the order of the outputs, so
+that data labelled with those names can be put in the same order (:meth:`modelshield.data.Dataset.relabel`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from modelshield._extras import require
-from modelshield.errors import FileFormatError, InvalidParameterError, ModelError
+from modelshield.errors import FileFormatError, InvalidInputError, InvalidParameterError, ModelError
 from modelshield.models.interface import Bounds, Classifier, FloatArray
 
 __all__ = ["OnnxClassifier"]
@@ -38,8 +43,48 @@ def _is_probability(rows: NDArray[np.floating]) -> bool:
     return bool(np.all(rows >= -1e-6) and np.allclose(rows.sum(axis=1), 1.0, atol=1e-4))
 
 
+_LABEL_ATTRIBUTES = ("classlabels_strings", "classlabels_int64s", "classlabels_ints")
+
+
+def _declared_labels(model: str | bytes) -> list[str | int] | None:
+    """The class labels of the graph's ``ai.onnx.ml`` classifier, in output order: those of its ``ZipMap`` when it
+    has one, else those its classifier nodes agree on; None when it declares none, or nodes disagree."""
+    onnx = require("onnx", extra="onnx", feature="ONNX models")
+    proto = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(model, load_external_data=False)
+    found: dict[str, list[tuple[str | int, ...]]] = {"zipmap": [], "classifier": []}
+    for node in proto.graph.node:
+        if node.domain != "ai.onnx.ml":
+            continue
+        for attribute in node.attribute:
+            if attribute.name not in _LABEL_ATTRIBUTES:
+                continue
+            labels: tuple[str | int, ...] = (
+                tuple(v.decode("utf-8", "replace") for v in attribute.strings)
+                if attribute.name == "classlabels_strings"
+                else tuple(int(v) for v in attribute.ints)
+            )
+            if labels:
+                found["zipmap" if node.op_type == "ZipMap" else "classifier"].append(labels)
+    for kind in ("zipmap", "classifier"):
+        distinct = set(found[kind])
+        if len(distinct) == 1:
+            return list(distinct.pop())
+        if distinct:
+            log.info("The ONNX graph's %s nodes name different classes; their order is not used.", kind)
+            return None
+    return None
+
+
 class OnnxClassifier(Classifier):
-    """An ONNX classifier; ``model`` is a path or the serialised model bytes."""
+    """An ONNX classifier; ``model`` is a path or the serialised model bytes.
+
+    ``input_shape`` is the shape of one input of the data: needed when the graph leaves dimensions open, and
+    otherwise checked against the graph (image-shaped inputs into a flat graph of the same size are flattened).
+    ``n_classes`` is used only when the graph records no class count (no class labels, no fixed output width).
+    """
+
+    class_labels: tuple[str, ...] | None
+    """The class names the graph declares, in the order of its outputs (numbers as text); None when it has none."""
 
     def __init__(
         self,
@@ -77,23 +122,35 @@ class OnnxClassifier(Classifier):
             )
         self.input_name = inputs[0].name
         graph_shape = inputs[0].shape[1:]
+        fixed = all(isinstance(d, int) and d > 0 for d in graph_shape)
         if input_shape is None:
-            if not all(isinstance(d, int) and d > 0 for d in graph_shape):
+            if not fixed:
                 raise InvalidParameterError(
                     f"The ONNX input {self.input_name!r} has shape {inputs[0].shape} with unknown dimensions.",
                     remedy="Pass input_shape.",
                 )
             input_shape = tuple(int(d) for d in graph_shape)
+        elif fixed:
+            _check_input_shape(tuple(int(d) for d in graph_shape), tuple(input_shape), self.input_name)
         self._flatten = len(graph_shape) == 1 and len(input_shape) > 1  # image-shaped data into a flat model
         self.output_name, n_out = self._pick_output(output_name)
-        if n_classes is None:
-            if n_out is None:
+        declared = self._read_labels(model)
+        if declared is not None:
+            if n_out is not None and n_out != len(declared):
+                raise FileFormatError(
+                    f"{where} names {len(declared)} classes, but its output {self.output_name!r} has {n_out} columns."
+                )
+            n_out = len(declared)
+        self._zipmap_keys: list[str | int] | None = declared
+        self.class_labels = None if declared is None else tuple(str(label) for label in declared)
+        if n_out is None:
+            if n_classes is None:
                 raise InvalidParameterError(
                     f"Cannot read the number of classes from the ONNX output {self.output_name!r}.",
                     remedy="Pass n_classes.",
                 )
-            n_classes = n_out
-        super().__init__(n_classes=n_classes, input_shape=input_shape, clip_values=clip_values, batch_size=batch_size)
+            n_out = n_classes
+        super().__init__(n_classes=n_out, input_shape=input_shape, clip_values=clip_values, batch_size=batch_size)
         self.output = output
         self.providers = self.session.get_providers()
 
@@ -118,6 +175,12 @@ class OnnxClassifier(Classifier):
         width = chosen.shape[1] if len(chosen.shape) == 2 and isinstance(chosen.shape[1], int) else None
         return chosen.name, width
 
+    def _read_labels(self, model: str | bytes) -> list[str | int] | None:
+        """The graph's declared class labels, read only when an output is not plain scores (a label or a ZipMap)."""
+        if all(o.type == "tensor(float)" for o in self.session.get_outputs()):
+            return None  # a network's scores; parsing a large graph again would tell nothing more
+        return _declared_labels(model)
+
     def _predict_proba(self, x: FloatArray) -> NDArray[np.floating]:
         feed = x.reshape(len(x), -1) if self._flatten else x
         try:
@@ -130,7 +193,26 @@ class OnnxClassifier(Classifier):
         return scores
 
     def _as_array(self, raw: Any) -> NDArray[np.float32]:
-        if isinstance(raw, list):  # ZipMap: one {class: probability} dict per row
-            keys = sorted(raw[0]) if raw else []
+        if isinstance(raw, list):  # ZipMap: one {class: probability} dict per row, in the declared class order
+            keys = self._zipmap_keys if self._zipmap_keys is not None else sorted(raw[0]) if raw else []
             return np.array([[row[k] for k in keys] for row in raw], dtype=np.float32)
         return np.asarray(raw, dtype=np.float32)
+
+
+def _check_input_shape(graph: tuple[int, ...], given: Sequence[int], name: str) -> None:
+    """Refuse inputs of ``given`` shape for a graph input of fixed shape ``graph``, unless they are the same, or the
+    graph is flat and takes the same number of values (image-shaped data into a flat model)."""
+    size, wanted = int(np.prod(given)), int(np.prod(graph))
+    if tuple(given) == graph or (len(graph) == 1 and size == wanted):
+        return
+    shape = tuple(given)
+    message = (
+        f"The model takes {wanted} features (ONNX input {name!r}); the data has {size} (inputs of shape {shape})."
+        if len(graph) == 1
+        else f"The model takes inputs of shape {graph} (ONNX input {name!r}); the data's have shape {shape}."
+    )
+    raise InvalidInputError(
+        message,
+        remedy="Pass data with the features the model was trained on, in the same order; in a table, every "
+        "column but the label column is a feature.",
+    )

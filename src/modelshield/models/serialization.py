@@ -36,7 +36,8 @@ def load_skops(path: Path, *, trusted_types: Sequence[str] = ()) -> Any:
         shown = ", ".join(untrusted[:5]) + (" ..." if len(untrusted) > 5 else "")
         raise UnsafeModelError(
             f"{path} contains {len(untrusted)} type(s) that skops does not trust by default: {shown}.",
-            remedy="Review them; if they are what you expect, pass them as trusted_types (CLI: --trust-type).",
+            remedy="Review them; if they are what you expect, pass them as trusted_types.",
+            cli_remedy="Review them; if they are what you expect, pass each with --trust-type.",
         )
     try:
         return load(path, trusted=list(trusted_types) or None)
@@ -51,7 +52,9 @@ def load_torch_weights(module: torch.nn.Module, path: Path) -> None:
         with path.open("rb") as fh:
             head = fh.read(4)
         if head == b"PK\x03\x04":  # a PyTorch zip archive; weights_only refuses anything but tensors
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            # from an open file: given a path that ends in .safetensors, torch.load hands it to safetensors
+            with path.open("rb") as fh:
+                state = torch.load(fh, map_location="cpu", weights_only=True)
         else:  # safetensors validates its own header and refuses anything else
             from safetensors import SafetensorError
             from safetensors.torch import load_file
@@ -74,8 +77,8 @@ def load_torch_weights(module: torch.nn.Module, path: Path) -> None:
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
+        detail = " ".join(str(exc).split())  # torch's first line only says that loading failed; the sizes follow
         raise FileFormatError(
-            f"The weights in {path} do not fit the architecture: {first}",
+            f"The weights in {path} do not fit the architecture: {detail}",
             remedy="Pass the architecture the weights were trained with.",
         ) from exc

@@ -9,7 +9,8 @@
     (3, (4,))
 
 Inputs of any shape are flattened to ``(n, features)`` before they reach the estimator, so an image-shaped
-``input_shape`` works with estimators trained on flattened pixels.
+``input_shape`` works with estimators trained on flattened pixels. :attr:`SklearnClassifier.class_labels` names
+the classes (the estimator's ``classes_``) in the order of the probability columns.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from modelshield.errors import InvalidParameterError, ModelError
+from modelshield.errors import InvalidInputError, InvalidParameterError, ModelError
 from modelshield.models.interface import Bounds, Classifier, FloatArray
 
 __all__ = ["SklearnClassifier"]
@@ -53,10 +54,12 @@ class SklearnClassifier(Classifier):
                     f"Cannot tell the input shape of {type(estimator).__name__}.", remedy="Pass input_shape."
                 )
             input_shape = (int(n_features),)
-        if n_features is not None and int(np.prod(input_shape)) != int(n_features):
-            raise InvalidParameterError(
-                f"input_shape {input_shape} holds {int(np.prod(input_shape))} values, but the estimator takes "
-                f"{n_features} features."
+        size = int(np.prod(input_shape))
+        if n_features is not None and size != int(n_features):
+            raise InvalidInputError(
+                f"The model takes {n_features} features; the data has {size} (inputs of shape {tuple(input_shape)}).",
+                remedy="Pass data with the features the model was trained on, in the same order; in a table, every "
+                "column but the label column is a feature.",
             )
         super().__init__(
             n_classes=len(classes), input_shape=input_shape, clip_values=clip_values, batch_size=batch_size
@@ -64,9 +67,21 @@ class SklearnClassifier(Classifier):
         self.estimator = estimator
         self.classes_ = np.asarray(classes)
 
+    @property
+    def class_labels(self) -> tuple[str, ...]:
+        """The estimator's classes, in the order of its probability columns, as text (``2.0`` as ``"2"``)."""
+        return tuple(_label_text(c) for c in self.classes_.tolist())
+
     def _predict_proba(self, x: FloatArray) -> NDArray[np.floating]:
         try:
             proba = self.estimator.predict_proba(x.reshape(len(x), -1))
         except Exception as exc:  # estimators raise ValueError, AttributeError, ... on misuse
             raise ModelError(f"{type(self.estimator).__name__}.predict_proba failed: {exc}") from exc
         return np.asarray(proba, dtype=np.float32)
+
+
+def _label_text(value: object) -> str:
+    """A class label as text, the way data files name it: whole floats without their ``.0``."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

@@ -16,6 +16,7 @@ finding and no failed check; otherwise the promotion is refused, the refusal is 
 from __future__ import annotations
 
 import getpass
+import hmac
 import json
 import re
 import shutil
@@ -28,6 +29,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from modelshield._internal.hashing import sha256_file
 from modelshield.errors import (
     FileFormatError,
     InvalidParameterError,
@@ -72,6 +74,21 @@ def default_actor() -> str:
         return getpass.getuser()
     except (OSError, KeyError):
         return "unknown"
+
+
+def _check_report_is_about(report: Report, report_path: Path, model: Path) -> None:
+    """Refuse an audit report of another model file: a report records the SHA-256 of the file it audited (a report
+    of a directory, or of a target without a file, records none and cannot be checked here)."""
+    audited = report.target.model_sha256
+    if audited is None or not model.is_file():
+        return
+    actual = sha256_file(model)
+    if not hmac.compare_digest(audited, actual):
+        raise RegistryError(
+            f"Audit report {report_path.name} is about another file (sha256:{audited[:16]}...), not {model.name} "
+            f"(sha256:{actual[:16]}...).",
+            remedy="Attach the report of an audit of this very file.",
+        )
 
 
 def _check_name(name: str) -> str:
@@ -134,10 +151,12 @@ class Registry:
         """Store ``path`` (a file or directory) as the next version of ``name``, scanned, with its attachments.
 
         The signature must be a model-signing bundle, the audit report JSON written by ``modelshield audit``, the
-        data manifest JSON; each is stored as a blob. ``actor`` defaults to the operating-system user.
+        data manifest JSON; each is stored as a blob. ``actor`` defaults to the operating-system user. A signature
+        whose manifest describes other files, or a report of another model file, is refused: attached, they would
+        vouch for this version. (Who signed is checked at promotion, with the signer's key.)
         """
         from modelshield.supply_chain.scan import scan_paths
-        from modelshield.supply_chain.signing import read_signature
+        from modelshield.supply_chain.signing import check_signature_matches
 
         _check_name(name)
         actor = actor or default_actor()
@@ -150,7 +169,7 @@ class Registry:
             raise FileFormatError(f"{path} does not exist or is a symbolic link.", remedy="Check the model path.")
         signature_digest = None
         if signature is not None:
-            read_signature(signature)  # FileFormatError unless it is a bundle
+            check_signature_matches(path, signature)  # a bundle, and about these files
             signature_digest = self.store.put_file(signature)[0]
         audit_digest, audit = None, None
         if audit_report is not None:
@@ -163,6 +182,7 @@ class Registry:
                     f"Audit report {audit_report} is not a modelshield report ({type(exc).__name__}: {exc}).",
                     remedy=remedy,
                 ) from exc
+            _check_report_is_about(audit, audit_report, path)
             audit_digest = self.store.put_bytes(raw)
         manifest_digest = None
         if data_manifest is not None:
@@ -233,7 +253,7 @@ class Registry:
         for v in found:
             if v.version == version or (isinstance(version, str) and version in v.aliases):
                 return v
-        what = f"version {version}" if isinstance(version, int) else f"a {version!r} version"
+        what = f"version {version}" if isinstance(version, int) else f"version or alias {version!r}"
         raise RegistryError(
             f"Model {name!r} has no {what}.", remedy=f"Pick one of: {', '.join(str(v.version) for v in found)}."
         )

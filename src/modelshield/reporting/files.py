@@ -18,15 +18,16 @@ from modelshield.reporting.sarif import render_sarif
 __all__ = ["write_reports"]
 
 
-def write_reports(report: Report, out_dir: Path) -> dict[str, Path]:
-    """Write ``report.json``, ``report.html`` and ``report.sarif`` into ``out_dir`` (created if needed).
+def write_reports(report: Report, out_dir: Path, *, source_root: str | Path | None = None) -> dict[str, Path]:
+    """Write ``report.json``, ``report.html`` and ``report.sarif`` into ``out_dir`` (created if needed); the SARIF
+    names the model file relative to ``source_root`` when it lies under it.
 
     Everything is rendered before anything is written, and each file replaces its predecessor atomically.
     """
     rendered = {
         "json": render_json(report),
         "html": render_html(report),
-        "sarif": render_sarif(report),
+        "sarif": render_sarif(report, source_root=source_root),
     }
     paths = {}
     for kind, text in rendered.items():

@@ -6,20 +6,23 @@
     True
 
 Rendered with Jinja2 and autoescaping: model names, messages and evidence are untrusted text. Every value is
-also stripped of control characters before it is escaped.
+also stripped of control characters before it is escaped. Metrics, evidence and the configuration are shown as
+tables (:mod:`modelshield.reporting._metrics`), with series that a chart draws left out; report.json keeps the
+raw values. In descriptions and remedies, text between backticks is shown as code.
 """
 
 from __future__ import annotations
 
-import json
-import math
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 
 import jinja2
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
-from modelshield.findings import ATLAS_TECHNIQUES, CheckStatus, Report, Severity
+from modelshield.findings import ATLAS_TECHNIQUES, CheckStatus, Finding, Report, Severity
+from modelshield.reporting._metrics import Omitted, Pairs, Records, shape
 from modelshield.reporting.interface import SEVERITY_COLOURS, printable
 from modelshield.reporting.svg import render_bars, render_chart, render_examples
 
@@ -42,22 +45,42 @@ def _finalize(value: object) -> object:
     return value
 
 
-def _number(value: object) -> str:
-    """A metric for people: integers with thousands separators, floats to four significant digits."""
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:.4g}" if math.isfinite(value) else str(value)
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False, default=str)
+_CODE = re.compile(r"`([^`\n]+)`")
 
 
-def _pretty(value: Mapping[str, object]) -> str:
-    """Evidence as indented JSON text (escaped by the template like any other text)."""
-    return json.dumps(dict(value), indent=1, ensure_ascii=False, default=str)
+def _prose(value: str) -> Markup:
+    """Text with its `code` spans as ``<code>`` elements; everything else escaped."""
+    parts = _CODE.split(printable(value))
+    return Markup("").join(Markup("<code>{}</code>").format(p) if i % 2 else escape(p) for i, p in enumerate(parts))
+
+
+def _breakable(value: str) -> Markup:
+    """A metric's name that may wrap after its underscores (``robust_accuracy_at_reference``)."""
+    return Markup(str(escape(printable(value))).replace("_", "_<wbr>"))  # noqa: S704 - escaped first
+
+
+@dataclass(frozen=True)
+class _Shown:
+    """A finding and what the page shows of it: metrics and evidence as tables, examples drawn."""
+
+    finding: Finding
+    metrics: Pairs
+    evidence: Pairs
+    examples: Markup
+
+
+def _shown(finding: Finding) -> _Shown:
+    examples = finding.evidence.get("examples")
+    drawn = (
+        render_examples([e for e in examples if isinstance(e, Mapping)]) if isinstance(examples, list) else Markup("")
+    )
+    notes = {"examples": "drawn above, under Examples"} if drawn else {}
+    return _Shown(
+        finding=finding,
+        metrics=shape(finding.metrics, finding.charts),
+        evidence=shape(finding.evidence, finding.charts, drawn=notes),
+        examples=drawn,
+    )
 
 
 @cache
@@ -71,9 +94,11 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["chart"] = render_chart
-    env.filters["examples"] = render_examples
-    env.filters["pretty"] = _pretty
-    env.filters["number"] = _number
+    env.filters["prose"] = _prose
+    env.filters["breakable"] = _breakable
+    env.tests["omitted"] = lambda value: isinstance(value, Omitted)
+    env.tests["pairs"] = lambda value: isinstance(value, Pairs)
+    env.tests["records"] = lambda value: isinstance(value, Records)
     return env
 
 
@@ -93,7 +118,7 @@ def render_html(report: Report) -> str:
         .get_template("report.html.j2")
         .render(
             report=report,
-            findings=report.sorted_findings(),
+            findings=[_shown(f) for f in report.sorted_findings()],
             counts=counts,
             severities=order,
             colours={s.value: c for s, c in SEVERITY_COLOURS.items()},
@@ -102,6 +127,6 @@ def render_html(report: Report) -> str:
             atlas=ATLAS_TECHNIQUES,
             verdict=worst.value if worst else "none",
             verdict_colour=SEVERITY_COLOURS[worst] if worst else _NO_FINDINGS_COLOUR,
-            config=json.dumps(dict(report.config), indent=1, ensure_ascii=False, default=str),
+            config=shape(report.config),
         )
     )

@@ -11,16 +11,23 @@ names a location (the finding's, else the model file, else the target) as a URI 
 relative (code scanning resolves them against the repository), absolute paths become ``file:`` URIs, anything
 else is percent-encoded. ``partialFingerprints`` hash the rule id, the check and the location, so a result keeps
 its identity across runs (and across retrained versions of the same model file).
+
+Given a ``source_root`` (the CLI's ``--source-root``, by default the current directory), the files the report is
+about are named relative to it with ``uriBaseId`` ``SRCROOT``, which the run's ``originalUriBaseIds`` defines:
+dashboards map such results onto the repository, as they cannot map an absolute path on the machine that ran the
+scan. A finding inside an archive (``model.pt!archive/data.pkl``) points at the archive file, and names the member
+as a logical location.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import PurePosixPath, PureWindowsPath
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 from urllib.parse import quote
 
@@ -59,6 +66,28 @@ def _uri(location: str) -> str:
     if path.startswith("/"):
         return PurePosixPath(path).as_uri()
     return quote(path, safe="/")  # relative: ':' is encoded too, so "zoo:x" is not read as a scheme
+
+
+_SRCROOT = "SRCROOT"
+
+
+def _location(location: str, files: Sequence[str], source_root: str | None) -> dict[str, Any]:
+    """The SARIF location of a finding: relative to ``source_root`` when it is one of ``files`` (or a member of
+    one) under it; as a plain URI reference otherwise."""
+    artifact, member = location, None
+    for path in sorted(files, key=len, reverse=True):  # the longest file that the location names
+        if location == path or location.startswith(path + "!"):
+            artifact, member = path, location[len(path) + 1 :] or None
+            break
+    uri: dict[str, Any] = {"uri": _uri(artifact)}
+    if source_root is not None and artifact in files:
+        relative = os.path.relpath(os.path.abspath(artifact), source_root)
+        if relative != ".." and not relative.startswith(".." + os.sep) and not os.path.isabs(relative):
+            uri = {"uri": quote(Path(relative).as_posix(), safe="/"), "uriBaseId": _SRCROOT}
+    found: dict[str, Any] = {"physicalLocation": {"artifactLocation": uri}}
+    if member is not None:
+        found["logicalLocations"] = [{"name": member, "fullyQualifiedName": location, "kind": "resource"}]
+    return found
 
 
 def _utc(timestamp: str | None) -> str | None:
@@ -126,13 +155,17 @@ def sarif_log(
     errors: Sequence[str] = (),
     properties: dict[str, Any] | None = None,
     fingerprint_salt: str = "",
+    files: Sequence[str] = (),
+    source_root: str | Path | None = None,
 ) -> dict[str, Any]:
     """A SARIF log (one run) of any findings; the audit and scan renderers are thin wrappers over it.
 
     ``default_location`` stands for findings without a location of their own; ``complete`` is False when part
     of the work failed, and ``errors`` say what (as tool execution notifications). ``automation_id`` is the
-    SARIF ``runAutomationDetails.id`` ("category/": code scanning keeps one analysis per category).
+    SARIF ``runAutomationDetails.id`` ("category/": code scanning keeps one analysis per category). ``files``
+    are the paths of the files the findings are about; those under ``source_root`` are named relative to it.
     """
+    root = os.path.abspath(source_root) if source_root is not None else None
     ordered = sorted(findings, key=lambda f: (-f.severity.rank, f.check, f.id))
     rules: dict[str, dict[str, Any]] = {}
     for finding in ordered:  # worst first, so each rule carries the worst severity seen for its id
@@ -150,7 +183,7 @@ def sarif_log(
                 "ruleIndex": index[finding.id],
                 "level": _LEVEL[finding.severity],
                 "message": {"text": _message(finding)},
-                "locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(location)}}}],
+                "locations": [_location(location, files, root)],
                 "partialFingerprints": {"modelshieldFinding/v1": fingerprint},
                 "properties": {
                     "severity": finding.severity.value,
@@ -166,6 +199,7 @@ def sarif_log(
     start = _utc(start_time)
     if start:
         invocation["startTimeUtc"] = start
+    run_root = {"originalUriBaseIds": {_SRCROOT: {"uri": Path(root).as_uri() + "/"}}} if root is not None else {}
     return {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
@@ -183,13 +217,15 @@ def sarif_log(
                 "automationDetails": {"id": automation_id},
                 "results": results,
                 "properties": properties or {},
+                **run_root,
             }
         ],
     }
 
 
-def sarif_document(report: Report) -> dict[str, Any]:
-    """The SARIF log of an audit report, as a dict."""
+def sarif_document(report: Report, *, source_root: str | Path | None = None) -> dict[str, Any]:
+    """The SARIF log of an audit report, as a dict; the model file is named relative to ``source_root`` when it
+    lies under it."""
     return sarif_log(
         report.findings,
         default_location=report.target.model_path or report.target.name,
@@ -198,9 +234,11 @@ def sarif_document(report: Report) -> dict[str, Any]:
         start_time=report.started_at,
         errors=[f"Check {c.name} failed: {c.reason}" for c in report.checks if c.status is CheckStatus.ERROR],
         properties={"target": report.target.to_dict(), "seed": report.seed, "budget": report.budget},
+        files=[report.target.model_path] if report.target.model_path else [],
+        source_root=source_root,
     )
 
 
-def render_sarif(report: Report) -> str:
-    """The report as a SARIF 2.1.0 JSON document."""
-    return json.dumps(sarif_document(report), indent=2, allow_nan=False)
+def render_sarif(report: Report, *, source_root: str | Path | None = None) -> str:
+    """The report as a SARIF 2.1.0 JSON document (see :func:`sarif_document` for ``source_root``)."""
+    return json.dumps(sarif_document(report, source_root=source_root), indent=2, allow_nan=False)

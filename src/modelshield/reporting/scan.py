@@ -21,6 +21,8 @@ from modelshield.findings import Finding, JSONValue, Severity
 from modelshield.reporting.interface import printable
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rich.console import Console
 
 __all__ = ["ScanResults", "ScannedFile", "render_scan_json", "render_scan_sarif", "render_scan_text", "scan_summary"]
@@ -63,11 +65,19 @@ def render_scan_json(report: ScanResults) -> str:
     return json.dumps(report.to_dict(), indent=2, allow_nan=False)
 
 
-def render_scan_sarif(report: ScanResults, *, default_location: str) -> str:
-    """The scan as a SARIF 2.1.0 log; ``default_location`` stands for findings without a location."""
+def render_scan_sarif(report: ScanResults, *, default_location: str, source_root: str | Path | None = None) -> str:
+    """The scan as a SARIF 2.1.0 log; ``default_location`` stands for findings without a location, and the
+    scanned files are named relative to ``source_root`` when they lie under it."""
     from modelshield.reporting.sarif import sarif_log
 
-    log = sarif_log(report.findings, default_location=default_location, complete=True, automation_id=_AUTOMATION_ID)
+    log = sarif_log(
+        report.findings,
+        default_location=default_location,
+        complete=True,
+        automation_id=_AUTOMATION_ID,
+        files=[f.path for f in report.files],
+        source_root=source_root,
+    )
     return json.dumps(log, indent=2, allow_nan=False)
 
 

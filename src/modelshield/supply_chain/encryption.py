@@ -192,7 +192,8 @@ def _check_plan(recipients: Sequence[PublicKeySet], passphrase: bytes | None, wo
     if passphrase is None and not recipients:
         raise InvalidParameterError(
             "Give at least one recipient, or a passphrase.",
-            remedy="Pass recipients=[...] (CLI: --recipient, repeatable) or passphrase= (CLI: --passphrase-env).",
+            remedy="Pass recipients=[...] or passphrase=.",
+            cli_remedy="Pass --recipient (repeatable) or --passphrase-env.",
         )
     if isinstance(work_factor, bool) or not MIN_SCRYPT_WORK_FACTOR <= work_factor <= MAX_SCRYPT_WORK_FACTOR:
         raise InvalidParameterError(
@@ -257,7 +258,8 @@ def _check_credentials(identities: Sequence[PrivateKeySet], passphrase: bytes | 
     if (passphrase is None) == (not identities):
         raise InvalidParameterError(
             "Give identities or a passphrase (exactly one of the two).",
-            remedy="Pass identities=[...] (CLI: --identity, repeatable) or passphrase= (CLI: --passphrase-env).",
+            remedy="Pass identities=[...] or passphrase=.",
+            cli_remedy="Pass --identity (repeatable) or --passphrase-env.",
         )
     for identity in identities:
         if not isinstance(identity, PrivateKeySet) or identity.algorithm not in _KIND_OF:
@@ -310,7 +312,8 @@ def _unwrap(
         if _age.SCRYPT not in types and any(t in _KNOWN for t in types):
             raise InvalidParameterError(
                 f"{name} is encrypted for {_describe(types)} recipient keys, not with a passphrase.",
-                remedy="Pass a recipient's private key (identities=, CLI: --identity).",
+                remedy="Pass a recipient's private key (identities=).",
+                cli_remedy="Pass a recipient's private key with --identity.",
             )
         if types == (_age.SCRYPT,):
             file_key = _age.unwrap_scrypt(header.stanzas[0], passphrase, max_work_factor, name)
@@ -324,7 +327,8 @@ def _unwrap(
     if types == (_age.SCRYPT,):
         raise InvalidParameterError(
             f"{name} is encrypted with a passphrase, not for recipient keys.",
-            remedy="Pass the passphrase (passphrase=, CLI: --passphrase-env VAR).",
+            remedy="Pass the passphrase (passphrase=).",
+            cli_remedy="Pass the passphrase in an environment variable named by --passphrase-env VAR.",
         )
     kinds = {_KIND_OF[i.algorithm].value for i in identities}
     if not kinds & set(types) and any(t in _KNOWN for t in types):

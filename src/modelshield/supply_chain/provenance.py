@@ -371,7 +371,8 @@ def build_manifest(
     if transform is not None and parent is None:
         raise InvalidParameterError(
             "transform describes how a dataset was derived from its parent, but no parent manifest was given.",
-            remedy="Pass parent= (CLI: --parent) as well, or put the description in source.",
+            remedy="Pass parent= as well, or put the description in source.",
+            cli_remedy="Pass --parent as well, or put the description in --source.",
         )
     if created is not None and created.utcoffset() is None:
         raise InvalidParameterError("created must be a timezone-aware datetime.", remedy="Use datetime.now(UTC).")
@@ -400,7 +401,8 @@ def write_manifest(manifest: DataManifest, path: str | Path, *, overwrite: bool 
     if path.exists() and not overwrite:
         raise InputError(
             f"{path} already exists; modelshield does not overwrite it unless asked to.",
-            remedy="Choose another path, or pass overwrite=True (CLI: --overwrite).",
+            remedy="Choose another path, or pass overwrite=True.",
+            cli_remedy="Choose another path, or pass --overwrite.",
         )
     write_text_atomic(path, manifest.to_json(indent=1) + "\n")
     logger.info("wrote manifest %s (%d rows, root %s)", path, manifest.n_rows, manifest.merkle_root)

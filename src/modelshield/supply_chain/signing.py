@@ -51,6 +51,7 @@ __all__ = [
     "DEFAULT_IGNORED",
     "Manifest",
     "VerifiedModel",
+    "check_signature_matches",
     "hash_model",
     "iter_resources",
     "read_signature",
@@ -444,6 +445,42 @@ def verify_model(path: Path, signature: Path, key: PublicKeySet) -> VerifiedMode
     envelope = read_signature(signature)["dsseEnvelope"]
     try:
         signed = _signed_manifest(_check_signatures(envelope, key))
+    except VerificationError as exc:
+        raise VerificationError(
+            f"Signature {signature.name} does not verify model {path.name}: {exc.message}",
+            remedy=_KEY_REMEDY,
+            subject=str(path),
+        ) from exc
+    _check_files(path, signature, signed)
+    return VerifiedModel(path=path, algorithm=key.algorithm, key_fingerprint=key.fingerprint, manifest=signed)
+
+
+def check_signature_matches(path: Path, signature: Path) -> Manifest:
+    """Check that the manifest in ``signature`` describes the files of ``path``, without checking who signed it.
+
+    This is what can be known before the signer's key is at hand (``registry add`` attaches a signature then): it
+    refuses a signature of another model or of another version of it, raising :class:`VerificationError` naming
+    the files that differ. It does not make the model trustworthy: only :func:`verify_model` with the signer's key
+    does.
+    """
+    if not (path.exists() or path.is_symlink()):
+        raise FileFormatError(f"{path} does not exist.", remedy="Check the model path.")
+    envelope = read_signature(signature)["dsseEnvelope"]
+    try:
+        signed = _signed_manifest(_b64(envelope["payload"]))
+    except VerificationError as exc:
+        raise VerificationError(
+            f"Signature {signature.name} cannot be read against model {path.name}: {exc.message}",
+            remedy="Pass the signature that `modelshield sign` wrote for this model.",
+            subject=str(path),
+        ) from exc
+    _check_files(path, signature, signed)
+    return signed
+
+
+def _check_files(path: Path, signature: Path, signed: Manifest) -> None:
+    """Re-hash ``path`` as the signed manifest describes it and compare; VerificationError on any difference."""
+    try:
         method = signed.serialization.get("method")
         shard = signed.serialization.get("shard_size")
         if method not in {"files", "shards"} or (method == "shards" and not (isinstance(shard, int) and shard > 0)):
@@ -483,7 +520,6 @@ def verify_model(path: Path, signature: Path, key: PublicKeySet) -> VerifiedMode
             added=added,
             removed=removed,
         )
-    return VerifiedModel(path=path, algorithm=key.algorithm, key_fingerprint=key.fingerprint, manifest=signed)
 
 
 def _file_of(name: str, sharded: bool) -> str:

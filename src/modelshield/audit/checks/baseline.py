@@ -17,6 +17,12 @@ data — the signal membership inference feeds on. Severity: low from an accurac
 (:data:`GAP_THRESHOLDS`); low also when the mean loss on unseen data exceeds the training loss by 0.1 nats and
 at least twofold (:data:`LOSS_GAP_LOW`). The membership-inference check measures the actual leak.
 
+``baseline.below-chance`` (high) when the balanced accuracy lies below chance, ``1 / n_classes``, by more than
+sampling noise explains: predictions unrelated to the labels fall that low with probability at most
+:data:`CHANCE_FALSE_ALARM` (Hoeffding's bound for the balanced accuracy, a weighted sum of independent per-record
+hits; :func:`chance_margin`). A model that does worse than guessing almost always has its labels in another order
+than the data's, and every other check then reads inverted labels.
+
 :meth:`BaselineCheck.measure` predicts on at most :attr:`BaselineSettings.samples` test (and training) records:
 1,000 (quick), 5,000 (standard) or 50,000 (thorough); :meth:`BaselineCheck.judge` applies the rules above.
 """
@@ -35,12 +41,14 @@ from modelshield.findings import Chart, Finding, JSONValue, OwaspMl, Severity
 
 __all__ = [
     "BASELINE",
+    "CHANCE_FALSE_ALARM",
     "GAP_THRESHOLDS",
     "LOSS_GAP_LOW",
     "BaselineCheck",
     "BaselineMeasurement",
     "BaselineSettings",
     "TrainFit",
+    "chance_margin",
     "expected_calibration_error",
     "gap_severity",
 ]
@@ -51,6 +59,9 @@ GAP_THRESHOLDS: tuple[tuple[float, Severity], ...] = ((0.15, Severity.MEDIUM), (
 #: Mean cross-entropy gap (test minus train, in nats) from which a confident fit of the training data alone is
 #: reported as low severity, when test loss is also at least twice the train loss.
 LOSS_GAP_LOW = 0.1
+
+#: The most often that a model whose predictions are unrelated to the labels is reported as below chance.
+CHANCE_FALSE_ALARM = 0.001
 
 
 def expected_calibration_error(proba: NDArray[np.floating], y: NDArray[np.integer], n_bins: int = 15) -> float:
@@ -63,6 +74,20 @@ def expected_calibration_error(proba: NDArray[np.floating], y: NDArray[np.intege
         mask = bins == b
         total += mask.sum() * abs(float(correct[mask].mean()) - float(confidence[mask].mean()))
     return float(total / len(y)) if len(y) else float("nan")
+
+
+def chance_margin(support: Sequence[int], false_alarm: float = CHANCE_FALSE_ALARM) -> float:
+    """How far below its mean the balanced accuracy of predictions unrelated to the labels falls with probability at
+    most ``false_alarm``, for ``support[k]`` test records of class ``k`` (classes without records left out).
+
+    The balanced accuracy is a sum of independent hits, record ``i`` weighing ``1 / (K * n_k)`` for the ``K``
+    classes present; Hoeffding's inequality bounds its lower tail by ``exp(-2 t^2 / sum of squared weights)``.
+    """
+    counts = np.asarray([n for n in support if n > 0], dtype=np.float64)
+    if len(counts) == 0:
+        return float("inf")
+    squared_weights = float(np.sum(1.0 / counts)) / len(counts) ** 2
+    return float(np.sqrt(np.log(1.0 / false_alarm) * squared_weights / 2.0))
 
 
 def _mean_loss(proba: NDArray[np.floating], y: NDArray[np.integer]) -> float:
@@ -106,6 +131,7 @@ class BaselineMeasurement:
     recall: tuple[float, ...]  # per class (NaN for a class absent from the sample)
     label_names: tuple[str, ...]
     train: TrainFit | None = None
+    support: tuple[int, ...] = ()  # test records per class in the sample; the below-chance rule needs them
 
 
 def gap_severity(accuracy_gap: float, train_loss: float, test_loss: float) -> Severity | None:
@@ -155,6 +181,7 @@ class BaselineCheck(Check[BaselineSettings, BaselineMeasurement]):
             recall=recall,
             label_names=tuple(target.test.label_names),
             train=train,
+            support=tuple(int(n) for n in np.bincount(y, minlength=clf.n_classes)),
         )
 
     def judge(self, measurement: BaselineMeasurement) -> Sequence[Finding]:
@@ -205,6 +232,9 @@ class BaselineCheck(Check[BaselineSettings, BaselineMeasurement]):
                 ),
             )
         ]
+        below = self._below_chance(m)
+        if below is not None:
+            findings.append(below)
         if m.train is None:
             return findings
         gap = m.train.accuracy - accuracy
@@ -241,6 +271,38 @@ class BaselineCheck(Check[BaselineSettings, BaselineMeasurement]):
                 )
             )
         return findings
+
+    def _below_chance(self, m: BaselineMeasurement) -> Finding | None:
+        """``baseline.below-chance`` when the balanced accuracy is below chance by more than :func:`chance_margin`."""
+        if not m.support:
+            return None
+        chance = 1.0 / len(m.support)
+        margin = chance_margin(m.support)
+        if not m.balanced_accuracy < chance - margin:
+            return None
+        return Finding(
+            id="baseline.below-chance",
+            check=self.name,
+            title=f"Worse than guessing ({m.balanced_accuracy:.1%} balanced accuracy): labels probably misaligned",
+            severity=Severity.HIGH,
+            description=(
+                f"On {m.test_samples} test inputs the model's balanced accuracy is {m.balanced_accuracy:.1%}, below "
+                f"the {chance:.1%} that guessing reaches by more than sampling noise explains (margin {margin:.1%}; "
+                f"a model unrelated to the labels falls this low with probability under {CHANCE_FALSE_ALARM:.1%}). "
+                "A model that does worse than guessing almost always reads its classes in another order than the "
+                "data names them, and every other check then measures against wrong labels."
+            ),
+            remediation=(
+                "Check that the label column is the right one and that the data's classes match the model's "
+                "outputs in order: with the CLI, name the class of each output with --classes, output 0 first."
+            ),
+            metrics={
+                "balanced_accuracy": m.balanced_accuracy,
+                "chance": chance,
+                "margin": margin,
+                "test_samples": m.test_samples,
+            },
+        )
 
 
 BASELINE = BaselineCheck()

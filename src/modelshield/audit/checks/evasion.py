@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from modelshield.attacks.evasion.evaluation import Reliability
-from modelshield.audit.interface import Budget, Check, CheckContext
+from modelshield.audit.interface import Budget, Check, CheckContext, Requirement
 from modelshield.findings import Chart, Finding, JSONValue, OwaspMl, Severity
 
 if TYPE_CHECKING:
@@ -145,6 +145,7 @@ class EvasionCheck(Check[EvasionSettings, EvasionMeasurement]):
         "Robust accuracy under white-box (FGSM, PGD, APGD) or black-box (Square) attacks at several ε, "
         "with gradient-masking checks."
     )
+    requires = frozenset({Requirement.SCORES})  # Square reads class scores; a label-only model has none
     budgets: Mapping[Budget, EvasionSettings] = MappingProxyType(
         {
             Budget.QUICK: _settings(0.25, 200),
@@ -252,8 +253,8 @@ class EvasionCheck(Check[EvasionSettings, EvasionMeasurement]):
                 severity=severity_of(robust, clean),
                 description=(
                     f"Worst case over {', '.join(m.robust)} on {m.n} test inputs. Changes of "
-                    f"{label} {m.unit} per feature, invisible or plausible to a person, turn "
-                    f"{max(clean - robust, 0):.0%} of the inputs the model got right into errors."
+                    f"{label} {m.unit} per feature, invisible or plausible to a person, turn right answers into "
+                    f"wrong ones on {max(clean - robust, 0):.0%} of the inputs."
                 ),
                 remediation=(
                     "Harden the model (adversarial training: `modelshield harden --defense adversarial-training`), "

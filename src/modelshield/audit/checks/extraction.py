@@ -290,12 +290,12 @@ def _theft_finding(m: ExtractionMeasurement) -> Finding:
         description=(
             f"Black-box attacks ({', '.join(r.strategy for r in results)}) queried the model and trained copies on "
             f"its answers. The best copy agrees with it on {fid:.0%} of held-out inputs after {queries} queries "
-            f"({queries / max(n_train, 1):.2f} per training record); a constant guess agrees on {baseline:.0%}."
+            f"({queries / max(n_train, 1):.3g} per training record); a constant guess agrees on {baseline:.0%}."
             + transfer_text
         ),
         remediation=(
             "Return labels or rounded scores instead of full probabilities, rate-limit and authenticate clients, "
-            "and monitor query streams for extraction (modelshield.defenses.extraction_monitor)."
+            "and monitor query streams for extraction (`modelshield.defenses.extraction_monitor` in Python)."
         ),
         owasp=OwaspMl.ML05,
         atlas=_ATLAS,

@@ -82,7 +82,7 @@ class IntegrityCheck(Check[NoSettings, IntegrityMeasurement]):
                 title=f"Model file identified as {m.format.value}",
                 severity=Severity.INFO,
                 description=(
-                    f"{path.name} ({m.size:,} bytes) is a {m.detail}. Its SHA-256 is {m.sha256}; "
+                    f"Content of {path.name} ({m.size:,} bytes): {m.detail}. Its SHA-256 is {m.sha256}; "
                     "compare it with the digest its publisher gives, or verify its signature."
                 ),
                 remediation="Record the digest and verify it before every load.",
@@ -115,8 +115,8 @@ class IntegrityCheck(Check[NoSettings, IntegrityMeasurement]):
                     title="Model stored in a format that can run code when loaded",
                     severity=Severity.MEDIUM,
                     description=(
-                        f"{path.name} is a {m.detail}. Whoever can change this file can make every loader of the "
-                        "model run arbitrary code."
+                        f"Content of {path.name}: {m.detail}. Whoever can change this file can make every loader "
+                        "of the model run arbitrary code."
                     ),
                     remediation="Convert the model to safetensors, ONNX or skops, and scan the file before loading it.",
                     owasp=OwaspMl.ML06,
@@ -133,8 +133,8 @@ class IntegrityCheck(Check[NoSettings, IntegrityMeasurement]):
                     title="File name does not match its content",
                     severity=Severity.MEDIUM,
                     description=(
-                        f"{path.name} is named like a {path.suffix or 'suffix-less'} file but its content is a "
-                        f"{m.detail}. Tools that trust the name may load it the wrong, unsafe way."
+                        f"{path.name} is named like a {path.suffix or 'suffix-less'} file, but its content is "
+                        f"something else: {m.detail}. Tools that trust the name may load it the wrong, unsafe way."
                     ),
                     remediation="Rename the file to match its format, and find out why it was named otherwise.",
                     owasp=OwaspMl.ML06,

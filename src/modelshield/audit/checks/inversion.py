@@ -499,10 +499,10 @@ def _attribute_finding(measurement: AttributeMeasurement) -> Finding:
         severity=severity,
         description=(
             f"{result.feature!r} ({reason}; inferred over {unit}). Knowing a record's other features and the "
-            f"model's probabilities, the best attack ({group.attack}) infers it for {group.accuracy[group.attack]:.0%} "
-            f"of {group.n} {who}, which {verdict}; {result.confidence:.0%} interval of the leakage "
-            f"[{low:.2f}, {high:.2f}]. The baselines use the same auxiliary data (the test split) without what the "
-            "model's answer says about this feature."
+            f"model's probabilities, the best attack ({group.attack}), tried on {group.n} {who}, infers it for "
+            f"{group.accuracy[group.attack]:.0%} of them, which {verdict}; {result.confidence:.0%} interval of the "
+            f"leakage [{low:.2f}, {high:.2f}]. The baselines use the same auxiliary data (the test split) without "
+            "what the model's answer says about this feature."
         ),
         remediation=(
             "Return labels or coarse scores instead of full probabilities, drop or coarsen the sensitive feature "

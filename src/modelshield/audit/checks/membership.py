@@ -174,7 +174,7 @@ class MembershipCheck(Check[MembershipSettings, MembershipMeasurement]):
     name = "membership"
     title = "Membership inference"
     description = "Loss, population, LiRA, RMIA and label-only membership attacks; TPR at 0.1% and 1% FPR."
-    requires = frozenset({Requirement.TRAIN_DATA})
+    requires = frozenset({Requirement.TRAIN_DATA, Requirement.SCORES})  # the loss and LiRA attacks read scores
     budgets: Mapping[Budget, MembershipSettings] = _BUDGETS
 
     def measure(self, context: CheckContext, settings: MembershipSettings) -> MembershipMeasurement:
@@ -188,6 +188,7 @@ class MembershipCheck(Check[MembershipSettings, MembershipMeasurement]):
                 "The membership check needs the target's training data (the members).",
                 remedy="Give the target its training split.",
             )
+        context.progress("attacks and reference models", 0, 2)
         assessment = assess_membership(
             target.classifier,
             train,
@@ -198,6 +199,7 @@ class MembershipCheck(Check[MembershipSettings, MembershipMeasurement]):
             seed=context.seed,
             cache_dir=context.cache_dir,
         )
+        context.progress("pooling the reference models", 1, 2)
         pooled = None
         if assessment.reference is not None:
             y = np.concatenate([train.y, target.test.y])
@@ -259,7 +261,7 @@ class MembershipCheck(Check[MembershipSettings, MembershipMeasurement]):
             {"train_index": r.train_index, "label": r.label, "score": r.score} for r in m.exposed
         ]
         support = (
-            f"{summary.n_non_members} non-members bound a false-positive rate no lower than "
+            f"{summary.n_non_members} non-members cannot measure a false-positive rate below "
             f"{summary.min_supported_fpr:.2%}, so the target's own figure at 0.1% is measured at zero false "
             "positives and its interval is wide"
             if not low.supported
@@ -291,7 +293,9 @@ class MembershipCheck(Check[MembershipSettings, MembershipMeasurement]):
                     f"Best attack {best.attack}: AUC {summary.auc:.3f}, true-positive rate {low.tpr:.1%} at "
                     f"0.1% and {summary.at_fpr[at_one].tpr:.1%} at 1% false positives, on {summary.n_members} "
                     f"members and {summary.n_non_members} non-members; {support}.{pooled_text}{skipped} "
-                    f"Vouched-for odds of membership: {vouched:.1f} to 1."
+                    f"When the attack claims a record was in the training data, at a low false-positive rate, it "
+                    f"is right at odds of at least {vouched:.1f} to 1 (taking the cautious end of both confidence "
+                    "intervals)."
                 ),
                 remediation=(
                     "Train with differential privacy (`modelshield harden --defense dp-sgd --epsilon 8`), "

@@ -332,13 +332,22 @@ def _sanitiser_metrics(s: SanitiserMeasurement) -> dict[str, JSONValue]:
     }
 
 
-def _sanitiser_sentence(s: SanitiserMeasurement, what: str) -> str:
+def _sanitiser_sentence(s: SanitiserMeasurement, what: str, outcome: str) -> str:
+    """What sanitising a training set with ``what`` (poison, flipped labels) removed, and ``outcome``: what the
+    model retrained on the rest does."""
     return (
         f"Sanitising a training set with {100 * s.fraction:g}% {what} ({', '.join(d.method for d in s.detectors)}) "
-        f"removed {100 * round(s.recall, 4):.0f}% of the poison and {100 * round(s.clean_flagged, 4):.1f}% of the "
-        f"clean records; retrained on the rest, the attack succeeds {100 * round(s.success_after, 4):.1f}% of the "
-        f"time (clean accuracy {100 * round(s.clean_accuracy_after, 4):.1f}%)."
+        f"removed {100 * round(s.recall, 4):.0f}% of the {what} and {100 * round(s.clean_flagged, 4):.1f}% of the "
+        f"clean records; retrained on the rest, {outcome}."
     )
+
+
+def _accuracy_change(before: float, after: float) -> str:
+    """How clean accuracy moved, by direction: "costs 3.5 points of clean accuracy", "does not lower ..."."""
+    points = round(100 * (before - after), 1)
+    if points > 0:
+        return f"costs {points:.1f} points of clean accuracy"
+    return "does not lower clean accuracy" if points < 0 else "leaves clean accuracy unchanged"
 
 
 class PoisoningCheck(Check[PoisoningSettings, PoisoningMeasurement]):
@@ -368,20 +377,27 @@ class PoisoningCheck(Check[PoisoningSettings, PoisoningMeasurement]):
         backdoor = _backdoor(target, context.rng, context.seed)
         eligible = float(np.mean(backdoor.eligible(train)))
         fractions = tuple(f for f in settings.fractions if f < eligible)
+        context.progress("retraining on backdoored data", 0, 5)
         curve = susceptibility(trainer, train, target.test, backdoor, fractions, repeats=settings.repeats,
                                seed=context.seed)  # fmt: skip
+        context.progress("sanitising backdoored data", 1, 5)
         sanitiser = _sanitiser(target, backdoor, DETECTION_FRACTION, context.seed)
         flip = LabelFlip()
+        context.progress("retraining on flipped labels", 2, 5)
         flips = susceptibility(trainer, train, target.test, flip, settings.flip_fractions, repeats=settings.repeats,
                                seed=context.seed)  # fmt: skip
         # flipped labels carry no trigger: the out-of-fold label check is the detector for them
+        context.progress("sanitising flipped labels", 3, 5)
         flip_sanitiser = _sanitiser(target, flip, FLIP_DETECTION_FRACTION, context.seed, model_detectors=False)
+        context.progress("scanning the model for backdoors", 4, 5)
+        scan = _backdoor_scan(context)
+        context.progress("done", 5, 5)
         return PoisoningMeasurement(
             backdoor=curve,
             backdoor_sanitiser=sanitiser,
             label_flip=flips,
             flip_sanitiser=flip_sanitiser,
-            scan=_backdoor_scan(context),
+            scan=scan,
         )
 
     def judge(self, measurement: PoisoningMeasurement) -> Sequence[Finding]:
@@ -412,7 +428,13 @@ class PoisoningCheck(Check[PoisoningSettings, PoisoningMeasurement]):
             description=(
                 f"Retraining the model's recipe on poisoned copies of its training data ({curve.attack}): "
                 f"{reach}. Without poison the trigger sends {100 * base.success_rate:.1f}% of inputs to the "
-                f"target; clean accuracy {100 * base.clean_accuracy:.1f}%. " + _sanitiser_sentence(sanitiser, "poison")
+                f"target; clean accuracy {100 * base.clean_accuracy:.1f}%. "
+                + _sanitiser_sentence(
+                    sanitiser,
+                    "poison",
+                    f"the attack succeeds {100 * round(sanitiser.success_after, 4):.1f}% of the time (clean accuracy "
+                    f"{100 * round(sanitiser.clean_accuracy_after, 4):.1f}%)",
+                )
             ),
             remediation=(
                 "Treat training data as an attack surface: record its provenance (`modelshield data manifest`), "
@@ -441,15 +463,19 @@ class PoisoningCheck(Check[PoisoningSettings, PoisoningMeasurement]):
                 f"The label-flipping curve has no point at {FLIP_DETECTION_FRACTION:g}, the fraction it is judged at."
             )
         loss = flips.baseline.clean_accuracy - at_ten.clean_accuracy
+        change = _accuracy_change(flips.baseline.clean_accuracy, at_ten.clean_accuracy)
+        after = m.flip_sanitiser.clean_accuracy_after  # the curve's success rate here is the test error
         return Finding(
             id="poisoning.label-flip",
             check=self.name,
-            title="Accuracy loss from flipped training labels",
+            title=f"Flipping {100 * FLIP_DETECTION_FRACTION:g}% of the training labels {change}",
             severity=flip_severity(loss),
             description=(
-                f"Flipping {100 * FLIP_DETECTION_FRACTION:g}% of the training labels at random costs "
-                f"{100 * loss:.1f} points of clean accuracy ({100 * flips.baseline.clean_accuracy:.1f}% -> "
-                f"{100 * at_ten.clean_accuracy:.1f}%). " + _sanitiser_sentence(m.flip_sanitiser, "flipped labels")
+                f"Flipping {100 * FLIP_DETECTION_FRACTION:g}% of the training labels at random {change} "
+                f"({100 * flips.baseline.clean_accuracy:.1f}% -> {100 * at_ten.clean_accuracy:.1f}%). "
+                + _sanitiser_sentence(
+                    m.flip_sanitiser, "flipped labels", f"the model's clean accuracy is {100 * round(after, 4):.1f}%"
+                )
             ),
             remediation=(
                 "Check labels at ingestion: `modelshield data sanitize` with the training recipe finds labels that "
@@ -486,7 +512,8 @@ class PoisoningCheck(Check[PoisoningSettings, PoisoningMeasurement]):
         )
         if flagged:
             description = (
-                f"Neural Cleanse finds an anomalously small trigger to class(es) {', '.join(map(str, flagged))} "
+                f"Neural Cleanse finds an anomalously small trigger to {'class' if len(flagged) == 1 else 'classes'} "
+                f"{', '.join(map(str, flagged))} "
                 f"(anomaly index {max(scan.anomaly_index[c] for c in flagged):.1f} > {scan.threshold:g}): a "
                 "shortcut a backdoor would make. The model may have been trained on poisoned data."
             )

@@ -122,7 +122,7 @@ class SignatureCheck(Check[NoSettings, SignatureMeasurement]):
                     "Model file is not signed",
                     f"No signature for {m.model} (looked for {name}): nothing shows who produced the file "
                     "or that it is unchanged since.",
-                    f"Sign the model where it is produced ({sign_it}) and verify it where it is loaded.",
+                    f"Sign the model where it is produced (`{sign_it}`) and verify it where it is loaded.",
                     signature=m.signature,
                 )
             ]
@@ -134,7 +134,7 @@ class SignatureCheck(Check[NoSettings, SignatureMeasurement]):
                     "Model signature present but not verified",
                     f"{name} exists, but no public key was given to check it against: a signature by an "
                     "unknown key vouches for nothing.",
-                    "Pass the signer's public key (modelshield audit --public-key KEY.pub).",
+                    "Pass the signer's public key (`modelshield audit --public-key KEY.pub`).",
                     signature=m.signature,
                 )
             ]

@@ -225,7 +225,7 @@ def _unscanned(info: FormatInfo, location: str) -> list[Finding]:
             "format.unscanned",
             Severity.INFO,
             f"No scanner examines {info.format.value} files",
-            f"The content is a {info.detail}, but no registered scanner serves its format; it was not analysed.",
+            f"No registered scanner serves this content ({info.detail}); it was not analysed.",
             location,
             remediation="Register a scanner for this format, or scan with the default registry.",
         )
