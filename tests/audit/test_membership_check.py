@@ -151,7 +151,7 @@ def test_malformed_measurements_are_refused() -> None:
 
 
 def test_budgets_select_todays_settings() -> None:
-    assert MEMBERSHIP.budgets[Budget.QUICK] == MembershipSettings(reference_models=8, label_only_copies=8)
+    assert MEMBERSHIP.budgets[Budget.QUICK] == MembershipSettings(reference_models=0, label_only_copies=8)
     assert MEMBERSHIP.budgets[Budget.STANDARD] == MembershipSettings(reference_models=16, label_only_copies=16)
     assert MEMBERSHIP.budgets[Budget.THOROUGH] == MembershipSettings(reference_models=64, label_only_copies=32)
 
@@ -170,27 +170,34 @@ def _audit(target: Target, cache_dir: Path | None = None, budget: str = "quick")
 
 
 def test_a_tiny_target_is_measured_and_reported(tiny: Target, tmp_path: Path) -> None:
-    report = _audit(tiny, cache_dir=tmp_path)
+    report = _audit(tiny, cache_dir=tmp_path, budget="standard")
     (finding,) = report.findings
     assert finding.owasp is not None and finding.owasp.value == "ML04" and finding.atlas == ("AML.T0024.000",)
-    assert finding.metrics["reference_models"] == 8 and "recipe" in finding.metrics
+    assert finding.metrics["reference_models"] == 16 and "recipe" in finding.metrics
     assert set(finding.metrics["attacks"]) == {  # type: ignore[arg-type]
         "loss", "population", "lira-online", "lira-offline", "rmia", "label-only"
     }  # fmt: skip
-    assert report.config["settings"] == {"membership": {"reference_models": 8, "label_only_copies": 8}}
+    assert report.config["settings"] == {"membership": {"reference_models": 16, "label_only_copies": 16}}
     assert list(tmp_path.glob("reference-*.npz"))  # the reference models are cached
     data = json.loads(json.dumps(report.to_dict()))
     jsonschema.Draft202012Validator(load_report_schema()).validate(data)
     assert Report.from_dict(data).findings[0].charts[0].scale == "log"
     html = render_html(report)
     assert "Membership inference ROC (log-log)" in html and ">0.001<" in html  # log ticks
-    again = _audit(tiny, cache_dir=tmp_path)
+    again = _audit(tiny, cache_dir=tmp_path, budget="standard")
     assert again.findings[0].to_dict() == finding.to_dict()
+
+
+def test_a_first_look_trains_no_reference_models_and_says_so(tiny: Target, tmp_path: Path) -> None:
+    (finding,) = _audit(tiny, cache_dir=tmp_path).findings  # quick
+    assert set(finding.metrics["attacks"]) == {"loss", "population", "label-only"}  # type: ignore[arg-type]
+    assert "reference models are trained from the standard budget on" in finding.description
+    assert not list(tmp_path.glob("reference-*.npz"))
 
 
 def test_without_a_recipe_only_the_reference_free_attacks_run(tiny: Target) -> None:
     target = dataclasses.replace(tiny, trainer=None)
-    (finding,) = _audit(target).findings
+    (finding,) = _audit(target, budget="standard").findings
     assert "needs a training recipe" in finding.description
     assert set(finding.metrics["attacks"]) == {"loss", "population", "label-only"}  # type: ignore[arg-type]
     assert finding.metrics["reference_models"] == 0 and "recipe" not in finding.metrics

@@ -194,8 +194,9 @@ def test_budgets_buy_todays_figures() -> None:
             fractions=FRACTIONS[budget.value],
             flip_fractions=FLIP_FRACTIONS[budget.value],
             repeats=REPEATS[budget.value],
+            sanitise=budget is not Budget.QUICK,
         )
-    assert POISONING.settings(Budget.QUICK) == PoisoningSettings((0.005, 0.01, 0.02, 0.05), (0.1,), 1)
+    assert POISONING.settings(Budget.QUICK) == PoisoningSettings((0.01, 0.05), (0.1,), 1, sanitise=False)
     assert POISONING.settings(Budget.THOROUGH).repeats == 3
 
 

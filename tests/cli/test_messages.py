@@ -101,3 +101,17 @@ def test_a_file_that_is_no_model_is_described_in_plain_grammar(tmp_path: Path, c
         load_model(path)
     assert caught.value.message.startswith(f"modelshield cannot load {path} as a model (")
     assert " a empty" not in caught.value.message and "is a no " not in caught.value.message
+
+
+def test_counts_agree_with_their_nouns(tmp_path: Path) -> None:
+    import zipfile
+
+    from modelshield.supply_chain.formats import identify_format
+
+    for n in (1, 2):
+        path = tmp_path / f"{n}.zip"
+        with zipfile.ZipFile(path, "w") as zf:
+            for i in range(n):
+                zf.writestr(f"m{i}.txt", "x")
+        detail = identify_format(path).detail
+        assert detail == ("zip archive of 1 member" if n == 1 else "zip archive of 2 members")

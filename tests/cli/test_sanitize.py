@@ -43,7 +43,15 @@ def test_sanitize_removes_flipped_labels_and_records_why(
          "--format", "json"]
     )  # fmt: skip
     assert code == 1  # records were removed
-    summary = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    progress = [line.split(") ", 1)[1] for line in captured.err.splitlines() if line.startswith("sanitize (")]
+    assert progress == [
+        "training a model on the data with the recipe",
+        "[1/2] activation-clustering",
+        "[2/2] label-consistency",
+        "done",
+    ]
     removed = np.zeros(len(truth), bool)
     removed[summary["removed_indices"]] = True
     assert (removed & truth).sum() >= 0.8 * truth.sum()  # most flipped labels found

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from modelshield.audit import AuditProgress, ProgressCallback
 
-__all__ = ["LINE_EVERY_S", "audit_progress", "describe"]
+__all__ = ["LINE_EVERY_S", "audit_progress", "describe", "step_progress"]
 
 #: Seconds between two progress lines when standard error is not a terminal (a new check always gets one).
 LINE_EVERY_S = 5.0
@@ -51,31 +51,60 @@ def audit_progress(console: Console | None = None, *, enabled: bool = True) -> I
         yield None
         return
     if console is not None and console.is_terminal:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=console, transient=True) as bar:
-            task = bar.add_task("Auditing", total=1.0)
-
-            def update(event: AuditProgress) -> None:
-                bar.update(task, completed=event.fraction, description=describe(event))
-
-            yield update
+        with _bar(console) as update:
+            yield lambda event: update(event.fraction, describe(event))
         return
-    yield _Lines()
+    lines = _Lines("audit")
+    yield lambda event: lines.write(event.check, describe(event), event.elapsed_s)
+
+
+@contextmanager
+def step_progress(
+    command: str, console: Console | None = None, *, enabled: bool = True
+) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A callback (step, steps done, steps in all; 0 if unknown) for a long command's steps, shown on ``console``
+    as :func:`audit_progress` shows an audit; None when not ``enabled``."""
+    if not enabled:
+        yield None
+        return
+    t0 = time.monotonic()
+
+    def text(step: str, done: int, total: int) -> str:
+        return printable(f"[{done + 1}/{total}] {step}" if total and done < total else step)
+
+    if console is not None and console.is_terminal:
+        with _bar(console) as update:
+            yield lambda step, done, total: update(
+                done / total if total else 0.0, f"{command}: {text(step, done, total)}"
+            )
+        return
+    lines = _Lines(command)
+    yield lambda step, done, total: lines.write(step, text(step, done, total), time.monotonic() - t0)
+
+
+@contextmanager
+def _bar(console: Console) -> Iterator[Callable[[float, str], None]]:
+    """A transient bar on a terminal: update(fraction done, description)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("", total=1.0)
+        yield lambda fraction, description: bar.update(task, completed=fraction, description=description)
 
 
 class _Lines:
-    """Writes a progress line to standard error when the check changes, and at most every LINE_EVERY_S otherwise."""
+    """Writes a progress line to standard error when the step changes, and at most every LINE_EVERY_S otherwise."""
 
-    def __init__(self) -> None:
-        self._check: str | None = None
+    def __init__(self, command: str) -> None:
+        self._command = command
+        self._key: str | None = None
         self._last = float("-inf")
 
-    def __call__(self, event: AuditProgress) -> None:
+    def write(self, key: str, text: str, elapsed_s: float) -> None:
         now = time.monotonic()
-        if event.check == self._check and now - self._last < LINE_EVERY_S:
+        if key == self._key and now - self._last < LINE_EVERY_S:
             return
-        self._check, self._last = event.check, now
-        sys.stderr.write(f"audit ({event.elapsed_s:.0f} s) {describe(event)}\n")
+        self._key, self._last = key, now
+        sys.stderr.write(f"{self._command} ({elapsed_s:.0f} s) {text}\n")
         sys.stderr.flush()

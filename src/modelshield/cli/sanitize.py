@@ -158,7 +158,8 @@ def sanitize_command(  # noqa: PLR0915 - checks, runs and writes in order, one c
 ) -> None:
     """Find poisoned or mislabelled records, write the cleaned set and a record of what was removed and why."""
     from modelshield._internal.atomic import write_text_atomic
-    from modelshield.cli._console import load_dataset
+    from modelshield.cli._console import load_dataset, stderr
+    from modelshield.cli._progress import step_progress
     from modelshield.data import write_dataset
     from modelshield.defenses.sanitize import DETECTORS, sanitize
     from modelshield.supply_chain.provenance import build_manifest, read_manifest, verify_dataset, write_manifest
@@ -195,13 +196,16 @@ def sanitize_command(  # noqa: PLR0915 - checks, runs and writes in order, one c
         verify_dataset(read_manifest(parent), data)  # the parent must describe exactly this dataset
     trainer = _recipe(recipe, data) if recipe is not None else None
     classifier: Classifier | None
-    if model is not None:
-        classifier = _model(model, arch, data)
-    elif trainer is not None:
-        classifier = _train_suspect(trainer, data, seed)
-    else:
-        classifier = None
-    result = sanitize(data, classifier=classifier, trainer=trainer, methods=methods, seed=seed)
+    with step_progress("sanitize", stderr) as step:  # a bar on a terminal, a line every few seconds elsewhere
+        if model is not None:
+            classifier = _model(model, arch, data)
+        elif trainer is not None:
+            if step is not None:
+                step("training a model on the data with the recipe", 0, 0)
+            classifier = _train_suspect(trainer, data, seed)
+        else:
+            classifier = None
+        result = sanitize(data, classifier=classifier, trainer=trainer, methods=methods, seed=seed, progress=step)
     record = _removed_record(data, result, dataset, out, seed)
     removed_text = json.dumps(record, indent=1) + "\n"
     transform = (

@@ -34,7 +34,7 @@ known poison.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -479,29 +479,13 @@ class SanitizeResult:
         raise KeyError(method)
 
 
-def sanitize(
-    data: Dataset,
-    *,
-    classifier: Classifier | None = None,
-    trainer: Trainer | None = None,
-    methods: Sequence[str] | None = None,
-    expected_fraction: float = 0.05,
-    seed: int = 0,
-) -> SanitizeResult:
-    """Run the detectors that the inputs allow (or ``methods``), remove the union of their flags.
-
-    ``classifier`` is the model trained on ``data`` (the suspect); with a PyTorch one, the activation-based
-    detectors run. ``trainer`` (the recipe that trained it) enables out-of-fold confident learning and the
-    exclusionary-reclassification test.
-    """
-    from modelshield.models.torch_classifier import TorchClassifier
-
-    torch_model = classifier is not None and isinstance(classifier, TorchClassifier)
+def _choose(data: Dataset, methods: Sequence[str] | None, *, torch_model: bool, has_trainer: bool) -> list[str]:
+    """The detectors to run: ``methods``, or those the inputs allow; refused when an input they need is missing."""
     if methods is None:
         chosen = ["activation-clustering"] if torch_model else []
         if torch_model and len(data.schema.input_shape) == 3:
             chosen.insert(0, "reversed-trigger")
-        chosen.append("label-consistency" if trainer is not None else "neighbours")
+        chosen.append("label-consistency" if has_trainer else "neighbours")
     else:
         chosen = list(dict.fromkeys(methods))
     unknown = [m for m in chosen if m not in DETECTORS]
@@ -511,33 +495,74 @@ def sanitize(
     if needs_model and not torch_model:
         raise InvalidParameterError(
             f"{', '.join(sorted(needs_model))} need the PyTorch model trained on the data.",
-            remedy="Pass the model (--model), or choose label-consistency or neighbours.",
+            remedy="Pass the model trained on the data (classifier=), or choose label-consistency or neighbours.",
+            cli_remedy="Pass the model trained on the data (--model), or choose label-consistency or neighbours.",
         )
-    if "label-consistency" in chosen and trainer is None:
+    if "label-consistency" in chosen and not has_trainer:
         raise InvalidParameterError(
             "label-consistency needs the training recipe to compute out-of-fold probabilities.",
             remedy="Pass a trainer (a zoo target's recipe), or choose the neighbours detector.",
+            cli_remedy="Pass --recipe zoo:NAME, or choose the neighbours detector (--detectors neighbours).",
         )
+    return chosen
+
+
+def sanitize(
+    data: Dataset,
+    *,
+    classifier: Classifier | None = None,
+    trainer: Trainer | None = None,
+    methods: Sequence[str] | None = None,
+    expected_fraction: float = 0.05,
+    seed: int = 0,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> SanitizeResult:
+    """Run the detectors that the inputs allow (or ``methods``), remove the union of their flags.
+
+    ``classifier`` is the model trained on ``data`` (the suspect); with a PyTorch one, the activation-based
+    detectors run. ``trainer`` (the recipe that trained it) enables out-of-fold confident learning and the
+    exclusionary-reclassification test. ``progress`` is called as each detector starts, with (detector, detectors
+    done, detectors in all), and once more at the end.
+    """
+    from modelshield.models.torch_classifier import TorchClassifier
+
+    torch_model = classifier is not None and isinstance(classifier, TorchClassifier)
+    chosen = _choose(data, methods, torch_model=torch_model, has_trainer=trainer is not None)
+    needs_model = {"reversed-trigger", "activation-clustering", "spectral-signatures"} & set(chosen)
     detections: list[Detection] = []
     x, y = data.x, data.y
+    order = [m for m in DETECTORS if m in chosen]
+
+    def starting(method: str) -> None:
+        if progress is not None:
+            progress(method, order.index(method), len(order))
+
     if "reversed-trigger" in chosen:
+        starting("reversed-trigger")
         assert classifier is not None  # noqa: S101 - checked above
         detections.append(reversed_trigger(classifier, x, y, seed=seed))
     if needs_model - {"reversed-trigger"}:
         assert classifier is not None  # noqa: S101 - checked above
         reps = representations(classifier, x)
         if "activation-clustering" in chosen:
+            starting("activation-clustering")
             detections.append(activation_clustering(reps, y, seed=seed))
         if "spectral-signatures" in chosen:
+            starting("spectral-signatures")
             detections.append(spectral_signatures(reps, y, expected_fraction=expected_fraction))
     if "label-consistency" in chosen:
         assert trainer is not None  # noqa: S101 - checked above
+        starting("label-consistency")
         proba = out_of_fold_proba(trainer, x, y, n_classes=data.n_classes, seed=seed)
         detections.append(label_consistency(proba, y))
     if "neighbours" in chosen:
+        starting("neighbours")
         detections.append(neighbour_disagreement(x, y))
     if "outliers" in chosen:
+        starting("outliers")
         detections.append(outlier_scores(x, y))
+    if progress is not None:
+        progress("done", len(order), len(order))
     removed = np.zeros(len(data), bool)
     for d in detections:
         removed |= d.flagged

@@ -491,7 +491,7 @@ def encrypt_file(
             r, w, recipients=recipients, passphrase=passphrase, scrypt_work_factor=scrypt_work_factor
         ),
     )
-    logger.info("encrypted %s -> %s (%s, %d chunks)", src, dst, result.wrapping.value, result.chunks)
+    logger.info("encrypted %s -> %s (%s, chunks: %d)", src, dst, result.wrapping.value, result.chunks)
     return result
 
 
@@ -526,5 +526,5 @@ def decrypt_file(
             name=str(src),
         ),
     )
-    logger.info("decrypted %s -> %s (%s, %d chunks)", src, dst, result.wrapping.value, result.chunks)
+    logger.info("decrypted %s -> %s (%s, chunks: %d)", src, dst, result.wrapping.value, result.chunks)
     return result

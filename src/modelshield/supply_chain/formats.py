@@ -171,6 +171,11 @@ def identify_stream(fh: BinaryIO, size: int) -> FormatInfo:
         fh.seek(start)
 
 
+def _count(n: int, noun: str) -> str:
+    """``n`` and the noun, plural unless ``n`` is 1: "1 member", "3 members"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _identify_zip(fh: BinaryIO) -> FormatInfo:
     import zipfile  # here, not at the top: a scan of plain pickles never needs it
 
@@ -194,8 +199,8 @@ def _identify_zip(fh: BinaryIO) -> FormatInfo:
     if "config.json" in names:  # Keras' saving_lib reads config.json first, whatever the weights store
         return _info(ModelFormat.KERAS, "Keras v3 archive (config may reference Lambda layers or custom code)")
     if names and all(n.endswith(".npy") for n in names):
-        return _info(ModelFormat.NUMPY_NPZ, f"NumPy .npz archive of {len(names)} arrays")
-    return _info(ModelFormat.ZIP, f"zip archive of {len(names)} members")
+        return _info(ModelFormat.NUMPY_NPZ, f"NumPy .npz archive of {_count(len(names), 'array')}")
+    return _info(ModelFormat.ZIP, f"zip archive of {_count(len(names), 'member')}")
 
 
 # --- NumPy .npy headers, read as numpy.lib.format reads them -------------------------------------------------
@@ -374,7 +379,7 @@ def _identify_tar(fh: BinaryIO) -> FormatInfo:
         return _info(ModelFormat.TAR, f"tar archive that cannot be listed ({exc})")
     if names & LEGACY_TORCH_MEMBERS:  # torch.load extracts these by name (the last of each name wins)
         return _info(ModelFormat.PYTORCH_LEGACY_TAR, "legacy PyTorch tar checkpoint (pickles)")
-    return _info(ModelFormat.TAR, f"tar archive of {len(names)} members")
+    return _info(ModelFormat.TAR, f"tar archive of {_count(len(names), 'member')}")
 
 
 # --- compressed streams, detected as joblib detects them --------------------------------------------------------

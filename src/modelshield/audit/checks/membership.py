@@ -62,17 +62,23 @@ _ATLAS = ("AML.T0024.000",)
 _EXPOSED = 10  # most exposed training records listed in the evidence
 
 
+_ATTACKS = ("loss", "population", "lira-online", "lira-offline", "rmia", "label-only")
+_WITHOUT_REFERENCES = ("loss", "population", "label-only")
+_NO_REFERENCES = "lira-online, lira-offline, rmia: reference models are trained from the standard budget on"
+
+
 @dataclass(frozen=True)
 class MembershipSettings:
     """What a budget buys the membership check."""
 
-    reference_models: int  # trained with the target's recipe for LiRA and RMIA (cached between audits)
+    reference_models: int  # trained with the target's recipe for LiRA and RMIA (cached); 0: those attacks skipped
     label_only_copies: int  # noisy copies of each record at each noise scale (label-only attack)
 
 
 _BUDGETS: Mapping[Budget, MembershipSettings] = MappingProxyType(
     {
-        Budget.QUICK: MembershipSettings(reference_models=8, label_only_copies=8),
+        # a first look: no reference models to train (LiRA and RMIA run from the standard budget on)
+        Budget.QUICK: MembershipSettings(reference_models=0, label_only_copies=8),
         Budget.STANDARD: MembershipSettings(reference_models=16, label_only_copies=16),
         Budget.THOROUGH: MembershipSettings(reference_models=64, label_only_copies=32),
     }
@@ -189,12 +195,14 @@ class MembershipCheck(Check[MembershipSettings, MembershipMeasurement]):
                 remedy="Give the target its training split.",
             )
         context.progress("attacks and reference models", 0, 2)
+        with_references = settings.reference_models > 0
         assessment = assess_membership(
             target.classifier,
             train,
             target.test,
             trainer=target.trainer,
-            n_reference=settings.reference_models,
+            attacks=_ATTACKS if with_references else _WITHOUT_REFERENCES,
+            n_reference=max(settings.reference_models, 2),
             label_only_copies=settings.label_only_copies,
             seed=context.seed,
             cache_dir=context.cache_dir,
@@ -214,7 +222,7 @@ class MembershipCheck(Check[MembershipSettings, MembershipMeasurement]):
             reference_models=assessment.reference.n_models if assessment.reference is not None else 0,
             exposed=exposed,
             queries=max(r.queries for r in assessment.results),
-            skipped=assessment.skipped,
+            skipped=assessment.skipped if with_references else (*assessment.skipped, _NO_REFERENCES),
         )
 
     def judge(self, measurement: MembershipMeasurement) -> Sequence[Finding]:

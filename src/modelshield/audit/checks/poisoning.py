@@ -79,7 +79,7 @@ __all__ = [
 
 #: Poison fractions of the susceptibility curves, per budget.
 FRACTIONS: Mapping[str, tuple[float, ...]] = {
-    "quick": (0.005, 0.01, 0.02, 0.05),
+    "quick": (0.01, 0.05),  # a first look: the two fractions the severity rules turn on
     "standard": (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1),
     "thorough": (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1),
 }
@@ -89,6 +89,8 @@ FLIP_FRACTIONS: Mapping[str, tuple[float, ...]] = {
     "thorough": (0.05, 0.1, 0.2, 0.3),
 }
 REPEATS: Mapping[str, int] = {"quick": 1, "standard": 2, "thorough": 3}
+#: Whether a budget measures the sanitiser too (it retrains on sanitised data: the heaviest part of the check).
+SANITISE: Mapping[str, bool] = {"quick": False, "standard": True, "thorough": True}
 DETECTION_FRACTION = 0.05  # backdoor poison share the sanitiser is measured on
 SCAN_INPUTS = 300  # clean test inputs Neural Cleanse optimises and checks its triggers on
 FLIP_DETECTION_FRACTION = 0.1
@@ -113,6 +115,7 @@ class PoisoningSettings:
     fractions: tuple[float, ...]  # backdoor poison fractions (those above the eligible share are skipped)
     flip_fractions: tuple[float, ...]  # label-flipping fractions; must include FLIP_DETECTION_FRACTION
     repeats: int  # models per fraction, each with its own poison draw
+    sanitise: bool = True  # measure the sanitiser on the poisoned data, and the attack after it
 
     def __post_init__(self) -> None:
         if FLIP_DETECTION_FRACTION not in self.flip_fractions:
@@ -165,9 +168,9 @@ class PoisoningMeasurement:
     """The backdoor and label-flipping susceptibility curves, the sanitiser on each, and the backdoor scan."""
 
     backdoor: SusceptibilityCurve  # attack: the backdoor's description
-    backdoor_sanitiser: SanitiserMeasurement
+    backdoor_sanitiser: SanitiserMeasurement | None  # None: not measured at this budget
     label_flip: SusceptibilityCurve
-    flip_sanitiser: SanitiserMeasurement
+    flip_sanitiser: SanitiserMeasurement | None
     scan: BackdoorScan | None = None  # PyTorch image classifiers only
 
 
@@ -313,7 +316,9 @@ def _curve_metrics(curve: SusceptibilityCurve) -> list[JSONValue]:
     ]
 
 
-def _sanitiser_metrics(s: SanitiserMeasurement) -> dict[str, JSONValue]:
+def _sanitiser_metrics(s: SanitiserMeasurement | None) -> dict[str, JSONValue] | None:
+    if s is None:
+        return None
     per_detector: dict[str, JSONValue] = {
         d.method: {"recall": round(d.recall, 4), "clean_flagged": round(d.clean_flagged, 4), "auc": round(d.auc, 4)}
         for d in s.detectors
@@ -332,9 +337,14 @@ def _sanitiser_metrics(s: SanitiserMeasurement) -> dict[str, JSONValue]:
     }
 
 
-def _sanitiser_sentence(s: SanitiserMeasurement, what: str, outcome: str) -> str:
+_NOT_SANITISED = "The sanitiser is measured at the standard budget (`--budget standard`)."
+
+
+def _sanitiser_sentence(s: SanitiserMeasurement | None, what: str, outcome: str) -> str:
     """What sanitising a training set with ``what`` (poison, flipped labels) removed, and ``outcome``: what the
     model retrained on the rest does."""
+    if s is None:
+        return _NOT_SANITISED
     return (
         f"Sanitising a training set with {100 * s.fraction:g}% {what} ({', '.join(d.method for d in s.detectors)}) "
         f"removed {100 * round(s.recall, 4):.0f}% of the {what} and {100 * round(s.clean_flagged, 4):.1f}% of the "
@@ -363,6 +373,7 @@ class PoisoningCheck(Check[PoisoningSettings, PoisoningMeasurement]):
                 fractions=FRACTIONS[budget.value],
                 flip_fractions=FLIP_FRACTIONS[budget.value],
                 repeats=REPEATS[budget.value],
+                sanitise=SANITISE[budget.value],
             )
             for budget in Budget
         }
@@ -381,14 +392,18 @@ class PoisoningCheck(Check[PoisoningSettings, PoisoningMeasurement]):
         curve = susceptibility(trainer, train, target.test, backdoor, fractions, repeats=settings.repeats,
                                seed=context.seed)  # fmt: skip
         context.progress("sanitising backdoored data", 1, 5)
-        sanitiser = _sanitiser(target, backdoor, DETECTION_FRACTION, context.seed)
+        sanitiser = _sanitiser(target, backdoor, DETECTION_FRACTION, context.seed) if settings.sanitise else None
         flip = LabelFlip()
         context.progress("retraining on flipped labels", 2, 5)
         flips = susceptibility(trainer, train, target.test, flip, settings.flip_fractions, repeats=settings.repeats,
                                seed=context.seed)  # fmt: skip
         # flipped labels carry no trigger: the out-of-fold label check is the detector for them
         context.progress("sanitising flipped labels", 3, 5)
-        flip_sanitiser = _sanitiser(target, flip, FLIP_DETECTION_FRACTION, context.seed, model_detectors=False)
+        flip_sanitiser = (
+            _sanitiser(target, flip, FLIP_DETECTION_FRACTION, context.seed, model_detectors=False)
+            if settings.sanitise
+            else None
+        )
         context.progress("scanning the model for backdoors", 4, 5)
         scan = _backdoor_scan(context)
         context.progress("done", 5, 5)
@@ -409,7 +424,7 @@ class PoisoningCheck(Check[PoisoningSettings, PoisoningMeasurement]):
             findings.append(self._scan_finding(m.scan))
         return findings
 
-    def _backdoor_finding(self, curve: SusceptibilityCurve, sanitiser: SanitiserMeasurement) -> Finding:
+    def _backdoor_finding(self, curve: SusceptibilityCurve, sanitiser: SanitiserMeasurement | None) -> Finding:
         needed = curve.fraction_needed(GOAL, max_accuracy_drop=MAX_ACCURACY_DROP)
         severity = backdoor_severity(needed, measured=len(curve.points) > 1)
         base = curve.baseline
@@ -433,7 +448,9 @@ class PoisoningCheck(Check[PoisoningSettings, PoisoningMeasurement]):
                     sanitiser,
                     "poison",
                     f"the attack succeeds {100 * round(sanitiser.success_after, 4):.1f}% of the time (clean accuracy "
-                    f"{100 * round(sanitiser.clean_accuracy_after, 4):.1f}%)",
+                    f"{100 * round(sanitiser.clean_accuracy_after, 4):.1f}%)"
+                    if sanitiser is not None
+                    else "",
                 )
             ),
             remediation=(
@@ -464,7 +481,8 @@ class PoisoningCheck(Check[PoisoningSettings, PoisoningMeasurement]):
             )
         loss = flips.baseline.clean_accuracy - at_ten.clean_accuracy
         change = _accuracy_change(flips.baseline.clean_accuracy, at_ten.clean_accuracy)
-        after = m.flip_sanitiser.clean_accuracy_after  # the curve's success rate here is the test error
+        # the curve's success rate here is the test error
+        after = m.flip_sanitiser.clean_accuracy_after if m.flip_sanitiser is not None else float("nan")
         return Finding(
             id="poisoning.label-flip",
             check=self.name,
