@@ -97,3 +97,19 @@ def test_a_long_check_moves_the_bar_inside_it() -> None:
     assert steps[0] == "retraining on backdoored data" and steps[-1] == "done" and len(steps) == 6
     fractions = [e.fraction for e in events]
     assert fractions == sorted(fractions)
+
+
+def test_a_step_without_news_still_gets_a_line_every_few_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from modelshield.cli import _progress
+
+    monkeypatch.setattr(_progress, "LINE_EVERY_S", 0.2)
+    err = io.StringIO()
+    with redirect_stderr(err), _progress.step_progress("harden") as step:
+        assert step is not None
+        step("training", 0, 0)
+        time.sleep(0.9)  # a long step that reports nothing inside it
+    lines = err.getvalue().splitlines()
+    assert 3 <= len(lines) <= 6 and all(line.endswith(" training") for line in lines)
+    assert lines[0].startswith("harden (0 s)")

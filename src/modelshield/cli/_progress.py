@@ -14,6 +14,7 @@ plug-ins: they are passed through :func:`~modelshield.reporting.interface.printa
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -55,7 +56,10 @@ def audit_progress(console: Console | None = None, *, enabled: bool = True) -> I
             yield lambda event: update(event.fraction, describe(event))
         return
     lines = _Lines("audit")
-    yield lambda event: lines.write(event.check, describe(event), event.elapsed_s)
+    try:
+        yield lambda event: lines.write(event.check, describe(event), event.elapsed_s)
+    finally:
+        lines.close()
 
 
 @contextmanager
@@ -79,7 +83,10 @@ def step_progress(
             )
         return
     lines = _Lines(command)
-    yield lambda step, done, total: lines.write(step, text(step, done, total), time.monotonic() - t0)
+    try:
+        yield lambda step, done, total: lines.write(step, text(step, done, total), time.monotonic() - t0)
+    finally:
+        lines.close()
 
 
 @contextmanager
@@ -94,17 +101,43 @@ def _bar(console: Console) -> Iterator[Callable[[float, str], None]]:
 
 
 class _Lines:
-    """Writes a progress line to standard error when the step changes, and at most every LINE_EVERY_S otherwise."""
+    """Writes a progress line to standard error when the step changes, and at most every LINE_EVERY_S otherwise;
+    while a step runs without news, a heartbeat repeats its line every LINE_EVERY_S with the time so far (a step
+    such as training a model says nothing until it ends)."""
 
     def __init__(self, command: str) -> None:
         self._command = command
         self._key: str | None = None
+        self._text = ""
         self._last = float("-inf")
+        self._t0 = time.monotonic()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._heart = threading.Thread(target=self._beat, name=f"{command}-progress", daemon=True)
+        self._heart.start()
 
     def write(self, key: str, text: str, elapsed_s: float) -> None:
-        now = time.monotonic()
-        if key == self._key and now - self._last < LINE_EVERY_S:
-            return
-        self._key, self._last = key, now
-        sys.stderr.write(f"{self._command} ({elapsed_s:.0f} s) {text}\n")
+        with self._lock:
+            now = time.monotonic()
+            self._t0 = now - elapsed_s
+            if key == self._key and now - self._last < LINE_EVERY_S:
+                return
+            self._key, self._text = key, text
+            self._emit(now)
+
+    def _emit(self, now: float) -> None:
+        self._last = now
+        sys.stderr.write(f"{self._command} ({now - self._t0:.0f} s) {self._text}\n")
         sys.stderr.flush()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(LINE_EVERY_S / 5):
+            with self._lock:
+                now = time.monotonic()
+                if self._key is not None and now - self._last >= LINE_EVERY_S:
+                    self._emit(now)
+
+    def close(self) -> None:
+        """Stop the heartbeat."""
+        self._stop.set()
+        self._heart.join()

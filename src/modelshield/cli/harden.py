@@ -8,7 +8,6 @@ $ modelshield harden --target zoo:cancer-mlp-overfit --defense dp-sgd --epsilon 
 from __future__ import annotations
 
 import json
-from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from modelshield.cli._console import cache_dir, reference_cache_dir, stderr
+from modelshield.cli._progress import step_progress
 from modelshield.cli.options import OutputFormat, text_or_json
 from modelshield.harden import Defense
 
@@ -117,24 +117,23 @@ def harden_command(
     from modelshield.harden import harden, harden_dp
     from modelshield.zoo import load_target
 
-    show_progress = output_format is OutputFormat.TEXT and stderr.is_terminal
     if (epsilon is not None or delta is not None) and defense is not Defense.DP_SGD:
         raise InvalidParameterError("--epsilon and --delta belong to --defense dp-sgd.", remedy="Drop them.")
     if defense is Defense.DP_SGD and epsilon is None:
         raise InvalidParameterError("--defense dp-sgd needs --epsilon.", remedy="Try --epsilon 8.")
     resolved = load_target(target, seed=seed, cache_dir=cache_dir(), device="cpu")
-    if defense is Defense.DP_SGD:
-        assert epsilon is not None  # noqa: S101 - checked above
-        cache = reference_cache_dir()
-        with stderr.status("Training with DP-SGD and attacking both models...") if show_progress else nullcontext():
+    with step_progress("harden", stderr) as step:  # a bar on a terminal, a line every few seconds elsewhere
+        if defense is Defense.DP_SGD:
+            assert epsilon is not None  # noqa: S101 - checked above
+            if step is not None:
+                step("training with DP-SGD, then attacking both models", 0, 0)
             result = harden_dp(resolved, epsilon=epsilon, delta=delta, seed=seed, epochs=epochs or 30,
-                               n_reference=reference_models, cache_dir=cache)  # fmt: skip
-    elif show_progress:
-        with stderr.status(f"Training with {defense.value} and evaluating before and after..."):
+                               n_reference=reference_models, cache_dir=reference_cache_dir())  # fmt: skip
+        else:
+            if step is not None:
+                step(f"training with {defense.value}, then evaluating before and after", 0, 0)
             result = harden(resolved, defense, eps=eps, seed=seed, epochs=epochs, eval_n=eval_n,
                             eval_steps=eval_steps)  # fmt: skip
-    else:
-        result = harden(resolved, defense, eps=eps, seed=seed, epochs=epochs, eval_n=eval_n, eval_steps=eval_steps)
     report = result.save(out)
     if output_format is OutputFormat.JSON:
         typer.echo(json.dumps({**result.to_dict(), "weights": str(out), "comparison": str(report)}, indent=2))
