@@ -34,6 +34,7 @@ from modelshield.target import Target
 if TYPE_CHECKING:
     from modelshield.audit import Auditor
     from modelshield.data import Dataset
+    from modelshield.models.interface import Classifier
 
 __all__ = ["register"]
 
@@ -61,6 +62,24 @@ def _class_count(classes: tuple[str, ...] | None, *datasets: Dataset | None) -> 
     return max(data.n_classes for data in datasets if data is not None)
 
 
+def _tables(data: Path, train_data: Path | None, label: str) -> tuple[Dataset, Dataset | None]:
+    """The test data and, when given, the training data."""
+    from modelshield.data import load_table
+
+    return load_table(data, label=label), load_table(train_data, label=label) if train_data is not None else None
+
+
+def _aligned(
+    classifier: Classifier, test: Dataset, train: Dataset | None, classes: tuple[str, ...] | None
+) -> tuple[Dataset, Dataset | None]:
+    """Both data sets checked against the model, their labels in its class order (:func:`align_data`)."""
+    from modelshield.loading import align_data
+
+    return align_data(classifier, test, classes=classes), (
+        align_data(classifier, train, classes=classes) if train is not None else None
+    )
+
+
 def _file_target(
     model: Path,
     data: Path | None,
@@ -74,8 +93,7 @@ def _file_target(
 ) -> Target:
     """The model with its data, checked against each other: labels in the model's class order, features that fit,
     and a run on two rows, before any check starts."""
-    from modelshield.data import load_table
-    from modelshield.loading import align_data, load_model
+    from modelshield.loading import load_model
     from modelshield.models import Bounds
 
     if data is None:
@@ -83,8 +101,7 @@ def _file_target(
             "--model needs --data: the test data to evaluate the model on.",
             remedy="Add --data FILE (CSV, Parquet or NPZ) with a label column named by --label.",
         )
-    test = load_table(data, label=label)
-    train = load_table(train_data, label=label) if train_data is not None else None
+    test, train = _tables(data, train_data, label)
     bounds = test.schema.bounds()
     loaded = load_model(
         model,
@@ -96,9 +113,7 @@ def _file_target(
         unsafe_pickle=unsafe_allow_pickle,
         unsafe_ignore_scan=unsafe_ignore_scan,
     )
-    test = align_data(loaded.classifier, test, classes=classes)
-    if train is not None:
-        train = align_data(loaded.classifier, train, classes=classes)
+    test, train = _aligned(loaded.classifier, test, train, classes)
     return Target(
         name=model.name,
         classifier=loaded.classifier,
@@ -136,8 +151,6 @@ def _endpoint_target(
     classes: tuple[str, ...] | None,
 ) -> Target:
     """A served model with its data: the endpoint is probed and checked against the data before any check."""
-    from modelshield.data import load_table
-    from modelshield.loading import align_data
     from modelshield.models import Bounds
     from modelshield.models.remote_classifier import connect
 
@@ -146,8 +159,7 @@ def _endpoint_target(
             "--endpoint needs --model-name (the model's name on the server) and --data (the test data).",
             remedy="Add --model-name NAME --data FILE with a label column named by --label.",
         )
-    test = load_table(data, label=label)
-    train = load_table(train_data, label=label) if train_data is not None else None
+    test, train = _tables(data, train_data, label)
     bounds = test.schema.bounds()
     classifier = connect(
         endpoint,
@@ -161,9 +173,7 @@ def _endpoint_target(
         headers=headers,
         clip_values=Bounds(*bounds) if bounds is not None else None,
     )
-    test = align_data(classifier, test, classes=classes)
-    if train is not None:
-        train = align_data(classifier, train, classes=classes)
+    test, train = _aligned(classifier, test, train, classes)
     return Target(
         name=model_name,
         classifier=classifier,
