@@ -128,3 +128,13 @@ def test_unknown_loader_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="Unknown loader"):
         run_loader(tmp_path / "x", "nope")
     assert "pickle" in LOADERS and "gguf-template" in LOADERS
+
+
+@pytest.mark.slow
+def test_a_file_that_asks_the_unpickler_for_gigabytes_fails_in_its_child(tmp_path: Path) -> None:
+    """A memo index the real unpickler grows its memo to 6.4 GB for (it would, uncapped, on this machine): the
+    child's memory is capped, so the load ends in MemoryError instead of taking the machine's memory."""
+    path = tmp_path / "memo.pkl"
+    path.write_bytes(b"\x80\x02K\x01r" + (400_000_000).to_bytes(4, "little") + b".")
+    result = run_loader(path, "pickle")
+    assert not result.loaded and result.error is not None and "MemoryError" in result.error

@@ -564,8 +564,26 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split())[:500]
 
 
+#: Address space a loading child may add to what it maps when forked: the real unpickler grows its memo to any index
+#: a stream names, so a hostile or fuzzed file could otherwise take the machine's memory (and the OOM killer the
+#: test run); capped, the load ends in MemoryError.
+CHILD_EXTRA_MEMORY = 4 << 30
+
+
+def _cap_memory(extra: int) -> None:
+    """Limit this (forked, throw-away) process's address space to what it maps now plus ``extra`` bytes."""
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/statm", encoding="ascii") as statm:
+        mapped = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    cap = mapped + extra if hard == resource.RLIM_INFINITY else min(mapped + extra, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+
+
 def _child(job: dict[str, str], write_fd: int, scratch: str, read_roots: tuple[str, ...], marker: str) -> None:
     path, loader = job["path"], job["loader"]
+    _cap_memory(CHILD_EXTRA_MEMORY)
     os.environ[MARKER_VARIABLE] = marker
     recorder = _Recorder(os.path.dirname(path), scratch, read_roots)
     sys.addaudithook(recorder)

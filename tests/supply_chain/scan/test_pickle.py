@@ -9,6 +9,7 @@ import pickle
 import pickletools
 import struct
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -276,6 +277,32 @@ class _RecordingUnpickler(pickle.Unpickler):
         return None
 
 
+@contextlib.contextmanager
+def _memory_cap(extra: int = 2 << 30) -> Iterator[None]:
+    """Address space for the real unpickler: what the process maps now and ``extra`` bytes more.
+
+    CPython's unpickler grows its memo to whatever index a PUT names, and clears the new part: a mutated index of
+    a few billion takes tens of gigabytes, and the machine's memory with it. Capped, it raises MemoryError.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/statm", encoding="ascii") as statm:
+        mapped = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    cap = mapped + extra if hard == resource.RLIM_INFINITY else min(mapped + extra, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def test_the_memory_cap_turns_a_huge_memo_index_into_an_error() -> None:
+    huge_put = b"\x80\x02K\x01r" + (200_000_000).to_bytes(4, "little") + b"."  # a memo of 3.2 GB, uncapped
+    with pytest.raises(MemoryError), _memory_cap():
+        pickle.loads(huge_put)
+
+
 _SEEDS = [
     pickle.dumps(obj, protocol=protocol)
     for obj in (OrderedDict(a=1), {"k": [1, 2.0, "s"], "t": (None, True)}, [np.float64(1.5), b"xyz"], {1, 2})
@@ -290,7 +317,8 @@ def test_every_global_the_real_unpickler_looks_up_is_found(seed: bytes, edits: l
     for where, value in edits:
         data[where % len(data)] = value
     oracle = _RecordingUnpickler(bytes(data))
-    with contextlib.suppress(Exception):  # a damaged stream stops the loader; what it looked up before is what counts
+    # a damaged stream stops the loader; what it looked up before is what counts
+    with contextlib.suppress(Exception), _memory_cap():
         oracle.load()
     found = {(ref.module, ref.name) for ref in analyse(bytes(data)).imports}
     assert [g for g in oracle.looked_up if g not in found] == []
