@@ -3,14 +3,15 @@
     >>> from modelshield.audit.checks.membership import MEMBERSHIP, ODDS_THRESHOLDS, severity_of
     >>> ODDS_THRESHOLDS[0]
     (10.0, <Severity.HIGH: 'high'>)
-    >>> severity_of(3.0), MEMBERSHIP.budgets["quick"].reference_models
-    (<Severity.MEDIUM: 'medium'>, 8)
+    >>> severity_of(3.0), MEMBERSHIP.budgets["quick"].reference_models, MEMBERSHIP.budgets["standard"].reference_models
+    (<Severity.MEDIUM: 'medium'>, 0, 16)
 
 :meth:`MembershipCheck.measure` runs :func:`~modelshield.attacks.membership.assess_membership` with the target's
 training records as members and its test records as non-members: the loss and population attacks always, LiRA
 (online and offline) and RMIA when the target knows how it was trained (reference targets do; the reference
-models are cached), and the label-only attack. What each budget buys (:class:`MembershipSettings`): 8 reference
-models and 8 label-only copies (quick), 16 and 16 (standard), 64 and 32 (thorough).
+models are cached) and the budget trains reference models, and the label-only attack. What each budget buys
+(:class:`MembershipSettings`): no reference models and 8 label-only copies (quick, a first look), 16 and 16
+(standard), 64 and 32 (thorough).
 
 Figures are the true-positive rate at 0.1% and 1% false-positive rate (Carlini et al. 2022), with Clopper–Pearson
 intervals. A few hundred non-members cannot vouch for a 0.1% false-positive rate, so when reference models exist
