@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import pytest
+from cli_output import one_error_line
 from sklearn.linear_model import LogisticRegression
 
 from modelshield.audit.checks import baseline
@@ -26,15 +27,6 @@ if TYPE_CHECKING:
     from torch import nn
 
 FEATURES = ["radius", "texture", "smoothness", "symmetry"]
-
-
-def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ")
-    return lines[0]
 
 
 def tumours(n: int = 240, seed: int = 0) -> pd.DataFrame:

@@ -10,6 +10,7 @@ import jsonschema
 import numpy as np
 import pandas as pd
 import pytest
+from cli_output import one_error_line
 
 from modelshield import __version__
 from modelshield.cli import main
@@ -40,15 +41,6 @@ def cancer_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, 
     model.fit(train.drop(columns="diagnosis").to_numpy(), train["diagnosis"].to_numpy())
     dump(model, root / "model.skops")
     return root / "model.skops", root / "train.csv", root / "test.csv"
-
-
-def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ")
-    return lines[0]
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

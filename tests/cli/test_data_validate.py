@@ -8,17 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from cli_output import one_error_line
 
 from modelshield.cli import main
-
-
-def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ")
-    return lines[0]
 
 
 def _frame(n: int, seed: int) -> pd.DataFrame:
