@@ -12,8 +12,9 @@ and that one training set:
 
 - modelshield ``activation_clustering`` and ``spectral_signatures`` on ``representations`` (the input of the last
   linear layer), ``reversed_trigger`` (Neural Cleanse on the model, then the target class's records that carry the
-  reversed trigger), and the full ``sanitize`` (reversed trigger + activation clustering + out-of-fold confident
-  learning, with the target's recipe as ``trainer``).
+  reversed trigger), and the full ``sanitize`` with its defaults (trigger transplant + activation clustering +
+  two rounds of out-of-fold confident learning, with the target's recipe as ``trainer``; before the trigger
+  transplant, reversed trigger in place of it). Random trigger families: ``bench_families.py``.
 - ART ``ActivationDefence.detect_poison`` (``nb_clusters=2, nb_dims=10, reduce="PCA"``) with each of its four
   cluster analysers, and ``SpectralSignatureDefense`` (``eps_multiplier=1.5``). ART's detectors read the output of
   the last module of an ``nn.Sequential`` (here the logits: ``nb_layers - 1``, hard-coded); they are run both that

@@ -7,9 +7,11 @@
 The format is identified from the file's content, not its name. Formats that cannot run code are loaded
 directly: ONNX, skops (scikit-learn; types outside skops' default trust list must be named in ``trusted_types``),
 safetensors and PyTorch state dicts (read with ``weights_only=True``; these hold weights only, so an
-``architecture`` module must be given). Pickle, joblib, full PyTorch checkpoints and ``torch.export`` archives
-(whose loader unpickles) are refused with :class:`UnsafeModelError` unless ``unsafe_pickle=True`` is passed, which
-logs a warning: unpickling a file runs whatever code its author put in it.
+``architecture`` must be given: ``zoo:NAME``, or the user's own network class as ``package.module:Class`` or
+``path/to/file.py:Class``, whose code is imported and run, so for code the user trusts only). Pickle, joblib, full
+PyTorch checkpoints and ``torch.export`` archives (whose loader unpickles) are refused with
+:class:`UnsafeModelError` unless ``unsafe_pickle=True`` is passed, which logs a warning: unpickling a file runs
+whatever code its author put in it.
 
 This module composes two layers, and so lives above both: the scanner (:mod:`modelshield.supply_chain.scan`)
 vets every file whose format cannot run code before it is parsed (a tampered header, a Keras Lambda layer), and the
@@ -22,8 +24,12 @@ model on two rows, raising one clear :class:`~modelshield.errors.InvalidInputErr
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
+import os
 import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,8 +84,11 @@ def load_model(
 
     ``input_shape`` and ``n_classes`` describe the data: PyTorch models need both; a file that records its own
     input shape is checked against ``input_shape``, and one that records its classes keeps them. ``architecture``
-    is a factory of the untrained network for weights-only files, or ``"zoo:NAME"`` for a reference architecture
-    built for that input shape and class count.
+    is a factory of the untrained network for weights-only files, ``"zoo:NAME"`` for a reference architecture
+    built for that input shape and class count, or the user's own network as ``"package.module:Class"`` (imported
+    as ``python -m`` would, the current directory first) or ``"path/to/file.py:Class"``, built with ``Class()``
+    (a function that returns the network will do too). Naming code imports it and runs it with the caller's
+    permissions, as ``python -m`` would: name only code you trust (a warning is logged naming it).
 
     Even with ``unsafe_pickle``, a file that the scanner rates critical (it would run a shell, ``eval``, import a
     module to call into it...) is refused; ``unsafe_ignore_scan`` overrides that second refusal too, with a warning.
@@ -198,12 +207,19 @@ def _torch_from_weights(
     if architecture is None:
         raise InvalidParameterError(
             f"{path} holds weights only; the network that uses them must be given.",
-            remedy="Pass architecture= (a factory of the network, or zoo:NAME for a reference architecture).",
-            cli_remedy="Pass --arch zoo:NAME for a reference architecture.",
+            remedy="Pass architecture= (a factory of the network, zoo:NAME for a reference architecture, or "
+            "module:Class or file.py:Class for your own network class).",
+            cli_remedy="Pass --arch zoo:NAME for a reference architecture, or --arch module:Class or "
+            "--arch path/to/file.py:Class for your own network class.",
         )
     shape, classes = _need_shape(path, input_shape, n_classes)
-    factory = _reference_architecture(architecture, shape, classes) if isinstance(architecture, str) else architecture
-    net = factory()
+    if isinstance(architecture, str) and _is_code_reference(architecture):
+        net = _user_network(architecture)
+    else:
+        factory = (
+            _reference_architecture(architecture, shape, classes) if isinstance(architecture, str) else architecture
+        )
+        net = factory()
     try:
         load_torch_weights(net, path)
     except ModelShieldError:
@@ -214,6 +230,132 @@ def _torch_from_weights(
             remedy="Pass a safetensors file, or a state dict saved with torch.save(model.state_dict(), path).",
         ) from exc
     return TorchClassifier(net, n_classes=classes, input_shape=shape, clip_values=clip_values, device=device)
+
+
+def _is_code_reference(architecture: str) -> bool:
+    """True for ``module:Class`` and ``file.py:Class``; ``zoo:NAME`` and plain names are reference targets."""
+    return not architecture.startswith("zoo:") and ":" in architecture
+
+
+def _arch_error(message: str, *, remedy: str) -> InvalidParameterError:
+    return InvalidParameterError(message, remedy=remedy, cli_remedy=remedy.replace("architecture=", "--arch "))
+
+
+_ARCH_FORMS = (
+    "Pass architecture=package.module:Class (importable from the current directory) or "
+    "architecture=path/to/file.py:Class."
+)
+
+
+def _user_network(spec: str) -> torch.nn.Module:
+    """The network that the user's code ``spec`` builds: ``package.module:Class`` or ``path/to/file.py:Class``,
+    imported (which runs it), then ``Class()`` called with no arguments; one :class:`InvalidParameterError` with the
+    remedy for whatever fails."""
+    require("torch", extra="torch", feature="PyTorch models")
+    import torch
+
+    where, _, attribute = spec.rpartition(":")
+    is_file = where.endswith(".py") or "/" in where or os.sep in where
+    if not where or not attribute or not (is_file or all(part.isidentifier() for part in where.split("."))):
+        raise _arch_error(f"Architecture {spec!r} is neither module:Class nor file.py:Class.", remedy=_ARCH_FORMS)
+    log.warning(
+        "Importing the %s %s to build the network for the weights: this runs that code with your permissions; "
+        "name only code you trust.",
+        "file" if is_file else "module",
+        where,
+    )
+    module = _import_file(spec, Path(where)) if is_file else _import_module(spec, where)
+    obj: Any = module
+    for name in attribute.split("."):
+        if not hasattr(obj, name):
+            nets = sorted(n for n, v in vars(module).items() if isinstance(v, type) and issubclass(v, torch.nn.Module))
+            defined = f"it defines {', '.join(nets[:8])}" if nets else "it defines no torch.nn.Module class"
+            raise _arch_error(
+                f"{where} has no {attribute!r}; {defined}.",
+                remedy=f"Name the class of the network: architecture={where}:Class.",
+            )
+        obj = getattr(obj, name)
+    built_by = "a function that returns the network"
+    if isinstance(obj, torch.nn.Module) or not callable(obj):
+        raise _arch_error(
+            f"{spec} is a {type(obj).__name__}, not a torch.nn.Module class.",
+            remedy=f"Name the class of the network, or {built_by}.",
+        )
+    if isinstance(obj, type) and not issubclass(obj, torch.nn.Module):
+        raise _arch_error(
+            f"{spec} is the class {obj.__name__}, which is not a torch.nn.Module.",
+            remedy=f"Name the class of the network (a torch.nn.Module subclass), or {built_by}.",
+        )
+    try:
+        net = obj()
+    except Exception as exc:  # the user's constructor: a TypeError for missing arguments, or anything it raises
+        raise _arch_error(
+            f"{spec}() raised {type(exc).__name__}: {_one_line(exc)}",
+            remedy=f"The network is built with no arguments: add {built_by} to your code (def build(): return "
+            f"Net(...)) and pass architecture={where}:build.",
+        ) from exc
+    if not isinstance(net, torch.nn.Module):
+        raise _arch_error(
+            f"{spec}() returned a {type(net).__name__}, not a torch.nn.Module.",
+            remedy=f"Name the class of the network, or {built_by}.",
+        )
+    return net
+
+
+def _import_module(spec: str, name: str) -> Any:
+    """Import module ``name`` as ``python -m`` would, the current directory first on the path (for this import
+    only)."""
+    cwd = os.getcwd()
+    sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
+            raise _arch_error(
+                f"No module named {exc.name!r} can be imported for architecture {spec!r} (from {cwd} or the "
+                "installed packages).",
+                remedy="Run from the directory that holds the module, install its package, or pass "
+                "architecture=path/to/file.py:Class.",
+            ) from exc
+        raise _import_failed(spec, exc) from exc
+    except Exception as exc:  # whatever the user's module raises while it is imported
+        raise _import_failed(spec, exc) from exc
+    finally:
+        sys.path.remove(cwd)
+
+
+def _import_file(spec: str, path: Path) -> Any:
+    """Import the Python file ``path`` as a module of its own, its directory first on the path (for this import
+    only, as ``python path`` would for its sibling modules)."""
+    if not path.is_file():
+        raise _arch_error(
+            f"{path} does not exist (architecture {spec!r}).",
+            remedy="Check the path to the Python file that defines the network (architecture=path/to/file.py:Class).",
+        )
+    name = f"modelshield_architecture_{re.sub(r'[^0-9A-Za-z_]', '_', path.stem)}"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise _arch_error(f"{path} cannot be imported as Python code.", remedy="Name a .py file.")
+    module = importlib.util.module_from_spec(module_spec)
+    folder = str(path.resolve().parent)
+    sys.path.insert(0, folder)
+    sys.modules[name] = module  # dataclasses and typing look their module up while the file runs
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:  # whatever the user's file raises while it runs
+        del sys.modules[name]
+        raise _import_failed(spec, exc) from exc
+    finally:
+        sys.path.remove(folder)
+    return module
+
+
+def _import_failed(spec: str, exc: BaseException) -> InvalidParameterError:
+    return _arch_error(
+        f"Importing the code of architecture {spec!r} failed: {type(exc).__name__}: {_one_line(exc)}",
+        remedy="Fix the error in that code (run it with python to see the traceback, or add -v), or check that its "
+        "own imports are installed.",
+    )
 
 
 def _from_unsafe(

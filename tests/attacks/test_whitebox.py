@@ -197,7 +197,7 @@ def test_the_audit_check_reports_image_examples_on_a_tiny_model() -> None:
     assert finding.metrics["reference_eps"] == "0.05" and "of the input range" in finding.title
     examples = finding.evidence["examples"]
     assert examples and len(examples[0]["clean"]) == 6 and len(examples[0]["adversarial"][0]) == 6  # type: ignore[index,arg-type]
-    assert report.config["settings"]["evasion"] == {"samples": 200, "steps": 10, "queries": 250}  # type: ignore[index,call-overload]
+    assert report.config["settings"]["evasion"] == {"samples": 200, "steps": 10, "queries": 250, "restarts": 1}  # type: ignore[index,call-overload]
     assert "<h4>Examples</h4>" in render_html(report)
 
 

@@ -97,11 +97,17 @@ def test_metrics_charts_and_description() -> None:
         "reference_eps": "0.25",
         "robust_accuracy_at_reference": 0.4568,
         "robust_accuracy": {"0.05": 0.8, "0.1": 0.6, "0.25": 0.4568, "0.5": 0.2, "1": 0.0},
+        "evaluation": "white-box",
+        "upper_bound": False,
+        "restarts": 1,
         "samples": 200,
         "queries": 12_345,
     }
     assert finding.title == "Adversarial inputs cut accuracy from 91% to 46% at ε = 0.25 standard deviations"
-    assert finding.description.startswith("Worst case over fgsm, pgd on 200 test inputs.")
+    assert finding.description.startswith(
+        "Worst case per input over fgsm, pgd (PGD and APGD with 1 random start) and the Square attack on the "
+        "inputs those left, on 200 test inputs."
+    )
     curve, per_class = finding.charts
     assert curve.x == (0.05, 0.1, 0.25, 0.5, 1.0)
     assert list(curve.series) == ["fgsm", "pgd", "worst case"]
@@ -116,13 +122,20 @@ def test_median_minimal_distance_only_when_deepfool_ran() -> None:
     assert robust_finding(EVASION.judge(with_distances)).metrics["median_minimal_l2_distance"] == 0.3
 
 
-def test_each_failed_reliability_check_adds_a_medium_finding() -> None:
+def test_a_black_box_measurement_is_an_upper_bound_in_title_metrics_and_description() -> None:
+    finding = robust_finding(EVASION.judge(measurement(white_box=False, access="SklearnClassifier: no gradients")))
+    assert finding.title.endswith("(black-box upper bound)") and "to at most 45%" in finding.title
+    assert finding.metrics["evaluation"] == "black-box" and finding.metrics["upper_bound"] is True
+    assert finding.description.startswith("Upper bound: black-box attacks only (fgsm, pgd)")
+
+
+def test_each_failed_reliability_check_adds_a_high_finding() -> None:
     problems = (Reliability("unbounded", "PGD leaves 40% accuracy."), Reliability("not-monotone", "It rises."))
     findings = EVASION.judge(measurement(reliability=problems))
     unreliable = [f for f in findings if f.id == "evasion.unreliable-evaluation"]
     assert [(f.severity, f.evidence["check"], f.description) for f in unreliable] == [
-        (Severity.MEDIUM, "unbounded", "PGD leaves 40% accuracy."),
-        (Severity.MEDIUM, "not-monotone", "It rises."),
+        (Severity.HIGH, "unbounded", "PGD leaves 40% accuracy."),
+        (Severity.HIGH, "not-monotone", "It rises."),
     ]
     assert [f.id for f in EVASION.judge(measurement())] == ["evasion.robust-accuracy"]
 
@@ -152,7 +165,7 @@ def test_judge_is_pure_and_the_measurement_frozen() -> None:
 
 def test_budgets_buy_todays_figures() -> None:
     assert dict(EVASION.budgets) == {
-        Budget.QUICK: EvasionSettings(samples=200, steps=10, queries=250),
-        Budget.STANDARD: EvasionSettings(samples=1000, steps=40, queries=1000),
-        Budget.THOROUGH: EvasionSettings(samples=10_000, steps=160, queries=4000),
+        Budget.QUICK: EvasionSettings(samples=200, steps=10, queries=250, restarts=1),
+        Budget.STANDARD: EvasionSettings(samples=1000, steps=40, queries=1000, restarts=5),
+        Budget.THOROUGH: EvasionSettings(samples=10_000, steps=160, queries=4000, restarts=10),
     }

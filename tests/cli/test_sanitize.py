@@ -48,8 +48,9 @@ def test_sanitize_removes_flipped_labels_and_records_why(
     progress = [line.split(") ", 1)[1] for line in captured.err.splitlines() if line.startswith("sanitize (")]
     assert progress == [
         "training a model on the data with the recipe",
-        "[1/2] activation-clustering",
-        "[2/2] label-consistency",
+        "[1/3] trigger-transplant",
+        "[2/3] activation-clustering",
+        "[3/3] label-consistency",
         "done",
     ]
     removed = np.zeros(len(truth), bool)

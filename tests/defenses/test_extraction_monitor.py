@@ -66,7 +66,9 @@ def test_prada_alone_catches_jacobian_augmentation(
     setup: tuple[DatasetSplit, SklearnClassifier, ExtractionMonitor],
 ) -> None:
     split, victim, _ = setup
-    prada = ExtractionMonitor(ood=False, calibration_streams=30, calibration_length=200).fit(victim, split.train.x)
+    prada = ExtractionMonitor(ood=False, proximity=False, calibration_streams=30, calibration_length=200).fit(
+        victim, split.train.x
+    )
     jac = extract_model(victim, split.test.x[:50], split.test.y[:50], strategy="jacobian",
                         natural_x=split.train.x[:20], budgets=(20, 200), seed=3, **FAST)  # fmt: skip
     assert jac.query_x is not None
@@ -97,9 +99,9 @@ def test_memory_is_bounded_and_observe_is_thread_safe(
     setup: tuple[DatasetSplit, SklearnClassifier, ExtractionMonitor],
 ) -> None:
     split, victim, _ = setup
-    monitor = ExtractionMonitor(max_stored=50, window=100, min_queries=20, delta=0.5, max_clients=3).fit(
-        victim, split.train.x
-    )
+    monitor = ExtractionMonitor(
+        max_stored=50, window=100, proximity_memory=30, min_queries=20, delta=0.5, max_clients=3
+    ).fit(victim, split.train.x)
     x, p = split.test.x, victim.predict(split.test.x)
 
     def feed(client: str) -> None:
@@ -115,12 +117,12 @@ def test_memory_is_bounded_and_observe_is_thread_safe(
     assert state is not None
     assert state.queries == 800  # two threads on one client: nothing lost
     assert len(state.order) <= 50 and sum(len(g) for g in state.groups.values()) == len(state.order)
-    assert len(state.distances) <= 100
+    assert len(state.distances) <= 100 and len(state.recent) == 30
     for c in ("b", "c", "d"):
         monitor.observe(c, x[:2], p[:2])
     assert monitor.n_clients == 3 and "a" not in monitor._clients.clients()  # least recently seen dropped
     memory = monitor.memory()
-    assert memory.clients == 3 and memory.max_clients == 3 and memory.max_entries == 3 * (50 + 100)
+    assert memory.clients == 3 and memory.max_clients == 3 and memory.max_entries == 3 * (50 + 100 + 30)
     assert 0 < memory.entries <= memory.max_entries
 
 

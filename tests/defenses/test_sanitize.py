@@ -12,7 +12,8 @@ in shape, position, target and poison rate, fixed before running them (recall an
 - a random pattern blended at alpha 0.15 (seed 0), target 5, 5%.
 
 Each poisoned set trains one model with the zoo recipe (seed 0); ``sanitize`` inspects that model and that set with
-the recipe as its trainer (reversed trigger, activation clustering, out-of-fold confident learning). A null test
+the recipe as its trainer (its defaults: trigger transplant, activation clustering, exclusionary confident
+learning). Random trigger draws of four families are tested in ``test_sanitize_families.py``. A null test
 runs the same on the clean training set and its zoo model. Tabular label flipping (10% random flips on
 zoo:cancer-mlp) is caught by confident learning alone.
 """
@@ -317,16 +318,17 @@ def test_sanitize_without_a_model_or_recipe_removes_what_the_neighbours_flag() -
         result.detection("activation-clustering")
 
 
-def test_sanitize_with_a_non_pytorch_model_falls_back_to_model_free_detectors() -> None:
+def test_sanitize_with_a_non_pytorch_model_runs_the_transplant_and_model_free_detectors() -> None:
     clf, data = _sklearn_classifier()
     result = sanitize(data, classifier=clf)
-    assert [d.method for d in result.detections] == ["neighbours"]
+    assert [d.method for d in result.detections] == ["trigger-transplant", "neighbours"]
+    assert not result.removed.any()  # clean, well-separated blobs
 
 
 def test_sanitize_with_a_recipe_runs_confident_learning() -> None:
     x, y = _blobs()
     noisy, flipped = _flip(y, 15, 3)
-    trainer = SklearnTrainer(LogisticRegression(), n_jobs=1)
+    trainer = SklearnTrainer(LogisticRegression(max_iter=2000), n_jobs=1)
     result = sanitize(_dataset(x, noisy), trainer=trainer, seed=0)
     assert [d.method for d in result.detections] == ["label-consistency"]
     quality = detection_quality(result.detection("label-consistency"), flipped)
@@ -339,7 +341,7 @@ def test_sanitize_with_a_recipe_runs_confident_learning() -> None:
 def test_sanitize_runs_each_named_detector_once_and_flags_their_union() -> None:
     x, y = _blobs()
     noisy, _ = _flip(y, 15, 3)
-    trainer = SklearnTrainer(LogisticRegression(), n_jobs=1)
+    trainer = SklearnTrainer(LogisticRegression(max_iter=2000), n_jobs=1)
     result = sanitize(_dataset(x, noisy), trainer=trainer, methods=["neighbours", "label-consistency", "neighbours"])
     assert [d.method for d in result.detections] == ["label-consistency", "neighbours"]
     union = result.detections[0].flagged | result.detections[1].flagged
@@ -473,11 +475,10 @@ def test_sanitize_removes_the_development_backdoor(digits_cnn: Target, backdoore
     case = backdoored(DEVELOPMENT)
     assert _success(case.model, case.attack, digits_cnn.test) >= 0.9  # the backdoor works before sanitizing
     quality = detection_quality(case.result.removed, case.poisoned.poisoned)
-    assert quality.recall >= RECALL  # measured 1.00
-    assert quality.clean_flagged <= CLEAN_FLAGGED  # measured 0.003
-    assert case.result.detection("reversed-trigger").details["flagged_classes"] == [0]
-    reasons = dict(case.result.reasons)
-    assert all("reversed-trigger" in reasons[i] for i in np.flatnonzero(case.poisoned.poisoned))
+    assert quality.recall >= RECALL
+    assert quality.clean_flagged <= CLEAN_FLAGGED
+    transplant = detection_quality(case.result.detection("trigger-transplant"), case.poisoned.poisoned)
+    assert transplant.recall >= RECALL  # the transplant finds them, not the label check
 
 
 @pytest.mark.slow
@@ -500,9 +501,9 @@ def test_retraining_on_the_sanitized_set_defeats_the_backdoor(
 
 BLEND_MISSED = pytest.mark.xfail(
     strict=False,
-    reason="measured recall 0.18, clean flagged 0.004: Neural Cleanse flags class 5, but the close cluster of its "
-    "reversed trigger holds 124 of the class's 203 records, more than half, so none is flagged (the blended "
-    "backdoor itself works on 55% of triggered inputs); with poison and training seeds 1 and 2: recall 0.88, 0.91",
+    reason="a blend at alpha 0.15 that works on about half of the triggered inputs: its residual takes fewer than "
+    "half of the transplant probes to class 5, and its records are learnt too well for confident learning (see "
+    "the blended row of bench_families.py)",
 )
 
 
@@ -522,10 +523,11 @@ def test_sanitize_finds_backdoors_it_was_not_developed_on(
 
 
 @pytest.mark.slow
-def test_sanitize_on_clean_data_removes_little_and_reverses_no_trigger(digits_cnn: Target) -> None:
+def test_sanitize_on_clean_data_removes_little_and_transplants_no_trigger(digits_cnn: Target) -> None:
     result = sanitize(digits_cnn.train, classifier=digits_cnn.classifier, trainer=digits_cnn.trainer, seed=0)
-    assert result.removed.mean() <= CLEAN_FLAGGED  # measured 0.004: confident learning's 6 records
-    reversed_ = result.detection("reversed-trigger")
-    assert reversed_.details["flagged_classes"] == []  # Neural Cleanse flags no class
-    assert not reversed_.flagged.any()
+    assert result.removed.mean() <= 0.02
+    assert result.detection("trigger-transplant").flagged.mean() <= 0.005
     assert not result.detection("activation-clustering").flagged.any()
+    reversed_ = reversed_trigger(digits_cnn.classifier, digits_cnn.train.x, digits_cnn.train.y, seed=0)
+    assert reversed_.details["flagged_classes"] == []  # Neural Cleanse, run by name, flags no class
+    assert not reversed_.flagged.any()

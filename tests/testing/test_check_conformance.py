@@ -183,5 +183,10 @@ def test_a_target_that_cannot_serve_the_check_is_refused(black: Target) -> None:
 
 def test_settings_are_recorded_as_plain_data() -> None:
     # what the runner writes into the report's config
-    assert dataclasses.asdict(EVASION.settings(Budget.QUICK)) == {"samples": 200, "steps": 10, "queries": 250}
+    assert dataclasses.asdict(EVASION.settings(Budget.QUICK)) == {
+        "samples": 200,
+        "steps": 10,
+        "queries": 250,
+        "restarts": 1,
+    }
     assert dataclasses.asdict(POISONING.settings(Budget.QUICK))["fractions"] == (0.01, 0.05)

@@ -24,6 +24,9 @@ The surrogate is a small CNN for square images (side divisible by 4) and a stand
 accuracy, and the victim's. Fidelity must be read against the baseline in the result: the agreement a constant
 guess of the victim's most frequent answer would reach. Queries come from the victim's own query counter.
 
+:func:`fit_surrogate` trains one surrogate on a model's answers about given inputs and noisy copies of them: the
+evasion evaluation's transfer attack against black-box models.
+
 :func:`transferability` measures whether PGD examples crafted on the surrogate fool the victim, next to the
 victim's error rate on random sign noise of the same L∞ size (the baseline such transfer must beat).
 
@@ -63,6 +66,7 @@ __all__ = [
     "ExtractionResult",
     "TransferResult",
     "extract_model",
+    "fit_surrogate",
     "majority_agreement",
     "resample_images",
     "solve_linear_model",
@@ -637,6 +641,41 @@ def _wrap(net: torch.nn.Module, victim: Classifier) -> TorchClassifier:
 
     return TorchClassifier(net, n_classes=victim.n_classes, input_shape=victim.input_shape,
                            clip_values=victim.clip_values, device="cpu")  # fmt: skip
+
+
+def fit_surrogate(
+    victim: Classifier,
+    x: ArrayLike,
+    *,
+    spread: float = 0.0,
+    copies: int = 1,
+    seed: int = 0,
+    epochs: int = 30,
+    min_steps: int = 300,
+    max_steps: int = 1500,
+) -> TorchClassifier:
+    """A surrogate of ``victim`` trained on its answers about ``x`` and ``copies`` noisy copies of it (uniform noise of
+    L∞ size ``spread``, kept in the valid range), for transfer attacks: ``len(x) * (1 + copies)`` queries when
+    ``spread > 0``, else ``len(x)``. Soft labels when the victim returns scores, its labels otherwise."""
+    if copies < 0 or not (spread >= 0 and math.isfinite(spread)):
+        raise InvalidParameterError("copies must be >= 0 and spread a non-negative number.")
+    arr = victim.validate_input(x)
+    rng = np.random.default_rng(seed)
+    parts = [arr]
+    if spread > 0:
+        low, high = (None, None) if victim.clip_values is None else _range(victim, None)
+        for _ in range(copies):
+            noisy = arr + rng.uniform(-spread, spread, size=arr.shape).astype(np.float32)
+            parts.append(noisy if low is None else np.clip(noisy, low, high).astype(np.float32))
+    fit_x = np.concatenate(parts).astype(np.float32)
+    if victim.label_only:
+        targets = np.eye(victim.n_classes, dtype=np.float32)[victim.predict(fit_x)]
+    else:
+        targets = np.asarray(victim.predict_proba(fit_x), np.float32)
+    net = _build_surrogate(victim.input_shape, victim.n_classes, fit_x, seed)
+    _train(net, fit_x, targets, epochs=epochs, batch=64, lr=2e-3, seed=seed, min_steps=min_steps,
+           max_steps=max_steps)  # fmt: skip
+    return _wrap(net, victim)
 
 
 def _natural(run: _Run, pool: FloatArray, plan: tuple[int, ...], selection: Selection, rng: np.random.Generator,

@@ -274,7 +274,11 @@ def audit_command(
     ] = None,
     arch: Annotated[
         str | None,
-        typer.Option(help="Architecture for weights-only --model files: zoo:NAME of a torch target."),
+        typer.Option(
+            help="Architecture for weights-only --model files: zoo:NAME of a torch target, or your own network class "
+            "as module:Class (importable from the current directory) or path/to/file.py:Class, built with no "
+            "arguments. This imports and runs that code: name only code you trust."
+        ),
     ] = None,
     trust_type: Annotated[
         list[str] | None, typer.Option(help="A skops type to trust when loading --model (repeatable).")

@@ -47,8 +47,8 @@ def _recipe(spec: str, data: Dataset) -> Trainer:
     return trainer(spec, input_shape=data.schema.input_shape, n_classes=data.n_classes)
 
 
-#: The detectors that use --model: they read the activations of a PyTorch network.
-MODEL_DETECTORS = ("activation-clustering", "reversed-trigger", "spectral-signatures")
+#: The detectors that use --model: they read the activations of a PyTorch network or its answers.
+MODEL_DETECTORS = ("activation-clustering", "reversed-trigger", "spectral-signatures", "trigger-transplant")
 
 
 def _model(path: Path, arch: str | None, data: Dataset) -> Classifier:
@@ -68,7 +68,7 @@ def _model(path: Path, arch: str | None, data: Dataset) -> Classifier:
     if not isinstance(loaded.classifier, TorchClassifier):
         raise InvalidParameterError(
             f"{path} is not a PyTorch model ({loaded.format.detail}); the detectors that use a model "
-            f"({', '.join(MODEL_DETECTORS)}) read a PyTorch network's activations.",
+            f"({', '.join(MODEL_DETECTORS)}) need a PyTorch network here.",
             remedy="Pass the PyTorch weights with --arch zoo:NAME, or drop --model: the other detectors run "
             "without it.",
         )
@@ -139,7 +139,12 @@ def sanitize_command(  # noqa: PLR0915 - checks, runs and writes in order, one c
         Path | None, typer.Option(help="The model trained on DATASET (ONNX, skops, or safetensors with --arch).")
     ] = None,
     arch: Annotated[
-        str | None, typer.Option(help="Architecture for a weights-only --model: zoo:NAME of a torch target.")
+        str | None,
+        typer.Option(
+            help="Architecture for a weights-only --model: zoo:NAME of a torch target, or your own network class as "
+            "module:Class (importable from the current directory) or path/to/file.py:Class, built with no "
+            "arguments. This imports and runs that code: name only code you trust."
+        ),
     ] = None,
     recipe: Annotated[
         str | None,

@@ -8,10 +8,11 @@ per-client extraction monitor, and output hardening (top-k, rounding, labels onl
 
 Submodules load lazily, so ``import modelshield.defenses`` does not import torch: :mod:`.interface` (the
 :class:`InferenceGuard` protocol, its request and decision types), :mod:`.registry` (guard factories, built-in and
-plug-in), :mod:`.detectors` (feature squeezing), :mod:`.backdoor` (Neural Cleanse and STRIP), :mod:`.extraction_monitor`
-(PRADA and an off-distribution test, per client), :mod:`.output` (output hardening), :mod:`.training` and :mod:`.dp`
-(the training functions), :mod:`.sanitize` (poisoned training records, found and removed). Retraining a target with
-a defense and comparing before and after is composition, in :mod:`modelshield.harden`.
+plug-in), :mod:`.detectors` (feature squeezing), :mod:`.backdoor` (Neural Cleanse and STRIP),
+:mod:`.extraction_monitor` (PRADA, an off-distribution test and a proximity test, per client), :mod:`.output` (output
+hardening), :mod:`.training` and :mod:`.dp` (the training functions), :mod:`.sanitize` (poisoned training records,
+found and removed). Retraining a target with a defense and comparing before and after is composition, in
+:mod:`modelshield.harden`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Per-client detection of model-extraction query streams: PRADA plus an out-of-distribution sequential test.
+"""Per-client detection of model-extraction query streams: PRADA plus off-distribution and proximity sequential tests.
 
     >>> from modelshield.defenses.extraction_monitor import ExtractionMonitor
     >>> monitor = ExtractionMonitor().fit(classifier, reference_x, seed=0)  # doctest: +SKIP
@@ -6,7 +6,7 @@
     >>> decision.alarm, decision.signals  # doctest: +SKIP
     >>> monitor.inspect(GuardRequest("client-7", x_batch, probabilities=proba_batch)).action  # doctest: +SKIP
 
-Two signals, each per client:
+Three signals, each per client:
 
 ``prada`` (Juuti et al. 2019). For every query the monitor records its minimum L2 distance to the client's earlier
 queries that the model assigned the same class (a "growing set" per class; a query joins it when that distance
@@ -23,23 +23,43 @@ look benign. Such data almost never comes from the owner's own distribution, so 
 by its distance to its nearest neighbour in the reference data, turns it into an empirical p-value against
 reference points held out from the index (so benign clients' p-values are uniform), and runs a one-sided CUSUM on
 "p < ``ood_alpha``" events, testing rate ``ood_alpha`` (benign) against ``ood_alt`` (shifted). The alarm threshold
-``ood_h`` = 9.2 (≈ log 10⁴) makes a benign false alarm rare over long streams, while a stream whose queries are all
-off-distribution alarms after about six queries. We chose the k-NN test over class coverage or query volume because
-it needs no profile of benign clients, which an owner rarely has, and because it catches all three synthetic and
-natural-data attacks with one mechanism. Its limit is stated plainly: an attacker who holds data from the owner's
-own distribution is indistinguishable from a benign client query by query; only ``max_queries`` (a volume cap per
-client, off by default) acts on such a stream.
+``ood_h`` = 9.2 (≈ log 10⁴) makes a benign false alarm rare over long streams; a stream whose every query is a hit
+alarms at its sixth (6·log(``ood_alt``/``ood_alpha``) = 10.8 > 9.2, five give 8.96). We chose the k-NN test over
+class coverage or query volume because it needs no profile of benign clients, which an owner rarely has, and
+because it catches random and other-data (KnockoffNets) streams with one mechanism.
+
+``proximity``. Jacobian-based augmentation (Papernot et al. 2017) seeded with natural images of the owner's kind
+passes the k-NN test: each synthetic query is its parent plus a small step (λ = 0.1 per pixel), still about as close
+to the reference data as natural data is. PRADA does see it, but only once enough synthetic distances have entered
+its window to move W: on zoo:digits-cnn behind 50–150 natural seeds, a median of 172 synthetic queries (10th
+percentile 47) and 6 of 20 streams not at all within 300 queries (``benchmarks/privacy/bench_monitor_delay.py``, 20
+seeds, 2026-12-03). The third signal tests each query directly: its distance to the nearest of the client's latest
+``proximity_memory`` queries (whatever their class; exact repeats are skipped, they tell a thief nothing new)
+becomes an empirical p-value against the distances from held-out reference points to their nearest neighbour among
+``proximity_memory`` random index points, and the same CUSUM (``ood_alpha``, ``ood_alt``, ``ood_h``) runs on "p <
+``ood_alpha``" events. A benign client drawing independent inputs from the owner's distribution has at most
+``proximity_memory`` earlier queries to be near, so its p-values are uniform or larger; a thief who steps from its
+own earlier queries is a hit at nearly every synthetic query (the same benchmark: alarm on the 5th–6th synthetic
+query, median 6, at all 20 seeds; no more alarms on its 400 benign clients than without the signal). Its limits: a
+step as large as the typical gap between natural inputs escapes it and must then be caught by the other signals
+(with λ = 0.15 the median delay was 58 synthetic queries and 2 of 20 streams were not flagged; at λ = 0.2, in a
+three-seed check, the k-NN test flagged the streams 6–55 synthetic queries in), and a benign client that sends many
+small edits of the same input looks like a thief to it.
+
+The limit of all three is stated plainly: an attacker who holds data from the owner's own distribution is
+indistinguishable from a benign client query by query; only ``max_queries`` (a volume cap per client, off by
+default) acts on such a stream.
 
 Inputs are compared in standardised units for tabular data (per-feature standard deviation of the reference data)
 and in raw units for images. Memory per client is bounded: at most ``max_stored`` stored queries across the
-growing sets (older ones are dropped first) and ``window`` distances, plus a few scalars; at most ``max_clients``
-clients are tracked (the least recently seen is forgotten). All methods are thread-safe: a client's queries are
-processed one batch at a time, different clients' in parallel.
+growing sets (older ones are dropped first), ``window`` distances and ``proximity_memory`` recent queries, plus a
+few scalars; at most ``max_clients`` clients are tracked (the least recently seen is forgotten). All methods are
+thread-safe: a client's queries are processed one batch at a time, different clients' in parallel.
 
 As an output-stage :class:`~modelshield.defenses.interface.InferenceGuard`, :meth:`ExtractionMonitor.inspect` reads
 the predicted classes from the request's probabilities, releases those unchanged, and scores each row by the
 client's alarm level after it: the largest of each signal's statistic over its alarm threshold (``(1 - W) / (1 -
-δ)``, CUSUM over ``ood_h``, queries over ``max_queries``), kept at its peak because alarms latch until
+δ)``, each CUSUM over ``ood_h``, queries over ``max_queries``), kept at its peak because alarms latch until
 :meth:`~ExtractionMonitor.forget`. A row scores above 1 exactly when an alarm has fired, and gets ``on_alarm``.
 """
 
@@ -79,6 +99,11 @@ _CALIBRATION_BATCH = 16  # calibration streams are replayed in batches of this s
 _ABOVE_ONE = math.nextafter(1.0, 2.0)
 
 
+def _sq_distances(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Squared L2 distances between the rows of ``a`` and of ``b`` (may round slightly below 0)."""
+    return np.asarray((a**2).sum(axis=1)[:, None] + (b**2).sum(axis=1)[None, :] - 2.0 * a @ b.T, dtype=np.float64)
+
+
 def _level(stat: float, limit: float, fired: bool) -> float:
     """``stat / limit``, kept above 1 when the signal fired and at most 1 when it did not (so rounding cannot
     disagree with the test that fired it)."""
@@ -92,13 +117,15 @@ class MonitorDecision:
 
     client_id: str
     alarm: bool  # any signal fired (now or earlier: alarms latch until forget())
-    signals: tuple[str, ...]  # the signals that fired: "prada", "ood", "volume"
+    signals: tuple[str, ...]  # the signals that fired: "ood", "prada", "proximity", "volume"
     queries: int  # queries seen from this client
     prada_w: float | None  # latest Shapiro–Wilk W (None until min_queries distances)
     prada_delta: float
     ood_cusum: float  # CUSUM statistic of the OOD test
     ood_rate: float  # share of the client's queries flagged as off-distribution
     first_alarm_at: int | None  # the query count at which the first alarm fired
+    proximity_cusum: float  # CUSUM statistic of the proximity test
+    proximity_rate: float  # share of the client's tested queries that lay unusually close to its earlier ones
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -111,6 +138,8 @@ class MonitorDecision:
             "ood_cusum": self.ood_cusum,
             "ood_rate": self.ood_rate,
             "first_alarm_at": self.first_alarm_at,
+            "proximity_cusum": self.proximity_cusum,
+            "proximity_rate": self.proximity_rate,
         }
 
 
@@ -127,10 +156,14 @@ class _Client:
     signals: set[str] = field(default_factory=set)
     first_alarm_at: int | None = None
     peak: float = 0.0  # the highest alarm level so far (above 1 once an alarm fired)
+    recent: deque[NDArray[np.float64]] = field(default_factory=deque)  # latest queries, for the proximity test
+    near_tested: int = 0  # queries the proximity test scored (exact repeats are skipped)
+    near_flagged: int = 0
+    near_cusum: float = 0.0
 
     def entries(self) -> int:
-        """Stored queries and distances: the history this client holds."""
-        return len(self.order) + len(self.distances)
+        """Stored queries, distances and recent queries: the history this client holds."""
+        return len(self.order) + len(self.distances) + len(self.recent)
 
 
 class ExtractionMonitor:
@@ -140,7 +173,9 @@ class ExtractionMonitor:
 
     Learned attributes (after :meth:`fit`): ``delta_`` (PRADA threshold), ``center_``, ``scale_``, ``index_``
     (reference points for the OOD test), ``null_distances_`` (sorted held-out nearest-neighbour distances),
-    ``calibration_w_`` (each calibration stream's lowest W), ``n_classes_``, ``input_shape_``.
+    ``proximity_null_`` (sorted held-out distances to the nearest of ``proximity_memory_`` index points: the
+    proximity test's null), ``calibration_w_`` (each calibration stream's lowest W), ``n_classes_``,
+    ``input_shape_``.
     """
 
     #: The monitor releases the model's probabilities unchanged.
@@ -160,6 +195,8 @@ class ExtractionMonitor:
         ood_alt: float = 0.3,
         ood_h: float = 9.2,
         max_index: int = 5000,
+        proximity: bool = True,
+        proximity_memory: int = 256,
         max_queries: int | None = None,
         calibration_streams: int = 50,
         calibration_length: int = 300,
@@ -182,6 +219,8 @@ class ExtractionMonitor:
             raise InvalidParameterError(f"Need 0 < ood_alpha < ood_alt < 1, got {ood_alpha} and {ood_alt}.")
         if not ood_h > 0 or max_index < 2:
             raise InvalidParameterError(f"ood_h must be positive and max_index at least 2, got {ood_h}, {max_index}.")
+        if proximity_memory < 1:
+            raise InvalidParameterError(f"proximity_memory must be positive, not {proximity_memory}.")
         if max_queries is not None and max_queries < 1:
             raise InvalidParameterError(f"max_queries must be positive or None, not {max_queries}.")
         if calibration_streams < 1 or calibration_length < min_queries:
@@ -200,6 +239,8 @@ class ExtractionMonitor:
         self.ood_alt = ood_alt
         self.ood_h = ood_h
         self.max_index = max_index
+        self.proximity = proximity
+        self.proximity_memory = proximity_memory
         self.max_queries = max_queries
         self.calibration_streams = calibration_streams
         self.calibration_length = calibration_length
@@ -209,7 +250,8 @@ class ExtractionMonitor:
     @property
     def name(self) -> str:
         volume = f", max_queries={self.max_queries}" if self.max_queries is not None else ""
-        return f"extraction-monitor(prada{', ood' if self.ood else ''}{volume})"
+        near = ", proximity" if self.proximity else ""
+        return f"extraction-monitor(prada{', ood' if self.ood else ''}{near}{volume})"
 
     @property
     def stage(self) -> GuardStage:
@@ -255,6 +297,13 @@ class ExtractionMonitor:
         self.index_ = z[index]
         self.index_sq_ = (self.index_**2).sum(axis=1)
         self.null_distances_ = np.sort(self._nn_distance(z[held]))
+        # proximity null: held-out points against random subsets of the index as large as a client's memory
+        self.proximity_memory_ = min(self.proximity_memory, len(self.index_))
+        near, near_rng = np.empty(len(held)), np.random.default_rng([seed, 1])  # own stream: δ's calibration as before
+        for i in range(0, len(held), 64):
+            sub = self.index_[near_rng.choice(len(self.index_), self.proximity_memory_, replace=False)]
+            near[i : i + 64] = np.sqrt(np.maximum(_sq_distances(z[held[i : i + 64]], sub).min(axis=1), 0.0))
+        self.proximity_null_ = np.sort(near)
         if self.delta is not None:
             self.delta_ = float(self.delta)
             self.calibration_w_ = np.empty(0)
@@ -291,6 +340,29 @@ class ExtractionMonitor:
             raise NotFittedError(
                 "This ExtractionMonitor is not fitted yet.", remedy="Call fit(classifier, reference_x) first."
             )
+
+    def _proximity(self, state: _Client, z: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Each query's distance to the nearest of the client's latest ``proximity_memory_`` queries before it
+        (``inf`` for a first query, ``nan`` for an exact repeat); updates the client's recent queries."""
+        m = self.proximity_memory_
+        before = len(state.recent)
+        history = np.concatenate([np.asarray(state.recent).reshape(before, z.shape[1]), z]) if before else z
+        out = np.full(len(z), np.inf)
+        if len(history) > 1:
+            sq = _sq_distances(z, history)
+            position = before + np.arange(len(z))[:, None]
+            column = np.arange(len(history))[None, :]
+            visible = (column < position) & (column >= position - m)
+            sq = np.where(visible, np.maximum(sq, 0.0), np.inf)
+            nearest = sq.argmin(axis=1)
+            out = np.sqrt(sq[np.arange(len(z)), nearest])
+            exact = np.isfinite(out) & (history[nearest] == z).all(axis=1)
+            out[exact] = np.nan
+        for q in z[-m:]:
+            state.recent.append(q)
+        while len(state.recent) > m:
+            state.recent.popleft()
+        return out
 
     def _nn_distance(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
         out = np.empty(len(z))
@@ -363,6 +435,8 @@ class ExtractionMonitor:
         for i, fired in enumerate(prada):
             if fired:
                 self._fire(state, "prada", start + i + 1)
+        up = math.log(self.ood_alt / self.ood_alpha)
+        down = math.log((1 - self.ood_alt) / (1 - self.ood_alpha))
         cusums, ood = np.zeros(len(z)), np.zeros(len(z), dtype=bool)
         if self.ood and len(z):
             # empirical p-value: share of held-out reference distances at least as large
@@ -370,14 +444,27 @@ class ExtractionMonitor:
             n_null = len(self.null_distances_)
             p = (n_null - np.searchsorted(self.null_distances_, dist, side="left") + 1) / (n_null + 1)
             hit = p < self.ood_alpha
-            up = math.log(self.ood_alt / self.ood_alpha)
-            down = math.log((1 - self.ood_alt) / (1 - self.ood_alpha))
             for i, h in enumerate(hit.tolist()):
                 state.cusum = max(0.0, state.cusum + (up if h else down))
                 cusums[i], ood[i] = state.cusum, state.cusum > self.ood_h
                 if ood[i]:
                     self._fire(state, "ood", start + i + 1)
             state.flagged += int(hit.sum())
+        near_cusums, near = np.zeros(len(z)), np.zeros(len(z), dtype=bool)
+        if self.proximity and len(z):
+            # empirical p-value: share of held-out reference distances at most as large (small is suspicious)
+            gap = self._proximity(state, z)
+            n_null = len(self.proximity_null_)
+            tested = ~np.isnan(gap)
+            p = (np.searchsorted(self.proximity_null_, np.where(tested, gap, np.inf), side="right") + 1) / (n_null + 1)
+            for i, (t, h) in enumerate(zip(tested.tolist(), (p < self.ood_alpha).tolist(), strict=True)):
+                if t:  # an exact repeat leaves the statistic where it was
+                    state.near_cusum = max(0.0, state.near_cusum + (up if h else down))
+                    state.near_tested += 1
+                    state.near_flagged += int(h)
+                near_cusums[i], near[i] = state.near_cusum, state.near_cusum > self.ood_h
+                if near[i]:
+                    self._fire(state, "proximity", start + i + 1)
         state.queries += len(z)
         if self.max_queries is not None and state.queries > self.max_queries:
             self._fire(state, "volume", self.max_queries + 1)
@@ -386,6 +473,8 @@ class ExtractionMonitor:
             level = _level(1.0 - w, 1.0 - self.delta_, prada[i]) if w is not None else 0.0
             if self.ood:
                 level = max(level, _level(float(cusums[i]), self.ood_h, bool(ood[i])))
+            if self.proximity:
+                level = max(level, _level(float(near_cusums[i]), self.ood_h, bool(near[i])))
             if self.max_queries is not None:
                 level = max(level, _level(start + i + 1, self.max_queries, start + i + 1 > self.max_queries))
             state.peak = max(state.peak, level)
@@ -403,6 +492,8 @@ class ExtractionMonitor:
             ood_cusum=state.cusum,
             ood_rate=state.flagged / state.queries if state.queries else 0.0,
             first_alarm_at=state.first_alarm_at,
+            proximity_cusum=state.near_cusum,
+            proximity_rate=state.near_flagged / state.near_tested if state.near_tested else 0.0,
         )
 
     def observe(self, client_id: str, x_batch: ArrayLike, predicted: ArrayLike) -> MonitorDecision:
@@ -447,6 +538,9 @@ class ExtractionMonitor:
             f"{verdict.prada_delta:.3f}).",
             "ood": f"Off-distribution: {verdict.ood_rate:.0%} of this client's {verdict.queries} queries lie far from "
             f"the owner's data (CUSUM {verdict.ood_cusum:.1f}, alarm above {self.ood_h:g}).",
+            "proximity": f"Proximity: {verdict.proximity_rate:.0%} of this client's queries lie closer to its own "
+            f"earlier queries than natural inputs lie to each other (CUSUM {verdict.proximity_cusum:.1f}, alarm "
+            f"above {self.ood_h:g}).",
             "volume": f"Volume: {verdict.queries} queries exceed the cap of {self.max_queries}.",
         }
         first = f"Model extraction suspected since query {verdict.first_alarm_at} of this client (alarms latch)."
@@ -468,13 +562,13 @@ class ExtractionMonitor:
         return len(self._clients)
 
     def memory(self) -> GuardMemory:
-        """Clients tracked, and their stored queries and distances, against ``max_clients`` and ``max_stored +
-        window`` per client."""
+        """Clients tracked, and their stored queries, distances and recent queries, against ``max_clients`` and
+        ``max_stored + window + proximity_memory`` per client."""
         return GuardMemory(
             clients=len(self._clients),
             max_clients=self.max_clients,
             entries=self._clients.total(_Client.entries),
-            max_entries=self.max_clients * (self.max_stored + self.window),
+            max_entries=self.max_clients * (self.max_stored + self.window + self.proximity_memory),
         )
 
 
@@ -483,12 +577,17 @@ class ExtractionMonitor:
 
 @dataclass(frozen=True)
 class AttackDetection:
-    """How one kind of stream fared: share detected, and after how many queries."""
+    """How one kind of stream fared: share detected, and after how many queries.
+
+    The counts start at the stream's first query. A stream that begins with natural queries (a Jacobian thief's
+    seed phase) is detected that many queries later than its first synthetic query: subtract its onset for the
+    delay (``benchmarks/privacy/bench_monitor_delay.py`` does).
+    """
 
     name: str
     streams: int
     detected: int
-    queries_to_detection: tuple[int, ...]  # per detected stream
+    queries_to_detection: tuple[int, ...]  # per detected stream: the first alarm's query index, counted from query 1
     by_signal: Mapping[str, int]  # streams on which each signal fired
 
     @property

@@ -140,7 +140,8 @@ def builtin_guards() -> list[GuardFactory]:
             "extraction-monitor",
             GuardStage.OUTPUT,
             ExtractionMonitor,
-            "Flags clients whose query stream looks like model extraction (PRADA and an off-distribution test).",
+            "Flags clients whose query stream looks like model extraction (PRADA, an off-distribution test and a "
+            "proximity test).",
         ),
         GuardFactory("top-k", GuardStage.OUTPUT, TopK, "Releases only the top class's probability (k=1)."),
         GuardFactory("rounding", GuardStage.OUTPUT, Rounding, "Rounds the probabilities to 2 decimals."),

@@ -9,7 +9,15 @@ flags by a stated rule (the paper's where it gives one; where it does not, the r
 
 - ``reversed-trigger``: Neural Cleanse (Wang et al. 2019) reverse-engineers the trigger from the model trained on
   the data; the records of its target class that carry that trigger are flagged (see :func:`reversed_trigger`).
-  Images only; the strongest detector here for patch triggers.
+  Images only; run by default for images with a PyTorch model (it costs more than the rest together, but it
+  catches the last records of a patch trigger that the others leave, and a backdoor survives a handful).
+- ``trigger-transplant``: a record's difference from its nearest records of other labels, added to records of
+  other classes, makes the model answer the record's label for most of them (see
+  :func:`~modelshield.defenses._transplant.trigger_transplant`): the record carries what the model learnt as a
+  trigger. Any trigger the model has learnt, wherever and however drawn (patches, blends, scattered pixels,
+  tabular feature values); any classifier that predicts. Flags a record whose part takes more than half of 32
+  probes to its label beyond what a typical record's part does. Also tries every square window of an image (a
+  trigger inside the digit's strokes is lost in a residual).
 - ``activation-clustering`` (Chen et al. 2018): the model's penultimate-layer activations, per class, reduced to
   10 dimensions and split in two by 2-means. A backdoor makes the poisoned records of the target class a separate
   group: they sit there for the trigger, not for the class's features. Whether a split is real is decided by a
@@ -20,12 +28,20 @@ flags by a stated rule (the paper's where it gives one; where it does not, the r
 - ``label-consistency``: confident learning (Northcutt et al. 2021, through cleanlab) on out-of-fold
   probabilities from models retrained with the target's recipe (``trainer``): a record whose label the other
   folds' models do not believe. Catches label flipping; dirty-label backdoors only while the held-out folds have
-  not learnt the trigger.
+  not learnt the trigger. :func:`sanitize` runs it in up to two rounds, the second round's models trained without
+  the records the first flagged: a weak trigger, held by fewer poisoned records, vouches less for the rest.
 - ``neighbours``: the share of a record's k nearest neighbours (standardised inputs) with another label, the
   model-free version, for tabular data and when no trainer is given. Flags records that disagree with at least
   ``2k/3`` of their neighbours.
 - ``outliers``: per class, how far a record lies from its nearest neighbours of the same label, as a robust
   z-score; flags above 3.5 (Iglewicz and Hoaglin). Off by default: unusual records are not poison as such.
+
+Measured on random trigger draws at 3-5% poison on zoo:digits-cnn (``benchmarks/poisoning/bench_families.py``, 5
+seeds; docs/benchmarks.md for the run), the defaults find nearly all records of corner/edge patches but far fewer
+of blended, scattered-pixel and in-digit patch triggers (each draw all or little: the transplant needs a trigger
+the model has learnt well and that is not part of the target class's own look), and some of breast-cancer feature
+triggers. Where an attack fails to implant its trigger, its records are mislabelled records that label-consistency
+finds in part.
 
 :func:`sanitize` runs the detectors the inputs allow, flags the union, and returns the cleaned dataset with, for
 every removed record, the detectors that flagged it. :func:`detection_quality` gives precision and recall against
@@ -42,6 +58,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from modelshield.data.interface import Dataset
+from modelshield.defenses._transplant import trigger_transplant
 from modelshield.errors import InvalidInputError, InvalidParameterError
 
 if TYPE_CHECKING:
@@ -63,10 +80,12 @@ __all__ = [
     "reversed_trigger",
     "sanitize",
     "spectral_signatures",
+    "trigger_transplant",
 ]
 
 DETECTORS = (
     "reversed-trigger",
+    "trigger-transplant",
     "activation-clustering",
     "spectral-signatures",
     "label-consistency",
@@ -77,6 +96,7 @@ _EFFECT_RULE = 0.5  # a poisoned class's split leaves under half the within-clus
 _NULL_DRAWS = 20
 _COMPONENTS = 10
 _MIN_CLASS = 20  # fewer records than this in a class: too few to cluster
+_LC_ROUNDS = 2  # exclusionary rounds of confident learning in sanitize
 
 
 @dataclass(frozen=True, eq=False)
@@ -432,9 +452,17 @@ def out_of_fold_proba(
     n_classes: int,
     n_folds: int = 5,
     seed: int = 0,
+    exclude: NDArray[np.bool_] | None = None,
 ) -> NDArray[np.float64]:
-    """Every record's class probabilities from a model (the ``trainer``'s recipe) that did not train on it."""
-    masks = _folds(len(x), n_folds, np.random.default_rng(seed))
+    """Every record's class probabilities from a model (the ``trainer``'s recipe) that did not train on it.
+
+    Records in ``exclude`` train no model; their probabilities are the mean of all the folds' models.
+    """
+    keep = np.arange(len(x)) if exclude is None else np.flatnonzero(~np.asarray(exclude, bool))
+    if len(keep) <= n_folds:
+        raise InvalidInputError(f"Out-of-fold probabilities need more than {n_folds} records to train on.")
+    masks = np.zeros((n_folds, len(x)), bool)
+    masks[:, keep] = _folds(len(keep), n_folds, np.random.default_rng(seed))
     log_proba = trainer.fit_log_proba(x, labels, masks, n_classes=n_classes, seed=seed)
     proba = np.zeros((len(x), n_classes))
     seen = np.zeros(len(x), int)
@@ -463,6 +491,26 @@ def label_consistency(proba: NDArray[np.floating], labels: NDArray[np.integer]) 
     return Detection("label-consistency", scores, flagged, {})
 
 
+def _exclusionary_label_consistency(
+    trainer: Trainer, x: NDArray[np.floating], labels: NDArray[np.integer], *, n_classes: int, seed: int
+) -> Detection:
+    """Confident learning in :data:`_LC_ROUNDS` rounds: each round's out-of-fold models train without the records
+    flagged so far, so that a weakly learnt trigger, carried by fewer poisoned records, stops vouching for the
+    poison still left. The flags accumulate; the scores are the last round's."""
+    flagged = np.zeros(len(labels), bool)
+    detection = Detection("label-consistency", np.zeros(len(labels)), flagged, {})
+    found = []
+    for r in range(_LC_ROUNDS):
+        proba = out_of_fold_proba(trainer, x, labels, n_classes=n_classes, seed=seed + r, exclude=flagged)
+        detection = label_consistency(proba, labels)
+        new = detection.flagged & ~flagged
+        found.append(int(new.sum()))
+        flagged = flagged | detection.flagged
+        if not new.any():
+            break
+    return Detection("label-consistency", detection.scores, flagged, {"rounds": len(found), "new_flags": found})
+
+
 @dataclass(frozen=True, eq=False)
 class SanitizeResult:
     """The cleaned dataset, what was removed and why, and each detector's result."""
@@ -479,18 +527,28 @@ class SanitizeResult:
         raise KeyError(method)
 
 
-def _choose(data: Dataset, methods: Sequence[str] | None, *, torch_model: bool, has_trainer: bool) -> list[str]:
+def _choose(
+    data: Dataset, methods: Sequence[str] | None, *, torch_model: bool, has_trainer: bool, has_model: bool = False
+) -> list[str]:
     """The detectors to run: ``methods``, or those the inputs allow; refused when an input they need is missing."""
     if methods is None:
-        chosen = ["activation-clustering"] if torch_model else []
-        if torch_model and len(data.schema.input_shape) == 3:
+        chosen = ["trigger-transplant"] if has_model or torch_model else []
+        if torch_model and len(data.schema.input_shape) == 3:  # images: Neural Cleanse finds what patches leave
             chosen.insert(0, "reversed-trigger")
+        if torch_model:
+            chosen.append("activation-clustering")
         chosen.append("label-consistency" if has_trainer else "neighbours")
     else:
         chosen = list(dict.fromkeys(methods))
     unknown = [m for m in chosen if m not in DETECTORS]
     if unknown:
         raise InvalidParameterError(f"Unknown detector(s) {unknown}.", remedy=f"Use some of: {', '.join(DETECTORS)}.")
+    if "trigger-transplant" in chosen and not (has_model or torch_model):
+        raise InvalidParameterError(
+            "trigger-transplant needs the model trained on the data.",
+            remedy="Pass the model trained on the data (classifier=), or choose label-consistency or neighbours.",
+            cli_remedy="Pass the model trained on the data (--model), or choose label-consistency or neighbours.",
+        )
     needs_model = {"reversed-trigger", "activation-clustering", "spectral-signatures"} & set(chosen)
     if needs_model and not torch_model:
         raise InvalidParameterError(
@@ -519,15 +577,17 @@ def sanitize(
 ) -> SanitizeResult:
     """Run the detectors that the inputs allow (or ``methods``), remove the union of their flags.
 
-    ``classifier`` is the model trained on ``data`` (the suspect); with a PyTorch one, the activation-based
-    detectors run. ``trainer`` (the recipe that trained it) enables out-of-fold confident learning and the
-    exclusionary-reclassification test. ``progress`` is called as each detector starts, with (detector, detectors
-    done, detectors in all), and once more at the end.
+    ``classifier`` is the model trained on ``data`` (the suspect): the trigger-transplant detector runs with any
+    classifier, the activation-based detectors with a PyTorch one. ``trainer`` (the recipe that trained it)
+    enables out-of-fold confident learning. ``progress`` is called as each detector starts, with (detector,
+    detectors done, detectors in all), and once more at the end.
     """
     from modelshield.models.torch_classifier import TorchClassifier
 
     torch_model = classifier is not None and isinstance(classifier, TorchClassifier)
-    chosen = _choose(data, methods, torch_model=torch_model, has_trainer=trainer is not None)
+    chosen = _choose(
+        data, methods, torch_model=torch_model, has_trainer=trainer is not None, has_model=classifier is not None
+    )
     needs_model = {"reversed-trigger", "activation-clustering", "spectral-signatures"} & set(chosen)
     detections: list[Detection] = []
     x, y = data.x, data.y
@@ -541,6 +601,10 @@ def sanitize(
         starting("reversed-trigger")
         assert classifier is not None  # noqa: S101 - checked above
         detections.append(reversed_trigger(classifier, x, y, seed=seed))
+    if "trigger-transplant" in chosen:
+        starting("trigger-transplant")
+        assert classifier is not None  # noqa: S101 - checked above
+        detections.append(trigger_transplant(classifier, x, y, seed=seed))
     if needs_model - {"reversed-trigger"}:
         assert classifier is not None  # noqa: S101 - checked above
         reps = representations(classifier, x)
@@ -553,8 +617,7 @@ def sanitize(
     if "label-consistency" in chosen:
         assert trainer is not None  # noqa: S101 - checked above
         starting("label-consistency")
-        proba = out_of_fold_proba(trainer, x, y, n_classes=data.n_classes, seed=seed)
-        detections.append(label_consistency(proba, y))
+        detections.append(_exclusionary_label_consistency(trainer, x, y, n_classes=data.n_classes, seed=seed))
     if "neighbours" in chosen:
         starting("neighbours")
         detections.append(neighbour_disagreement(x, y))

@@ -12,6 +12,9 @@ probabilities.
 Graphs exported from scikit-learn name their classes (the ``classlabels_*`` attribute of the ``ai.onnx.ml``
 classifier and ``ZipMap`` nodes): :attr:`OnnxClassifier.class_labels` holds them in the order of the outputs, so
 that data labelled with those names can be put in the same order (:meth:`modelshield.data.Dataset.relabel`).
+
+A network's graph can usually be attacked with gradients too: :meth:`OnnxClassifier.torch_conversion` converts it
+to a verified :class:`~modelshield.models.TorchClassifier` (:mod:`modelshield.models.onnx_torch`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -28,7 +31,10 @@ from modelshield._extras import require
 from modelshield.errors import FileFormatError, InvalidInputError, InvalidParameterError, ModelError
 from modelshield.models.interface import Bounds, Classifier, FloatArray
 
-__all__ = ["OnnxClassifier"]
+if TYPE_CHECKING:
+    from modelshield.models.onnx_torch import Conversion
+
+__all__ = ["OnnxClassifier", "is_probability"]
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +45,8 @@ def _softmax(z: NDArray[np.floating]) -> NDArray[np.float32]:
     return np.asarray(e / e.sum(axis=1, keepdims=True), dtype=np.float32)
 
 
-def _is_probability(rows: NDArray[np.floating]) -> bool:
+def is_probability(rows: NDArray[np.floating]) -> bool:
+    """True when every row is a probability vector: no negative values, and a sum of 1 (to within 1e-4)."""
     return bool(np.all(rows >= -1e-6) and np.allclose(rows.sum(axis=1), 1.0, atol=1e-4))
 
 
@@ -107,6 +114,8 @@ class OnnxClassifier(Classifier):
             if not path.is_file():
                 raise FileFormatError(f"ONNX model {path} does not exist.", remedy="Check the path.")
             model = str(path)
+        self.model_source: str | bytes = model
+        """The graph the session runs: its path, or the serialised model."""
         available = ort.get_available_providers()
         chosen = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
         options = ort.SessionOptions()
@@ -153,6 +162,40 @@ class OnnxClassifier(Classifier):
         super().__init__(n_classes=n_out, input_shape=input_shape, clip_values=clip_values, batch_size=batch_size)
         self.output = output
         self.providers = self.session.get_providers()
+        self._conversions: dict[tuple[str, float, float], Conversion] = {}
+
+    @property
+    def flattens_input(self) -> bool:
+        """True when the graph takes flat rows and inputs of a multi-dimensional ``input_shape`` are flattened."""
+        return self._flatten
+
+    def torch_conversion(
+        self, probe: NDArray[np.floating] | None = None, *, rtol: float = 1e-3, atol: float = 1e-4
+    ) -> Conversion:
+        """This graph as a verified white-box :class:`~modelshield.models.TorchClassifier`, or the reason it cannot
+        be one: :func:`modelshield.models.onnx_torch.to_torch`, remembered for the same probe and tolerances."""
+        import hashlib
+
+        from modelshield.models.onnx_torch import to_torch
+
+        checked = None if probe is None else self.validate_input(probe)
+        digest = "" if checked is None else hashlib.sha256(checked.tobytes() + repr(checked.shape).encode()).hexdigest()
+        key = (digest, float(rtol), float(atol))
+        if key not in self._conversions:
+            if len(self._conversions) >= 4:  # each holds a copy of the network: keep the latest few
+                del self._conversions[next(iter(self._conversions))]
+            self._conversions[key] = to_torch(self, checked, rtol=rtol, atol=atol)
+        return self._conversions[key]
+
+    def raw_scores(self, x: FloatArray) -> NDArray[np.float32]:
+        """The graph's class-score output for one validated batch, as it gives it (no softmax), not counted as
+        queries: for checks of the model itself, such as :func:`~modelshield.models.onnx_torch.to_torch`."""
+        feed = x.reshape(len(x), -1) if self._flatten else x
+        try:
+            (raw,) = self.session.run([self.output_name], {self.input_name: feed})
+        except Exception as exc:
+            raise ModelError(f"ONNX Runtime failed: {' '.join(str(exc).split())[:300]}") from exc
+        return self._as_array(raw)
 
     def _pick_output(self, name: str | None) -> tuple[str, int | None]:
         outputs = self.session.get_outputs()
@@ -182,13 +225,8 @@ class OnnxClassifier(Classifier):
         return _declared_labels(model)
 
     def _predict_proba(self, x: FloatArray) -> NDArray[np.floating]:
-        feed = x.reshape(len(x), -1) if self._flatten else x
-        try:
-            (raw,) = self.session.run([self.output_name], {self.input_name: feed})
-        except Exception as exc:
-            raise ModelError(f"ONNX Runtime failed: {' '.join(str(exc).split())[:300]}") from exc
-        scores = self._as_array(raw)
-        if self.output == "logits" or (self.output == "auto" and not _is_probability(scores)):
+        scores = self.raw_scores(x)
+        if self.output == "logits" or (self.output == "auto" and not is_probability(scores)):
             return _softmax(scores.astype(np.float64))
         return scores
 

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["apgd", "deepfool", "fgsm", "pgd"]
 
-Loss = Literal["ce", "dlr"]
+Loss = Literal["ce", "dlr", "margin"]
 
 
 # -- shared plumbing -----------------------------------------------------------------------------------------------
@@ -193,7 +193,15 @@ def _loss_fn(kind: Loss) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
         best_other = others.max(dim=1).values
         return -(true - best_other) / (ordered[:, -1] - ordered[:, -3] + 1e-12)
 
-    return ce if kind == "ce" else dlr
+    def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # Carlini & Wagner 2017: the best other logit minus the true one; its gradient does not vanish when the
+        # probabilities saturate, unlike the cross-entropy's.
+        true = logits.gather(1, y[:, None]).squeeze(1)
+        others = logits.clone()
+        others.scatter_(1, y[:, None], -torch.inf)
+        return others.max(dim=1).values - true
+
+    return {"ce": ce, "dlr": dlr, "margin": margin}[kind]
 
 
 def _generator(device: torch.device, seed: int) -> torch.Generator:
@@ -239,10 +247,15 @@ def pgd(
     seed: int = 0,
     constraints: Constraints | None = None,
     early_stop: bool = True,
+    loss: Loss = "ce",
+    keep_last: bool = False,
 ) -> EvasionResult:
-    """Projected gradient descent on the cross-entropy (Madry et al.), with random starts and restarts.
+    """Projected gradient descent (Madry et al.) on the cross-entropy (``loss="ce"``) or the CW margin loss
+    (``"margin"``, for saturated outputs), with random starts and restarts.
 
     ``step_size`` defaults to ``2.5 * eps / steps`` (Madry et al.'s choice). A sample stops at its first success;
+    ``keep_last=True`` runs every step and returns each sample's last point, for randomised models: the first point
+    that fooled one draw lies on the decision boundary, where the next draw may answer otherwise.
     ``early_stop=False`` runs every step on every sample, as other libraries do (the result is the same: a sample
     keeps the first point that fooled the model). Restarts run only on the samples still unbroken.
     """
@@ -251,10 +264,13 @@ def pgd(
     alpha = step_size if step_size is not None else 2.5 * eps / steps
     if not alpha > 0:
         raise InvalidParameterError(f"step_size must be positive, not {alpha}.")
-    name = f"pgd({norm.value}, eps={eps:g}, steps={steps}, step={alpha:g}, restarts={restarts})"
+    if loss not in ("ce", "margin", "dlr"):
+        raise InvalidParameterError(f"loss must be 'ce', 'margin' or 'dlr', not {loss!r}.")
+    tag = "" if loss == "ce" else f", loss={loss}"
+    name = f"pgd({norm.value}, eps={eps:g}, steps={steps}, step={alpha:g}, restarts={restarts}{tag})"
     return _pgd(classifier, x, y, eps=eps, norm=norm, steps=steps, step_size=alpha, restarts=restarts,
                 random_start=random_start, seed=seed, constraints=constraints, name=name,
-                early_stop=early_stop)  # fmt: skip
+                early_stop=early_stop and not keep_last, loss=loss, keep_last=keep_last)  # fmt: skip
 
 
 def _pgd(  # noqa: PLR0915 - one loop with early stopping and restarts, kept together for speed
@@ -272,11 +288,14 @@ def _pgd(  # noqa: PLR0915 - one loop with early stopping and restarts, kept tog
     constraints: Constraints | None,
     name: str,
     early_stop: bool = True,
+    loss: Loss = "ce",
+    keep_last: bool = False,
 ) -> EvasionResult:
     import torch
 
     t0 = time.perf_counter()
     setup = _Setup(classifier, x, y, constraints)
+    loss_fn = _loss_fn(loss)
     generator = _generator(setup.device, seed)
     out = setup.x.copy()
     linf = norm is Norm.LINF
@@ -304,8 +323,7 @@ def _pgd(  # noqa: PLR0915 - one loop with early stopping and restarts, kept tog
                 x_adv.requires_grad_(True)
                 with torch.enable_grad():
                     logits = setup.logits(x_adv)
-                    loss = torch.nn.functional.cross_entropy(logits, y0, reduction="sum")
-                    (grad,) = torch.autograd.grad(loss, x_adv)
+                    (grad,) = torch.autograd.grad(loss_fn(logits, y0).sum(), x_adv)
                 with torch.no_grad():
                     x_adv = x_adv.detach()
                     newly = (logits.argmax(dim=1) != y0) & ~done
@@ -324,10 +342,12 @@ def _pgd(  # noqa: PLR0915 - one loop with early stopping and restarts, kept tog
                     x_adv = torch.clamp(step, lo, hi) if linf else _project(step, x0, eps, norm, setup.low, setup.high)
             with torch.no_grad():
                 if last:  # return the final point of the rest; the re-check below tells whether it fools
-                    best[idx] = torch.where(done.view(shape), x_best, x_adv) if not early_stop else x_adv
+                    best[idx] = x_adv if early_stop or keep_last else torch.where(done.view(shape), x_best, x_adv)
                     idx = idx[:0]
                 else:
-                    if not early_stop:
+                    if keep_last:  # only the end point counts: judge it, not the first one that fooled
+                        done[:] = False
+                    elif not early_stop:
                         best[idx] = torch.where(done.view(shape), x_best, best[idx])
                     if len(idx):  # the last step's point has not been evaluated: check it before restarting
                         fooled = (setup.logits(x_adv).argmax(dim=1) != y0) & ~done
@@ -364,9 +384,12 @@ def apgd(  # noqa: PLR0915 - the algorithm's state is many small tensors, update
     constraints: Constraints | None = None,
     rho: float = 0.75,
     momentum: float = 0.75,
+    keep_last: bool = False,
 ) -> EvasionResult:
     """Auto-PGD (Croce & Hein 2020): step size 2ε halved at checkpoints when progress stalls, momentum 0.75,
-    restart from the best point after each halving. ``loss`` is ``"ce"`` (APGD-CE) or ``"dlr"`` (APGD-DLR)."""
+    restart from the best point after each halving. ``loss`` is ``"ce"`` (APGD-CE) or ``"dlr"`` (APGD-DLR).
+    ``keep_last=True`` runs every step and returns each sample's highest-loss point instead of the first that
+    fooled the model (for randomised models; see :func:`pgd`)."""
     import torch
 
     norm = Norm.parse(norm)
@@ -437,10 +460,10 @@ def apgd(  # noqa: PLR0915 - the algorithm's state is many small tensors, update
                         f_cur = torch.where(stalled, best_f, f_cur)
                         increases.zero_()
                         last_check, f_best_at_check, eta_at_check = k + 1, best_f.clone(), eta.clone()
-                if bool(found.all()):
+                if bool(found.all()) and not keep_last:
                     break
             with torch.no_grad():
-                adv[todo] = torch.where(found.view(shape), found_x, adv[todo])
+                adv[todo] = best_x if keep_last else torch.where(found.view(shape), found_x, adv[todo])
                 broken[todo] |= found
         out[start : start + len(xb)] = adv.detach().cpu().numpy()
     name = f"apgd-{loss}({norm.value}, eps={eps:g}, steps={steps}, restarts={restarts})"

@@ -10,6 +10,13 @@
 - :class:`PatchTrigger`: a small pattern pasted over a block of pixels (BadNets, Gu et al. 2017).
 - :class:`BlendTrigger`: a full-size pattern mixed into the input, ``(1 - alpha) x + alpha p`` (Chen et al. 2017).
 - :class:`FeatureTrigger`: chosen tabular features set to chosen values, a rare combination of valid values.
+- :class:`MaskTrigger`: a pattern mixed in at ``alpha`` where a mask is set, ``x + alpha * mask * (p - x)``: a blend
+  over part of the input, or scattered pixels.
+
+:func:`random_trigger` draws a fresh trigger of a named family (:data:`TRIGGER_FAMILIES`: ``blended``, ``central``,
+``distributed``, ``corner``, and ``feature`` for tabular data) from a generator: random shape, position, values and
+strength, never the same twice. Detectors are measured on such draws, so that they cannot depend on where or how
+one trigger is drawn.
 
 A trigger's values are absolute (in the model's input units), so the same trigger stamps training records and
 test inputs alike. Triggers are frozen and describe themselves for reports.
@@ -31,19 +38,25 @@ if TYPE_CHECKING:
     from modelshield.models.interface import Bounds
 
 __all__ = [
+    "TRIGGER_FAMILIES",
     "BlendTrigger",
     "FeatureTrigger",
+    "MaskTrigger",
     "PatchTrigger",
     "Trigger",
+    "TriggerFamily",
     "blend_trigger",
     "feature_trigger",
     "patch_trigger",
+    "random_trigger",
     "standard_trigger",
 ]
 
 FloatArray = NDArray[np.float32]
 PatchShape = Literal["square", "checkerboard", "cross", "random"]
 Corner = Literal["top-left", "top-right", "bottom-left", "bottom-right", "center"]
+TriggerFamily = Literal["blended", "central", "distributed", "corner", "feature"]
+TRIGGER_FAMILIES: tuple[TriggerFamily, ...] = ("blended", "central", "distributed", "corner", "feature")
 
 
 class Trigger(Protocol):
@@ -142,6 +155,36 @@ class FeatureTrigger:
     def describe(self) -> str:
         names = self.names or tuple(f"feature {i}" for i in self.features)
         return ", ".join(f"{n} = {v:g}" for n, v in zip(names, self.values, strict=True))
+
+
+@dataclass(frozen=True, eq=False)
+class MaskTrigger:
+    """``x + alpha * mask * (pattern - x)``: ``pattern`` (shaped like one input, absolute values) mixed in at
+    ``alpha`` where ``mask`` (same shape, 0 or 1) is set. Blends over a region, or scattered pixels at ``alpha = 1``."""
+
+    pattern: FloatArray
+    mask: FloatArray
+    alpha: float
+    label: str = "mask"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha <= 1:
+            raise InvalidParameterError(f"alpha must lie in (0, 1], not {self.alpha}.")
+        if self.pattern.shape != self.mask.shape:
+            raise InvalidParameterError(
+                f"The pattern {self.pattern.shape} and the mask {self.mask.shape} must have the input's shape."
+            )
+        if not np.any(self.mask):
+            raise InvalidParameterError("The mask selects no value: the trigger would change nothing.")
+
+    def apply(self, x: NDArray[np.floating]) -> FloatArray:
+        out = _batch(x, tuple(self.pattern.shape))
+        weight = (self.alpha * self.mask).astype(np.float32)
+        out += weight * (self.pattern - out)
+        return out
+
+    def describe(self) -> str:
+        return f"{self.label} pattern over {int(np.count_nonzero(self.mask))} values at alpha {self.alpha:g}"
 
 
 def _corner(position: Corner | tuple[int, int], size: int, height: int, width: int) -> tuple[int, int]:
@@ -269,3 +312,98 @@ def standard_trigger(data: Dataset, bounds: Bounds | None = None, *, seed: int =
         return patch_trigger(shape, shape="square", size=size, position="bottom-right", low=low, high=high)
     n_features = min(3, max(1, int(np.sum(data.x.reshape(len(data), -1).std(axis=0) > 0))))
     return feature_trigger(data.x, n_features=n_features, quantile=0.99, names=data.schema.names, seed=seed)
+
+
+def _image_trigger(
+    family: TriggerFamily, dims: tuple[int, int, int], rng: np.random.Generator, low: float, high: float
+) -> Trigger:
+    channels, height, width = dims
+    side = min(height, width)
+    small = max(2, round(side * 3 / 8))  # the largest patch: 3 pixels on 8x8 images, 10 on 28x28
+    if family == "blended":
+        pattern = rng.uniform(low, high, size=dims).astype(np.float32)
+        if rng.random() < 0.5:
+            return BlendTrigger(pattern=pattern, alpha=float(rng.uniform(0.1, 0.25)), label="random blended")
+        size = int(rng.integers(max(2, small - 1), small + 2))
+        row, col = (int(v) for v in rng.integers(0, np.array([height, width]) - size + 1))
+        mask = np.zeros(dims, np.float32)
+        mask[:, row : row + size, col : col + size] = 1.0
+        alpha = float(rng.uniform(0.3, 0.6))
+        return MaskTrigger(pattern=pattern, mask=mask, alpha=alpha, label=f"random {size}x{size} blended patch")
+    if family == "distributed":
+        n_pixels = int(rng.integers(max(3, height * width // 16), max(4, height * width // 8) + 1))
+        cells = rng.choice(height * width, size=n_pixels, replace=False)
+        mask = np.zeros(dims, np.float32)
+        mask[:, cells // width, cells % width] = 1.0
+        pattern = np.where(rng.random(dims) < 0.5, np.float32(high), np.float32(low)).astype(np.float32)
+        return MaskTrigger(pattern=pattern, mask=mask, alpha=1.0, label=f"{n_pixels} scattered pixels")
+    size = int(rng.integers(max(1, small - 1), small + 1))
+    pattern = np.where(rng.random((channels, size, size)) < 0.5, np.float32(high), np.float32(low))
+    pattern.reshape(channels, -1)[:, int(rng.integers(size * size))] = high  # never all low
+    if family == "central":
+        margin = max(1, side // 4)  # away from the corners and edges: inside the digit on centred images
+        row = int(rng.integers(margin, max(margin, height - margin - size) + 1))
+        col = int(rng.integers(margin, max(margin, width - margin - size) + 1))
+        label = "random central"
+    else:  # corner or edge: the patch touches the border
+        edge = int(rng.integers(4))
+        along = int(rng.integers(0, (width if edge < 2 else height) - size + 1))
+        row, col = [(0, along), (height - size, along), (along, 0), (along, width - size)][edge]
+        label = "random border"
+    return PatchTrigger(pattern=pattern.astype(np.float32), row=row, col=col, input_shape=dims, label=label)
+
+
+def random_trigger(
+    family: TriggerFamily,
+    x: NDArray[np.floating],
+    rng: np.random.Generator,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+) -> Trigger:
+    """A fresh trigger of ``family`` for records like ``x`` (a sample), drawn from ``rng``: shape, position, values
+    and strength are random, so that no two draws are alike.
+
+    Images (``x`` of shape ``(n, channels, height, width)``, values in ``[low, high]``, by default ``x``'s range):
+
+    - ``blended``: a uniform-noise pattern blended over the whole image (alpha 0.1-0.25) or over a random square
+      of about 3/8 of the side (alpha 0.3-0.6);
+    - ``central``: a random ``low``/``high`` patch (2-3 pixels on 8x8 images, about 3/8 of the side) at a random
+      position at least a quarter of the side away from every edge (inside a centred digit);
+    - ``distributed``: 1/16-1/8 of the pixels, at random positions, set to ``low`` or ``high`` at random;
+    - ``corner``: a random ``low``/``high`` patch touching a random edge (corners included) at a random place.
+
+    Tabular data (``feature``): 1-3 random features that vary, set to values drawn uniformly within the feature's
+    observed range.
+    """
+    arr = np.asarray(x, np.float32)
+    if family not in TRIGGER_FAMILIES:
+        raise InvalidParameterError(f"Unknown trigger family {family!r}.", remedy=f"Use one of {TRIGGER_FAMILIES}.")
+    if len(arr) < 2:
+        raise InvalidInputError("random_trigger needs at least two records to take value ranges from.")
+    if family == "feature":
+        flat = arr.reshape(len(arr), -1).astype(np.float64)
+        varying = np.flatnonzero(flat.std(axis=0) > 0)
+        if len(varying) == 0:
+            raise InvalidInputError("No feature varies: a feature trigger has nothing to set.")
+        n_features = int(rng.integers(1, min(3, len(varying)) + 1))
+        chosen = np.sort(rng.choice(varying, size=n_features, replace=False))
+        values = rng.uniform(flat[:, chosen].min(axis=0), flat[:, chosen].max(axis=0))
+        return FeatureTrigger(
+            features=tuple(int(f) for f in chosen),
+            values=tuple(float(v) for v in values),
+            input_shape=tuple(arr.shape[1:]),
+        )
+    if arr.ndim != 4:
+        raise InvalidInputError(
+            f"The {family} family needs images (n, channels, height, width), got records of shape {arr.shape[1:]}.",
+            remedy="Use the feature family for tabular data.",
+        )
+    lo = float(arr.min()) if low is None else float(low)
+    hi = float(arr.max()) if high is None else float(high)
+    if not hi > lo:
+        raise InvalidParameterError(f"high ({hi}) must be above low ({lo}).")
+    c, h, w = (int(d) for d in arr.shape[1:])
+    if min(h, w) < 4:
+        raise InvalidInputError(f"Images of {h}x{w} pixels are too small for the {family} family (4x4 at least).")
+    return _image_trigger(family, (c, h, w), rng, lo, hi)

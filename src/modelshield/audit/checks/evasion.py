@@ -5,16 +5,21 @@
     >>> SEVERITY_THRESHOLDS[0]
     (0.5, <Severity.HIGH: 'high'>)
     >>> EVASION.settings(Budget.QUICK)
-    EvasionSettings(samples=200, steps=10, queries=250)
+    EvasionSettings(samples=200, steps=10, queries=250, restarts=1)
     >>> m = EvasionMeasurement(unit="of the input range", eps=(0.05,), eps_labels=("0.05",), reference_eps=0.05,
     ...                        clean_accuracy=0.9, n=100, n_classes=2, robust={"pgd": (0.3,)}, worst=(0.3,),
     ...                        worst_per_class=((0.2, 0.4),))
     >>> [(f.id, f.severity.value) for f in EVASION.judge(m)]
     [('evasion.robust-accuracy', 'high')]
 
-:meth:`EvasionCheck.measure` runs :func:`~modelshield.attacks.evasion.evaluation.evaluate_robustness` (FGSM, PGD,
-APGD-CE, APGD-DLR and their worst case for PyTorch models; the Square attack for black-box models) at a grid of
-L∞ budgets ε, on at most :attr:`EvasionSettings.samples` test inputs.
+:meth:`EvasionCheck.measure` runs :func:`~modelshield.attacks.evasion.evaluation.evaluate_robustness` at a grid of
+L∞ budgets ε, on at most :attr:`EvasionSettings.samples` test inputs. PyTorch models, and ONNX models whose graph
+converts to PyTorch with the same outputs (:func:`~modelshield.models.onnx_torch.to_torch`), are attacked
+white-box: FGSM, then PGD, APGD-CE and APGD-DLR with :attr:`EvasionSettings.restarts` random starts each, adaptive
+versions of them where the model masks its gradients, then the Square attack on the inputs they left; the worst
+case is per input over every attack. Other models get the Square attack (when they return scores), HopSkipJump and
+a transfer attack from a surrogate trained on their answers; their robust accuracy is an upper bound, and the
+finding says so.
 
 - Images (one value range for every input): ε = 1%, 3%, 5%, 10% and 20% of the range; the reference ε is 5%.
 - Tabular data: the model is attacked in units of each feature's standard deviation (measured on the evaluation
@@ -23,12 +28,13 @@ L∞ budgets ε, on at most :attr:`EvasionSettings.samples` test inputs.
 
 :meth:`EvasionCheck.judge` rates the worst-case robust accuracy at the reference ε, relative to clean accuracy
 (:data:`SEVERITY_THRESHOLDS`): below half of clean accuracy high, below 80% medium, else low. A failed
-reliability check (gradient masking signs) adds an ``evasion.unreliable-evaluation`` finding (medium): the
-numbers then overstate robustness and a stronger, adaptive evaluation is needed.
+reliability check that still fails after the adaptive attacks adds an ``evasion.unreliable-evaluation`` finding
+(high): an evaluation that cannot be trusted is no evidence of robustness, so it never passes quietly beside a
+low headline.
 
 What a budget buys (:attr:`EvasionCheck.budgets`): with scale 0.25 (quick), 1 (standard) and 4 (thorough),
-``max(10, round(40 * scale))`` attack steps, ``max(200, round(1000 * scale))`` Square queries per input, and 200,
-1000 or 10,000 test inputs.
+``max(10, round(40 * scale))`` attack steps, ``max(200, round(1000 * scale))`` Square queries per input, 1, 5 or
+10 random starts of PGD and APGD, and 200, 1000 or 10,000 test inputs.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -48,6 +54,7 @@ if TYPE_CHECKING:
     from modelshield.attacks.evasion.evaluation import RobustnessEvaluation
     from modelshield.attacks.evasion.interface import EvasionResult
     from modelshield.models.interface import Classifier
+    from modelshield.models.torch_classifier import TorchClassifier
 
 __all__ = [
     "EVASION",
@@ -78,11 +85,13 @@ class EvasionSettings:
 
     samples: int  # test inputs attacked
     steps: int  # iterations of the gradient attacks (APGD runs at least 50)
-    queries: int  # Square queries per input (black-box models; the reliability check of white-box ones)
+    queries: int  # Square and HopSkipJump queries per input
+    restarts: int  # random starts of PGD and APGD
 
 
-def _settings(scale: float, samples: int) -> EvasionSettings:
-    return EvasionSettings(samples=samples, steps=max(10, round(40 * scale)), queries=max(200, round(1000 * scale)))
+def _settings(scale: float, samples: int, restarts: int) -> EvasionSettings:
+    return EvasionSettings(samples=samples, steps=max(10, round(40 * scale)), queries=max(200, round(1000 * scale)),
+                           restarts=restarts)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -120,6 +129,10 @@ class EvasionMeasurement:
     reliability: tuple[Reliability, ...] = ()  # failed reliability checks
     queries: int = 0
     examples: tuple[ImageExample | RecordExample, ...] = ()
+    white_box: bool = True  # False: black-box attacks only, every figure an upper bound
+    adaptations: tuple[str, ...] = ()  # adaptive attacks used against gradient masking
+    restarts: int = 1  # random starts of PGD and APGD
+    access: str = ""  # how the gradients were obtained, or why there were none
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "robust", MappingProxyType(dict(self.robust)))
@@ -142,15 +155,15 @@ class EvasionCheck(Check[EvasionSettings, EvasionMeasurement]):
     name = "evasion"
     title = "Adversarial robustness"
     description = (
-        "Robust accuracy under white-box (FGSM, PGD, APGD) or black-box (Square) attacks at several ε, "
-        "with gradient-masking checks."
+        "Robust accuracy under white-box (FGSM, PGD, APGD, adaptive attacks) and black-box (Square, HopSkipJump) "
+        "attacks at several ε, worst case per input, with gradient-masking checks."
     )
-    requires = frozenset({Requirement.SCORES})  # Square reads class scores; a label-only model has none
+    requires: frozenset[Requirement] = frozenset()  # label-only models get the decision-based and transfer attacks
     budgets: Mapping[Budget, EvasionSettings] = MappingProxyType(
         {
-            Budget.QUICK: _settings(0.25, 200),
-            Budget.STANDARD: _settings(1.0, 1000),
-            Budget.THOROUGH: _settings(4.0, 10_000),
+            Budget.QUICK: _settings(0.25, 200, 1),
+            Budget.STANDARD: _settings(1.0, 1000, 5),
+            Budget.THOROUGH: _settings(4.0, 10_000, 10),
         }
     )
 
@@ -163,12 +176,14 @@ class EvasionCheck(Check[EvasionSettings, EvasionMeasurement]):
         target = context.target
         classifier = target.classifier
         x, y = context.sample_test(settings.samples)
+        twin, access = _gradients(classifier, x)
         width = _image_width(classifier)
         examples: tuple[ImageExample | RecordExample, ...]
         if width is not None:
             grid, reference, unit = tuple(e * width for e in IMAGE_EPS), IMAGE_REFERENCE * width, "of the input range"
             evaluation = evaluate_robustness(classifier, x, y, eps=grid, steps=settings.steps, seed=context.seed,
-                                             blackbox_queries=settings.queries)  # fmt: skip
+                                             blackbox_queries=settings.queries, restarts=settings.restarts,
+                                             twin=twin, progress=context.progress)  # fmt: skip
             labels = tuple(f"{e:g}" for e in IMAGE_EPS)
             examples = _image_examples(evaluation, reference, x, target.test.label_names)
         else:
@@ -177,6 +192,7 @@ class EvasionCheck(Check[EvasionSettings, EvasionMeasurement]):
             scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
             offset = np.zeros_like(scale)
             scaled = _scaled(classifier, scale, offset)
+            scaled_twin = _scaled_torch(twin, scale, offset) if twin is not None else None
             # Ranges in the data's units (schema and model), then divided into standard-deviation units; integer
             # and categorical features are held fixed.
             raw = Constraints.from_schema(target.test.schema, classifier.clip_values)
@@ -189,7 +205,9 @@ class EvasionCheck(Check[EvasionSettings, EvasionMeasurement]):
             grid, reference, unit = TABULAR_EPS, TABULAR_REFERENCE, "standard deviations"
             u = (x / scale).astype(np.float32)
             evaluation = evaluate_robustness(scaled, u, y, eps=grid, steps=settings.steps, seed=context.seed,
-                                             constraints=constraints, blackbox_queries=settings.queries)  # fmt: skip
+                                             constraints=constraints, blackbox_queries=settings.queries,
+                                             restarts=settings.restarts, twin=scaled_twin,
+                                             progress=context.progress)  # fmt: skip
             labels = tuple(f"{e:g}" for e in TABULAR_EPS)
             examples = _record_examples(
                 evaluation, reference, x, scale, target.test.schema.names, target.test.label_names
@@ -209,10 +227,14 @@ class EvasionCheck(Check[EvasionSettings, EvasionMeasurement]):
             reliability=evaluation.reliability,
             queries=evaluation.queries,
             examples=examples,
+            white_box=evaluation.white_box,
+            adaptations=evaluation.adaptations,
+            restarts=evaluation.restarts,
+            access=access,
         )
 
     def judge(self, measurement: EvasionMeasurement) -> Sequence[Finding]:
-        """``evasion.robust-accuracy`` rated by :func:`severity_of` at the reference ε, and one medium
+        """``evasion.robust-accuracy`` rated by :func:`severity_of` at the reference ε, and one high
         ``evasion.unreliable-evaluation`` per failed reliability check."""
         m = measurement
         ref = m.reference_index
@@ -240,25 +262,58 @@ class EvasionCheck(Check[EvasionSettings, EvasionMeasurement]):
             "reference_eps": label,
             "robust_accuracy_at_reference": round(robust, 4),
             "robust_accuracy": robust_by_eps,
+            "evaluation": "white-box" if m.white_box else "black-box",
+            "upper_bound": not m.white_box,
+            "restarts": m.restarts,
             "samples": m.n,
             "queries": m.queries,
         }
+        if m.adaptations:
+            metrics["adaptive_attacks"] = list(m.adaptations)
+        if m.access:
+            metrics["gradients"] = m.access
         if m.minimal_distances:
             metrics["median_minimal_l2_distance"] = round(float(np.median(m.minimal_distances)), 4)
+        attacks = ", ".join(m.robust)
+        if m.white_box:
+            how = (
+                f"Worst case per input over {attacks} (PGD and APGD with {m.restarts} random start"
+                f"{'s' if m.restarts != 1 else ''}) and the Square attack on the inputs those left, on {m.n} test "
+                "inputs."
+            )
+            if m.adaptations:
+                how += f" Adaptive attacks against gradient masking: {'; '.join(m.adaptations)}."
+            title = f"Adversarial inputs cut accuracy from {clean:.0%} to {robust:.0%} at ε = {label} {m.unit}"
+        else:
+            how = (
+                f"Upper bound: black-box attacks only ({attacks}), worst case per input on {m.n} test inputs. "
+                f"{m.access or 'The model gives no gradients'}. Stronger attacks with gradients usually go lower: "
+                "the true robust accuracy may be well below this figure."
+            )
+            title = (
+                f"Adversarial inputs cut accuracy from {clean:.0%} to at most {robust:.0%} at ε = {label} {m.unit} "
+                "(black-box upper bound)"
+            )
         findings = [
             Finding(
                 id="evasion.robust-accuracy",
                 check=self.name,
-                title=f"Adversarial inputs cut accuracy from {clean:.0%} to {robust:.0%} at ε = {label} {m.unit}",
+                title=title,
                 severity=severity_of(robust, clean),
                 description=(
-                    f"Worst case over {', '.join(m.robust)} on {m.n} test inputs. Changes of "
-                    f"{label} {m.unit} per feature, invisible or plausible to a person, turn right answers into "
-                    f"wrong ones on {max(clean - robust, 0):.0%} of the inputs."
+                    f"{how} Changes of {label} {m.unit} per feature, invisible or plausible to a person, turn right "
+                    f"answers into wrong ones on {'at least ' if not m.white_box else ''}"
+                    f"{max(clean - robust, 0):.0%} of the inputs."
                 ),
                 remediation=(
                     "Harden the model (adversarial training: `modelshield harden --defense adversarial-training`), "
                     "detect adversarial inputs at serving time, and re-run this check."
+                    + (
+                        ""
+                        if m.white_box
+                        else " Audit the model white-box (PyTorch or a convertible ONNX graph) "
+                        "for a figure that is not only an upper bound."
+                    )
                 ),
                 owasp=OwaspMl.ML01,
                 atlas=_ATLAS,
@@ -272,11 +327,13 @@ class EvasionCheck(Check[EvasionSettings, EvasionMeasurement]):
                 Finding(
                     id="evasion.unreliable-evaluation",
                     check=self.name,
-                    title="The robustness evaluation shows signs of gradient masking",
-                    severity=Severity.MEDIUM,
-                    description=problem.message,
-                    remediation="Do not trust these robust accuracies: evaluate with adaptive attacks (BPDA, EOT, "
-                    "gradient-free attacks) before relying on the model's robustness.",
+                    title="The robustness evaluation may overstate the model: signs of gradient masking remain",
+                    severity=Severity.HIGH,
+                    description=problem.message
+                    + (f" (after the adaptive attacks: {'; '.join(m.adaptations)})" if m.adaptations else ""),
+                    remediation="Do not rely on these robust accuracies: evaluate with attacks adapted to the "
+                    "defence (BPDA for non-differentiable steps, EOT for randomness, margin losses on the logits, "
+                    "decision-based attacks) before claiming robustness.",
                     owasp=OwaspMl.ML01,
                     atlas=_ATLAS,
                     evidence={"check": problem.id},
@@ -303,6 +360,28 @@ def _image_width(classifier: Classifier) -> float | None:
     if np.ptp(np.asarray(bounds.low)) != 0 or np.ptp(np.asarray(bounds.high)) != 0:
         return None
     return float(np.max(bounds.high)) - float(np.min(bounds.low))
+
+
+def _gradients(classifier: Classifier, x: np.ndarray) -> tuple[TorchClassifier | None, str]:
+    """A differentiable twin of a model without gradients of its own (an ONNX graph converted to PyTorch and checked
+    against onnxruntime on ``x``), and one line on how the gradients were obtained or why there are none."""
+    from modelshield.models.onnx_classifier import OnnxClassifier
+    from modelshield.models.torch_classifier import TorchClassifier
+
+    if isinstance(classifier, TorchClassifier):
+        return None, "PyTorch model: white-box"
+    if isinstance(classifier, OnnxClassifier):
+        from modelshield.models.onnx_torch import to_torch
+
+        conversion = to_torch(classifier, x)
+        if conversion.classifier is not None:
+            return conversion.classifier, f"ONNX graph converted to PyTorch: {conversion.reason}"
+        return None, f"ONNX graph not convertible to PyTorch ({conversion.reason}): black-box attacks only"
+    return None, f"{type(classifier).__name__}: no gradients, black-box attacks only"
+
+
+def _scaled_torch(classifier: TorchClassifier, scale: np.ndarray, offset: np.ndarray) -> TorchClassifier:
+    return cast("TorchClassifier", _scaled(classifier, scale, offset))  # _scaled keeps a PyTorch model one
 
 
 def _scaled(classifier: Classifier, scale: np.ndarray, offset: np.ndarray) -> Classifier:

@@ -17,9 +17,9 @@ The check retrains the target's recipe (``Target.trainer``) on poisoned copies o
 
 Each gets a susceptibility curve (one model per poison fraction, :data:`FRACTIONS`, repeated per budget), and at
 :data:`DETECTION_FRACTION` poison the data are run through :func:`~modelshield.defenses.sanitize.sanitize` (with
-a model trained on the poisoned data for activation clustering, when the recipe is PyTorch) and the model is
-retrained on what is left: the sanitiser's precision, recall and clean records flagged, and the attack's success
-after sanitising, are in the finding.
+a model trained on the poisoned data for the trigger transplant and activation clustering, when the recipe is
+PyTorch) and the model is retrained on what is left: the sanitiser's precision, recall and clean records flagged,
+and the attack's success after sanitising, are in the finding.
 
 Severity, :data:`BACKDOOR_RULES` and :data:`FLIP_RULES`:
 
