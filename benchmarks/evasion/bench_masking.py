@@ -36,6 +36,9 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_heldout import SPLIT_SEED, train  # the held-out networks, split and training of that benchmark
 
 from modelshield.audit import AuditOptions, Auditor
 from modelshield.audit.interface import Budget
@@ -43,24 +46,8 @@ from modelshield.data.bundled import load_mnist
 from modelshield.data.interface import Dataset
 from modelshield.models import TorchClassifier
 from modelshield.models.interface import Bounds
-from modelshield.models.nets import seeded_network
 from modelshield.models.onnx_classifier import OnnxClassifier
 from modelshield.target import Target
-
-SPLIT_SEED = 16  # a permutation of the bundled images that no zoo split uses
-
-
-def strided_cnn() -> nn.Module:
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 4, stride=2, padding=1), nn.ReLU(),
-        nn.Conv2d(16, 32, 4, stride=2, padding=1), nn.ReLU(),
-        nn.Flatten(), nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10),
-    )  # fmt: skip
-
-
-def mlp_2x() -> nn.Module:
-    return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(),
-                         nn.Linear(128, 10))  # fmt: skip
 
 
 class Quantised(nn.Module):
@@ -90,21 +77,6 @@ class Noisy(nn.Module):
         return self.inner(v + 0.1 * torch.randn_like(v))  # type: ignore[no-any-return]
 
 
-def train(net: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed: int) -> nn.Module:
-    generator = torch.Generator().manual_seed(seed)
-    optimiser = torch.optim.Adam(net.parameters(), lr=1e-3)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    net.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(xt), generator=generator)
-        for start in range(0, len(xt), 64):
-            idx = order[start : start + 64]
-            optimiser.zero_grad(set_to_none=True)
-            nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
-            optimiser.step()
-    return net.eval()
-
-
 def onnx_copy(net: nn.Module, folder: Path) -> OnnxClassifier:
     path = folder / "plain.onnx"
     with warnings.catch_warnings():
@@ -127,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     order = np.random.default_rng(SPLIT_SEED).permutation(len(data))
     test_rows, train_rows = order[:1000], order[1000:]
     x, y = data.x[train_rows].astype(np.float32), data.y[train_rows].astype(np.int64)
-    net = train(seeded_network(strided_cnn if args.arch == "strided-cnn" else mlp_2x, 0), x, y, args.epochs, 0)
+    trained = train(args.arch, x, y, data.x[test_rows], data.y[test_rows], epochs=args.epochs, seed=0)
+    net = trained.classifier.module
     test = dataclasses.replace(data, x=data.x[test_rows], y=data.y[test_rows])
     assert isinstance(test, Dataset)
     bounds = Bounds(0.0, 1.0)
