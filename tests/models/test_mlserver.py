@@ -244,7 +244,7 @@ def test_names_declared_in_the_metadata_are_used(served: Served) -> None:
         assert (clf.input_name, clf.output_name, clf.label_only) == ("features", "predict_proba", False)
 
 
-def test_label_only_endpoint_skips_checks_that_need_scores(served: Served) -> None:
+def test_label_only_endpoint_gets_decision_based_evasion(served: Served) -> None:
     test = served.data.test
     with _connect(served, output_name="predict") as clf, _connect(served) as scored:
         assert clf.label_only
@@ -252,9 +252,8 @@ def test_label_only_endpoint_skips_checks_that_need_scores(served: Served) -> No
         check_classifier(clf, test.x[:8])
         audit = _audit(clf, test, ("baseline", "evasion"))
     runs = audit["runs"]
-    assert Requirement.SCORES in Auditor(AuditOptions(checks=("evasion",))).checks[0].requires
-    assert runs["evasion"].status is CheckStatus.SKIPPED
-    assert runs["evasion"].reason == "needs class scores, and RemoteClassifier returns labels only"
+    assert Requirement.SCORES not in Auditor(AuditOptions(checks=("evasion",))).checks[0].requires
+    assert runs["evasion"].status in (CheckStatus.PASSED, CheckStatus.FINDINGS)  # HopSkipJump and transfer only
     assert runs["baseline"].status in (CheckStatus.PASSED, CheckStatus.FINDINGS)
 
 
