@@ -1,6 +1,7 @@
-"""Verification fails closed: no public verifier of the supply-chain and registry layers can return on failure.
+"""Verification fails closed: no public verifier of the supply-chain, registry and gateway layers can return on failure.
 
-The verifiers are found by walking the public modules of ``modelshield.supply_chain`` and ``modelshield.registry``
+The verifiers are found by walking the public modules of ``modelshield.supply_chain``, ``modelshield.registry`` and
+``modelshield.gateway``
 (every public function named ``verify*``, and every public method named ``verify*`` of a public class, defined in
 those layers), so a new one cannot be forgotten: until it is listed in :data:`CASES` with a failing input,
 ``test_every_public_verifier_is_listed`` fails. Each case builds one input that verifies and one that must not;
@@ -28,7 +29,7 @@ import pytest
 from modelshield.data import Dataset, Schema
 from modelshield.errors import VerificationError
 
-ROOTS = ("modelshield.supply_chain", "modelshield.registry")
+ROOTS = ("modelshield.supply_chain", "modelshield.registry", "modelshield.gateway")
 
 
 class Case(NamedTuple):
@@ -174,6 +175,39 @@ def _history_case(tmp_path: Path, cleanup: ExitStack, *, via_index: bool) -> Cas
     return Case(lambda: verify("m"), bad)
 
 
+def _message_case(tmp_path: Path, cleanup: ExitStack) -> Case:
+    from modelshield.supply_chain.keys import generate_keypair
+    from modelshield.supply_chain.signing import sign_message, verify_message
+
+    key = generate_keypair("hybrid")
+    signatures = sign_message(b"checkpoint 7", key)
+    return Case(
+        lambda: verify_message(b"checkpoint 7", signatures, key.public()),  # type: ignore[func-returns-value]
+        lambda: verify_message(b"checkpoint 8", signatures, key.public()),  # type: ignore[func-returns-value]
+    )
+
+
+def _audit_log_case(tmp_path: Path, cleanup: ExitStack) -> Case:
+    import sqlite3
+    import time
+
+    from modelshield.gateway.auditlog import AuditLog, AuditRecord, verify_log
+    from modelshield.supply_chain.keys import generate_keypair
+
+    key = generate_keypair("ed25519")
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    with AuditLog(url, signing_key=key) as log:
+        for i in range(3):
+            log.append(AuditRecord(time.time(), f"r{i}", "infer", "alice", "client", "sha256:m", "", 200, "allow"))
+
+    def bad() -> object:
+        with sqlite3.connect(tmp_path / "audit.db") as db:
+            db.execute("UPDATE ms_audit_records SET client = 'mallory' WHERE seq = 2")
+        return verify_log(url, key.public())
+
+    return Case(lambda: verify_log(url, key.public()), bad)
+
+
 Factory = Callable[[Path, ExitStack], Case]  # (tmp_path, cleanup) -> Case
 
 CASES: dict[str, list[Factory]] = {
@@ -183,6 +217,8 @@ CASES: dict[str, list[Factory]] = {
     "modelshield.registry.store.BlobStore.verify": [_blob_case],
     "modelshield.registry.index.Index.verify_history": [partial(_history_case, via_index=True)],
     "modelshield.registry.registry.Registry.verify_history": [partial(_history_case, via_index=False)],
+    "modelshield.supply_chain.signing.verify_message": [_message_case],
+    "modelshield.gateway.auditlog.verify_log": [_audit_log_case],
 }
 
 

@@ -44,6 +44,8 @@ COMMAND_MODULES: dict[str, str] = {
     "checks": "targets",
     "data": "data",
     "registry": "registry",
+    "serve": "serve",
+    "gateway": "gateway",
 }
 
 

@@ -15,8 +15,9 @@ normal distance distribution; synthetic queries (random inputs, Jacobian augment
 do not. After ``min_queries`` distances, the Shapiro–Wilk statistic W of the client's latest ``window`` distances is
 compared with δ; W < δ raises the alarm. δ is *calibrated* in :meth:`ExtractionMonitor.fit`: the reference data
 are replayed as ``calibration_streams`` benign streams of ``calibration_length`` queries, and δ is the
-``target_fpr`` quantile of each stream's lowest W (``delta=`` overrides it). W is computed once per observed batch
-(calibration replays batches of 16). The reference data's classes are the model's predictions on it.
+``target_fpr`` quantile of each stream's lowest W (``delta=`` overrides it). W is recomputed after every 16th query
+of a client, in calibration and in service alike, whatever the batch sizes (so that service holds W to the rhythm δ
+was calibrated at). The reference data's classes are the model's predictions on it.
 
 ``ood``. PRADA misses attackers who query with natural data (KnockoffNets, Orekondy et al. 2019): their distances
 look benign. Such data almost never comes from the owner's own distribution, so the second signal scores each query
@@ -95,7 +96,10 @@ __all__ = [
 ]
 
 
-_CALIBRATION_BATCH = 16  # calibration streams are replayed in batches of this size, as a gateway would see them
+# W is recomputed every this many queries of a client, in calibration and in service alike (Shapiro–Wilk costs about
+# a tenth of a millisecond: once per one-row request it would dominate a gateway's cost, and W computed at another
+# rhythm than δ was calibrated at would not be held to δ's false-alarm rate).
+_CALIBRATION_BATCH = 16
 _ABOVE_ONE = math.nextafter(1.0, 2.0)
 
 
@@ -143,9 +147,44 @@ class MonitorDecision:
         }
 
 
+class _Rows:
+    """A first-in, first-out queue of equal-length rows in one growing array: append at the end, drop the oldest,
+    and the live rows as one contiguous view (an array rebuilt from a deque on every query cost more than the
+    distances computed on it)."""
+
+    __slots__ = ("count", "data", "head")
+
+    def __init__(self, width: int) -> None:
+        self.data: NDArray[np.float64] = np.empty((8, width))
+        self.head = 0
+        self.count = 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def rows(self) -> NDArray[np.float64]:
+        """The live rows, oldest first (a view)."""
+        return self.data[self.head : self.head + self.count]
+
+    def append(self, row: NDArray[np.float64]) -> None:
+        end = self.head + self.count
+        if end == len(self.data):  # full at the end: move the live rows to the front, growing when over half full
+            live = self.rows().copy()
+            if self.count > len(self.data) // 2:
+                self.data = np.empty((2 * len(self.data), self.data.shape[1]))
+            self.data[: self.count] = live
+            self.head, end = 0, self.count
+        self.data[end] = row
+        self.count += 1
+
+    def popleft(self) -> None:
+        self.head += 1
+        self.count -= 1
+
+
 @dataclass
 class _Client:
-    groups: dict[int, deque[NDArray[np.float64]]] = field(default_factory=dict)
+    groups: dict[int, _Rows] = field(default_factory=dict)
     order: deque[int] = field(default_factory=deque)  # class of each stored query, oldest first
     distances: deque[float] = field(default_factory=deque)
     class_stats: dict[int, list[float]] = field(default_factory=dict)  # n, sum, sum of squares
@@ -156,14 +195,15 @@ class _Client:
     signals: set[str] = field(default_factory=set)
     first_alarm_at: int | None = None
     peak: float = 0.0  # the highest alarm level so far (above 1 once an alarm fired)
-    recent: deque[NDArray[np.float64]] = field(default_factory=deque)  # latest queries, for the proximity test
+    recent: _Rows | None = None  # latest queries, for the proximity test
+    prada_seen: int = 0  # queries fed to PRADA: W is recomputed at every multiple of _CALIBRATION_BATCH
     near_tested: int = 0  # queries the proximity test scored (exact repeats are skipped)
     near_flagged: int = 0
     near_cusum: float = 0.0
 
     def entries(self) -> int:
         """Stored queries, distances and recent queries: the history this client holds."""
-        return len(self.order) + len(self.distances) + len(self.recent)
+        return len(self.order) + len(self.distances) + (len(self.recent) if self.recent is not None else 0)
 
 
 class ExtractionMonitor:
@@ -312,7 +352,7 @@ class ExtractionMonitor:
             for _ in range(self.calibration_streams):
                 pick = rng.choice(len(z), size=min(self.calibration_length, len(z)), replace=False)
                 state = _Client()
-                ws = [w for w in self._prada_stream(state, z[pick], labels[pick], _CALIBRATION_BATCH) if w is not None]
+                ws = [w for w in self._prada_stream(state, z[pick], labels[pick], at_end=True) if w is not None]
                 if ws:
                     lowest.append(min(ws))
             if not lowest:
@@ -345,8 +385,10 @@ class ExtractionMonitor:
         """Each query's distance to the nearest of the client's latest ``proximity_memory_`` queries before it
         (``inf`` for a first query, ``nan`` for an exact repeat); updates the client's recent queries."""
         m = self.proximity_memory_
+        if state.recent is None:
+            state.recent = _Rows(z.shape[1])
         before = len(state.recent)
-        history = np.concatenate([np.asarray(state.recent).reshape(before, z.shape[1]), z]) if before else z
+        history = np.concatenate([state.recent.rows(), z]) if before else z
         out = np.full(len(z), np.inf)
         if len(history) > 1:
             sq = _sq_distances(z, history)
@@ -374,17 +416,19 @@ class ExtractionMonitor:
 
     # -- PRADA -----------------------------------------------------------------------------------------------------
     def _prada_stream(
-        self, state: _Client, z: NDArray[np.float64], labels: NDArray[np.int64], every: int
+        self, state: _Client, z: NDArray[np.float64], labels: NDArray[np.int64], *, at_end: bool = False
     ) -> list[float | None]:
         """Feed queries one by one; return the latest W after each (None before ``min_queries`` distances). W is
-        recomputed after every ``every`` queries and at the end (once per observed batch)."""
+        recomputed after every ``_CALIBRATION_BATCH``-th query of the client (and, with ``at_end``, after the last)."""
         from scipy.stats import shapiro
 
         out: list[float | None] = []
         for i, (q, c) in enumerate(zip(z, labels.tolist(), strict=True)):
-            group = state.groups.setdefault(c, deque())
-            if group:
-                dmin = float(np.sqrt(((np.asarray(group) - q) ** 2).sum(axis=1).min()))
+            group = state.groups.get(c)
+            if group is None:
+                group = state.groups[c] = _Rows(len(q))
+            if len(group):
+                dmin = float(np.sqrt(((group.rows() - q) ** 2).sum(axis=1).min()))
                 state.distances.append(dmin)
                 if len(state.distances) > self.window:
                     state.distances.popleft()
@@ -403,7 +447,8 @@ class ExtractionMonitor:
                 if len(state.order) > self.max_stored:  # drop the oldest stored query
                     old = state.order.popleft()
                     state.groups[old].popleft()
-            due = (i + 1) % every == 0 or i == len(z) - 1
+            state.prada_seen += 1
+            due = state.prada_seen % _CALIBRATION_BATCH == 0 or (at_end and i == len(z) - 1)
             if due and len(state.distances) >= self.min_queries:
                 d = np.asarray(state.distances)
                 state.w = float(shapiro(d).statistic) if np.ptp(d) > 0 else None
@@ -430,7 +475,7 @@ class ExtractionMonitor:
         """Feed one batch of a client's standardised queries to its state (held under its lock); return the client's
         alarm level after each query (see the module docstring)."""
         start = state.queries
-        ws = self._prada_stream(state, z, labels, max(len(z), 1))
+        ws = self._prada_stream(state, z, labels)
         prada = [w is not None and w < self.delta_ for w in ws]
         for i, fired in enumerate(prada):
             if fired:

@@ -33,7 +33,7 @@ import binascii
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -56,7 +56,9 @@ __all__ = [
     "iter_resources",
     "read_signature",
     "sign_manifest",
+    "sign_message",
     "sign_model",
+    "verify_message",
     "verify_model",
 ]
 
@@ -274,32 +276,42 @@ def _mldsa_keyid(key: mldsa.MLDSA65PublicKey) -> str:
     return f"{_MLDSA_KEYID}:{hashlib.sha256(der).hexdigest()}"
 
 
-def sign_manifest(manifest: Manifest, key: PrivateKeySet) -> dict[str, Any]:
-    """The Sigstore bundle (as JSON data) signing ``manifest`` with ``key``."""
+def sign_message(message: bytes, key: PrivateKeySet) -> list[dict[str, str]]:
+    """The signature entries (``{"sig": base64, "keyid": ...}``) over ``message``, as a DSSE envelope holds them.
+
+    One entry for an ECDSA P-256 key (``keyid`` ``""``, as OMS writes it) or an Ed25519 key (``"ed25519"``); two for
+    a hybrid key, the classical one first and then ML-DSA-65 (``"ml-dsa-65:<SHA-256 of its public key>"``).
+    :func:`verify_message` checks them.
+    """
     algorithm = key.algorithm
     if not algorithm.signs:
         raise InvalidParameterError(f"A {algorithm.value} key encrypts; it cannot sign.", remedy="Use a signing key.")
-    payload = json.dumps(manifest.statement(), indent=2, sort_keys=True).encode()
-    message = _pae(payload)
     signatures: list[dict[str, str]] = []
     first = key.keys[0]
     if isinstance(first, ec.EllipticCurvePrivateKey):
         signatures.append(
             {"sig": base64.b64encode(first.sign(message, ec.ECDSA(hashes.SHA256()))).decode(), "keyid": ""}
         )
-        hint = _pem_hint(first.public_key())
     elif isinstance(first, ed25519.Ed25519PrivateKey):
         signatures.append({"sig": base64.b64encode(first.sign(message)).decode(), "keyid": "ed25519"})
-        hint = _pem_hint(first.public_key())
     else:  # pragma: no cover - the algorithm check above rules it out
         raise InvalidParameterError(f"Unexpected signing key {type(first).__name__}.")
     if algorithm is KeyAlgorithm.HYBRID:
         pq = key.keys[1]
         assert isinstance(pq, mldsa.MLDSA65PrivateKey)  # noqa: S101 - guaranteed by the HYBRID layout
         signatures.append({"sig": base64.b64encode(pq.sign(message)).decode(), "keyid": _mldsa_keyid(pq.public_key())})
+    return signatures
+
+
+def sign_manifest(manifest: Manifest, key: PrivateKeySet) -> dict[str, Any]:
+    """The Sigstore bundle (as JSON data) signing ``manifest`` with ``key``."""
+    payload = json.dumps(manifest.statement(), indent=2, sort_keys=True).encode()
+    signatures = sign_message(_pae(payload), key)
+    first = key.keys[0]
+    assert isinstance(first, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey)  # noqa: S101 - sign_message checked
     return {
         "mediaType": BUNDLE_MEDIA_TYPE,
-        "verificationMaterial": {"publicKey": {"hint": hint}, "tlogEntries": []},
+        "verificationMaterial": {"publicKey": {"hint": _pem_hint(first.public_key())}, "tlogEntries": []},
         "dsseEnvelope": {
             "payload": base64.b64encode(payload).decode(),
             "payloadType": PAYLOAD_TYPE,
@@ -368,13 +380,17 @@ def _b64(text: str) -> bytes:
         raise VerificationError("The signature bundle holds invalid base64.") from exc
 
 
-def _check_signatures(envelope: dict[str, Any], key: PublicKeySet) -> bytes:
-    """The payload, once every signature the key's algorithm requires holds; else VerificationError."""
-    payload = _b64(envelope["payload"])
-    message = _pae(payload)
-    signatures = envelope["signatures"]
+def verify_message(message: bytes, signatures: Sequence[Mapping[str, str]], key: PublicKeySet) -> None:
+    """Return when every signature ``key``'s algorithm requires holds over ``message``; else VerificationError.
+
+    ``signatures`` are entries as :func:`sign_message` makes them. The first must be the classical signature; a
+    hybrid key also needs the ML-DSA-65 entry whose ``keyid`` names its public key. Fails closed: a missing,
+    malformed or wrong signature, or a key that cannot verify, all raise.
+    """
     first = key.keys[0]
     try:
+        if not signatures or not isinstance(signatures[0], Mapping) or not isinstance(signatures[0].get("sig"), str):
+            raise VerificationError("There is no signature to verify.")
         if isinstance(first, ec.EllipticCurvePublicKey):
             first.verify(_b64(signatures[0]["sig"]), message, ec.ECDSA(hashes.SHA256()))
         elif isinstance(first, ed25519.Ed25519PublicKey):
@@ -391,8 +407,8 @@ def _check_signatures(envelope: dict[str, Any], key: PublicKeySet) -> bytes:
         pq = key.keys[1]
         assert isinstance(pq, mldsa.MLDSA65PublicKey)  # noqa: S101 - guaranteed by the HYBRID layout
         keyid = _mldsa_keyid(pq)
-        entries = [s for s in signatures[1:] if s.get("keyid") == keyid]
-        if not entries:
+        entries = [s for s in signatures[1:] if isinstance(s, Mapping) and s.get("keyid") == keyid]
+        if not entries or not isinstance(entries[0].get("sig"), str):
             raise VerificationError(
                 "The bundle has no ML-DSA-65 signature for this key: the post-quantum half is missing."
             )
@@ -400,6 +416,12 @@ def _check_signatures(envelope: dict[str, Any], key: PublicKeySet) -> bytes:
             pq.verify(_b64(entries[0]["sig"]), message)
         except InvalidSignature as exc:
             raise VerificationError("The ML-DSA-65 signature does not hold (the post-quantum half).") from exc
+
+
+def _check_signatures(envelope: dict[str, Any], key: PublicKeySet) -> bytes:
+    """The payload, once every signature the key's algorithm requires holds; else VerificationError."""
+    payload = _b64(envelope["payload"])
+    verify_message(_pae(payload), envelope["signatures"], key)
     return payload
 
 
