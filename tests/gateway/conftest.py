@@ -230,3 +230,18 @@ def serve() -> Iterator[Callable[[Path], Running]]:
     yield start
     for running in started:
         running.stop()
+
+
+def make_key(site: Site, client: str, role: str = "client", **kwargs: Any) -> str:
+    """A new API key in the site's store, as `gateway keys create` makes it from another process. A running gateway
+    sees it after its next snapshot reload: on a miss at most every 0.2 s (the throttle that keeps guessed keys from
+    becoming database queries), so this waits that long before handing the key out."""
+    from modelshield.gateway.identity import KeyStore, Role
+
+    store = KeyStore(f"sqlite:///{site.root / 'gateway.db'}")
+    try:
+        secret, _ = store.create(client, Role(role), **kwargs)
+    finally:
+        store.close()
+    time.sleep(0.25)
+    return secret

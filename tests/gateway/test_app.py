@@ -14,18 +14,13 @@ import pytest
 import skops.io
 
 from modelshield.cli import main
-from modelshield.gateway.identity import KeyStore, Role
+from modelshield.gateway.identity import Role
 
-from .conftest import Running, Site
+from .conftest import Running, Site, make_key
 
 
 def _key(site: Site, client: str, role: Role = Role.CLIENT, **kwargs: Any) -> str:
-    store = KeyStore(f"sqlite:///{site.root / 'gateway.db'}")
-    try:
-        secret, _ = store.create(client, role, **kwargs)
-    finally:
-        store.close()
-    return secret
+    return make_key(site, client, role.value, **kwargs)
 
 
 def _rows(site: Site, n: int = 3) -> np.ndarray:

@@ -11,9 +11,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from modelshield.gateway.identity import KeyStore, Role
-
-from .conftest import Running, Site, start_gateway
+from .conftest import Running, Site, make_key, start_gateway
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +28,7 @@ def fuzzed(site_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         2,
     )
     running = start_gateway(site.config({"limits": {"requests_per_second": 10000.0}}))
-    store = KeyStore(f"sqlite:///{root / 'gateway.db'}")
-    key, _ = store.create("fuzzer", Role.ADMIN)
-    store.close()
+    key = make_key(site, "fuzzer", "admin")
     yield running, key
     running.stop()
 

@@ -10,16 +10,12 @@ import numpy as np
 import pandas as pd
 
 from modelshield.cli import main
-from modelshield.gateway.identity import KeyStore, Role
 
-from .conftest import Running, Site
+from .conftest import Running, Site, make_key
 
 
 def _key(site: Site, client: str) -> str:
-    store = KeyStore(f"sqlite:///{site.root / 'gateway.db'}")
-    secret, _ = store.create(client, Role.CLIENT)
-    store.close()
-    return secret
+    return make_key(site, client)
 
 
 def _synthetic(site: Site, n: int, seed: int) -> np.ndarray:
@@ -71,3 +67,15 @@ def test_log_mode_answers_and_records_the_alarm(site: Site, serve: Callable[...,
     flagged = [r for r in records if r["client"] == "quiet-thief" and r["decision"] == "flag"]
     assert flagged, "no request of the synthetic thief was flagged"
     assert all(r["reasons"] for r in flagged)
+
+
+def test_adversarial_detector_runs_on_every_request(site: Site, serve: Callable[..., Running]) -> None:
+    running = serve(site.config({"guards": {"adversarial_detector": "log", "extraction_monitor": "off"}}))
+    key = _key(site, "checked")
+    frame = pd.read_csv(site.reference).drop(columns=["label"]).to_numpy(dtype=np.float64)
+    for start in range(0, 50, 10):
+        assert _send(running, key, frame[start : start + 10]).status_code == 200
+    metrics = running.gateway.metrics.render().decode()
+    decisions = [line for line in metrics.splitlines() if line.startswith("modelshield_guard_decisions_total{")]
+    assert decisions and all("feature-squeezing" in line for line in decisions)
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in decisions) == 5  # one decision per request

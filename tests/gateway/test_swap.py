@@ -12,12 +12,11 @@ import numpy as np
 import pytest
 
 from modelshield.findings import CheckRun, CheckStatus, Report, TargetInfo
-from modelshield.gateway.identity import KeyStore, Role
 from modelshield.registry import Registry
 from modelshield.supply_chain.keys import load_private_key
 from modelshield.supply_chain.signing import sign_model
 
-from .conftest import Running, Site
+from .conftest import Running, Site, make_key
 
 
 def _audit(tmp: Path, model: Path) -> Path:
@@ -70,9 +69,7 @@ def test_promote_and_rollback_swap_with_no_failed_request(site: Site, serve: Cal
         }
     )
     running = serve(config)
-    store = KeyStore(f"sqlite:///{site.root / 'gateway.db'}")
-    key, _ = store.create("ivan", Role.CLIENT)
-    store.close()
+    key = make_key(site, "ivan")
     x = np.zeros((1, 9))
     body = {"inputs": [{"name": "input", "shape": [1, 9], "datatype": "FP32", "data": x.ravel().tolist()}]}
     statuses: list[int] = []

@@ -70,6 +70,7 @@ from modelshield.gateway.serving import Deployment, ModelWatcher, build_deployme
 from modelshield.gateway.validation import InvalidRequestInputError
 
 if TYPE_CHECKING:
+    from modelshield.defenses.interface import GuardRequest, InferenceGuard
     from modelshield.defenses.output import OutputHardening
 
 __all__ = ["Gateway", "Refusal", "create_app"]
@@ -513,45 +514,19 @@ class Gateway:
         policy: _Hardening,
         wanted: list[str],
     ) -> _Outcome:
-        from modelshield.defenses.interface import Action, GuardRequest
+        from modelshield.defenses.interface import GuardRequest
 
-        reasons: list[str] = []
-        flagged = False
         x32 = x.astype(np.float32)
-        guard_request = GuardRequest(principal.client, x32)
-        for guard, mode in deployment.input_guards:
-            verdict = guard.inspect(guard_request)
-            self.metrics.guard(guard.name, verdict.action.value)
-            if verdict.action is not Action.ALLOW:
-                flagged = True
-                reasons.extend(verdict.reasons)
-                if mode is GuardMode.BLOCK:
-                    raise Refusal(
-                        403,
-                        "guard-block",
-                        "The request was refused by the gateway's input checks.",
-                        logged="; ".join(verdict.reasons),
-                    )
+        reasons, flagged = self._guard(deployment.input_guards, GuardRequest(principal.client, x32), "input checks")
         try:
             p = np.asarray(deployment.model.classifier.predict_proba(x32), dtype=np.float64)
         except ModelShieldError as exc:
             raise Refusal(502, "model-error", "The model failed to answer this request.", logged=str(exc)) from None
         released = p
         if deployment.output_guards:
-            output_request = GuardRequest(principal.client, x32, probabilities=p)
-            for guard, mode in deployment.output_guards:
-                verdict = guard.inspect(output_request)
-                self.metrics.guard(guard.name, verdict.action.value)
-                if verdict.action is not Action.ALLOW:
-                    flagged = True
-                    reasons.extend(verdict.reasons)
-                    if mode is GuardMode.BLOCK:
-                        raise Refusal(
-                            403,
-                            "guard-block",
-                            "The request was refused by the gateway's usage checks.",
-                            logged="; ".join(verdict.reasons),
-                        )
+            request_p = GuardRequest(principal.client, x32, probabilities=p)
+            more, flagged_out = self._guard(deployment.output_guards, request_p, "usage checks")
+            reasons, flagged = reasons + more, flagged or flagged_out
         if policy.hardening is not None:
             released = policy.hardening.harden(p, x32, client_id=principal.client)
         labels = p.argmax(axis=1)
@@ -681,6 +656,28 @@ class Gateway:
             latency_ms=round((time.perf_counter() - started) * 1000.0, 3),
         )
         return self.log.append(record)
+
+    def _guard(
+        self, guards: tuple[tuple[InferenceGuard, GuardMode], ...], request: GuardRequest, checks: str
+    ) -> tuple[list[str], bool]:
+        """Run ``guards`` on ``request``: their reasons and whether any raised an alarm; :class:`Refusal` (403) from
+        one in block mode that did."""
+        from modelshield.defenses.interface import Action
+
+        reasons: list[str] = []
+        flagged = False
+        for guard, mode in guards:
+            verdict = guard.inspect(request)
+            self.metrics.guard(guard.name, verdict.action.value)
+            if verdict.action is Action.ALLOW:
+                continue
+            flagged = True
+            reasons.extend(verdict.reasons)
+            if mode is GuardMode.BLOCK:
+                raise Refusal(
+                    403, "guard-block", f"The request was refused by the gateway's {checks}.", logged="; ".join(reasons)
+                )
+        return reasons, flagged
 
     # -- the app -----------------------------------------------------------------------------------------------------
     def _build_app(self) -> ASGIApp:
