@@ -27,6 +27,7 @@ def test_keys_create_list_revoke(site: Site, serve: Callable[..., Running], caps
     captured = capsys.readouterr()
     secret = captured.out.strip()
     assert secret.startswith("msk_") and secret not in captured.err
+    time.sleep(0.25)  # another process's new key is seen at the next miss reload (at most every 0.2 s)
     url = f"{running.url}/v2/models/phishing-lr/infer"
     assert httpx.post(url, json=_body(), headers={"X-API-Key": secret}).status_code == 200
     assert main(["gateway", "keys", "list", "--config", str(config), "--format", "json"]) == 0
@@ -53,6 +54,7 @@ def test_log_verify_names_the_edited_record(
     running = serve(config)
     assert main(["gateway", "keys", "create", "--config", str(config), "--client", "k2"]) == 0
     secret = capsys.readouterr().out.strip()
+    time.sleep(0.25)  # another process's new key is seen at the next miss reload (at most every 0.2 s)
     for _ in range(4):
         httpx.post(f"{running.url}/v2/models/phishing-lr/infer", json=_body(), headers={"X-API-Key": secret})
     running.stop()

@@ -259,6 +259,34 @@ class Gateway:
         self.config = config
         self.metrics = GatewayMetrics()
         self.signing_key = self._signing_key()
+        # The model first: nothing is opened (no writer thread, no connection) for a model that does not verify.
+        model = load_served(config)
+        try:
+            self._deployment = build_deployment(config, model)
+            self._open_stores(config)
+        except BaseException:
+            discard(model)
+            if hasattr(self, "log"):
+                self.log.close()
+            raise
+        self._swap_lock = threading.Lock()
+        self._closed = False
+        self._hardenings: dict[OutputPolicy, _Hardening] = {}
+        self._fit_hardenings(self._deployment)
+        # Each inference request runs start to end on one thread of this pool (one hand-off from the event loop);
+        # the event loop enforces request_timeout_s around it.
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="modelshield-request")
+        self.watcher = ModelWatcher(config, source_state(config), self.swap, self._swap_refused)
+        if start_watcher:
+            self.watcher.start()
+        self.metrics.model_info(model.name, model.version, model.digest)
+        self._record_event("model-load", model.source, reasons=(f"serving {model.digest}",))
+        self.app = self._build_app()
+        log.info("Serving %s version %s (%s) from %s", model.name, model.version, model.digest, model.source)
+
+    # -- set-up ------------------------------------------------------------------------------------------------------
+    def _open_stores(self, config: GatewayConfig) -> None:
+        """Keys, limits and the audit log (the log's writer thread starts here)."""
         self.keys = KeyStore(config.database_url)
         jwt = None
         if config.auth.jwt_jwks is not None:
@@ -299,24 +327,7 @@ class Gateway:
             checkpoint_every=config.audit.checkpoint_every,
             checkpoint_interval_s=config.audit.checkpoint_interval_s,
         )
-        model = load_served(config)
-        self._deployment = build_deployment(config, model)
-        self._swap_lock = threading.Lock()
-        self._closed = False
-        self._hardenings: dict[OutputPolicy, _Hardening] = {}
-        self._fit_hardenings(self._deployment)
-        # Each inference request runs start to end on one thread of this pool (one hand-off from the event loop);
-        # the event loop enforces request_timeout_s around it.
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="modelshield-request")
-        self.watcher = ModelWatcher(config, source_state(config), self.swap, self._swap_refused)
-        if start_watcher:
-            self.watcher.start()
-        self.metrics.model_info(model.name, model.version, model.digest)
-        self._record_event("model-load", model.source, reasons=(f"serving {model.digest}",))
-        self.app = self._build_app()
-        log.info("Serving %s version %s (%s) from %s", model.name, model.version, model.digest, model.source)
 
-    # -- set-up ------------------------------------------------------------------------------------------------------
     def _signing_key(self) -> Any:
         if self.config.audit.signing_key is None:
             return None

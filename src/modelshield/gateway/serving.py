@@ -432,9 +432,10 @@ class ModelWatcher:
             return False
         try:
             deployment = build_deployment(self._config, load_served(self._config))
-        except (ModelShieldError, OSError, ValueError) as exc:
+        except Exception as exc:  # any failure refuses the version; the watcher must live on
             self._state = state  # do not retry the same refused version every poll
-            self._on_refused(str(getattr(exc, "message", exc)))
+            known = isinstance(exc, ModelShieldError | OSError | ValueError)
+            self._on_refused(str(getattr(exc, "message", exc)) if known else f"loading failed ({type(exc).__name__})")
             return False
         self._state = state
         self._swap(deployment)
