@@ -101,6 +101,8 @@ class Site:
             "store": {"database": f"sqlite:///{self.root / 'gateway.db'}"},
             "audit": {"signing_key": "keys/gateway.key", "checkpoint_every": 50},
             "limits": {"requests_per_second": 1000.0, "rows_per_second": 100000.0, "rows_per_day": 1000000},
+            # The extraction monitor's calibration costs seconds per gateway start; test_guards.py turns it on.
+            "guards": {"extraction_monitor": "off"},
         }
         for section, values in (extra or {}).items():
             sections.setdefault(section, {}).update(values)
