@@ -30,6 +30,7 @@ from modelshield.errors import InvalidParameterError
 from modelshield.reporting.interface import printable
 
 if TYPE_CHECKING:
+    from modelshield.gateway.app import Gateway
     from modelshield.gateway.config import GatewayConfig
 
 __all__ = ["register"]
@@ -265,10 +266,10 @@ def app_from_environment() -> Any:
     return create_app(config)
 
 
-def _print_demo_keys(gateway: object, base: str, name: str, input_shape: tuple[int, ...]) -> None:
+def _print_demo_keys(gateway: Gateway, base: str, name: str, input_shape: tuple[int, ...]) -> None:
     from modelshield.gateway.identity import Role
 
-    keys = gateway.keys  # type: ignore[attr-defined]
+    keys = gateway.keys
     admin, _ = keys.create("demo-admin", Role.ADMIN, expires_days=1)
     client, _ = keys.create("demo-client", Role.CLIENT, expires_days=1)
     n = 1

@@ -384,7 +384,7 @@ class Gateway:
             kind=kind,
             client=client[:200],
             role=role,
-            model_digest=self._deployment.model.digest if hasattr(self, "_deployment") else "",
+            model_digest=self._deployment.model.digest,
             input_sha256="",
             status=0,
             decision=decision,

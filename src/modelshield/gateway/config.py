@@ -246,7 +246,7 @@ class GatewayConfig(_Section):
         try:
             model = ModelSettings.model_validate({**self.model.model_dump(), **changes})
         except ValidationError as exc:
-            raise _config_error(exc, "the command line") from None
+            raise _config_error(exc, "the command line", section="model") from None
         return self.model_copy(update={"model": model})
 
     def with_source(self, **source: str | Path | None) -> GatewayConfig:
@@ -254,15 +254,7 @@ class GatewayConfig(_Section):
         given = {k: v for k, v in source.items() if v is not None}
         if not given:
             return self
-        cleared = {"target": None, "file": None, "registry": None, "upstream": None}
-        data = self.model.model_dump()
-        data.update(cleared)
-        data.update(given)
-        try:
-            model = ModelSettings.model_validate(data)
-        except ValidationError as exc:
-            raise _config_error(exc, "the command line") from None
-        return self.model_copy(update={"model": model})
+        return self.with_model(**{"target": None, "file": None, "registry": None, "upstream": None, **given})
 
 
 _FIXES = {
@@ -271,10 +263,11 @@ _FIXES = {
 }
 
 
-def _config_error(exc: ValidationError, where: str) -> InvalidParameterError:
+def _config_error(exc: ValidationError, where: str, section: str | None = None) -> InvalidParameterError:
+    """One error naming every ``[section] key`` that failed; ``section`` prefixes errors of one section's model."""
     lines = []
     for error in exc.errors():
-        loc = [str(p) for p in error["loc"]]
+        loc = ([section] if section else []) + [str(p) for p in error["loc"]]
         name = f"[{loc[0]}] " + ".".join(loc[1:]) if len(loc) > 1 else f"[{''.join(loc)}]"
         message = error["msg"].removeprefix("Value error, ")
         fix = _FIXES.get(error["type"], "")

@@ -28,11 +28,9 @@ from modelshield.errors import InvalidInputError
 
 __all__ = [
     "InferenceRequest",
-    "InferenceResponse",
     "ProtocolError",
     "RequestInput",
     "RequestOutput",
-    "ResponseOutput",
     "decode_inputs",
     "encode_output",
 ]
@@ -89,21 +87,6 @@ class InferenceRequest(_Body):
     parameters: dict[str, str | int | float | bool] | None = None
     inputs: Annotated[list[RequestInput], Field(min_length=1, max_length=1)]
     outputs: Annotated[list[RequestOutput], Field(max_length=2)] | None = None
-
-
-class ResponseOutput(_Body):
-    name: str
-    shape: list[int]
-    datatype: str
-    data: list[float] | list[int]
-
-
-class InferenceResponse(_Body):
-    model_name: str
-    model_version: str | None = None
-    id: str | None = None
-    parameters: dict[str, str] | None = None
-    outputs: list[ResponseOutput]
 
 
 def decode_inputs(request: InferenceRequest, input_shape: tuple[int, ...], *, max_rows: int) -> NDArray[np.float64]:

@@ -28,7 +28,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,7 +78,6 @@ class Deployment:
     schema: InputSchema | None
     input_guards: tuple[tuple[InferenceGuard, GuardMode], ...] = ()
     output_guards: tuple[tuple[InferenceGuard, GuardMode], ...] = ()
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def _public_key(config: GatewayConfig) -> Any:
