@@ -46,6 +46,7 @@ COMMAND_MODULES: dict[str, str] = {
     "registry": "registry",
     "serve": "serve",
     "gateway": "gateway",
+    "monitor": "monitor",
 }
 
 

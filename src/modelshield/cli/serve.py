@@ -110,6 +110,10 @@ def demo_config(directory: Path, target: str) -> Path:
         write_keypair(generate_keypair("ed25519"), keys, name="publisher")
     if not (keys / "gateway.key").is_file():
         write_keypair(generate_keypair("ed25519"), keys, name="gateway")
+    if not (keys / "watermark.key").is_file():
+        from modelshield.monitoring.watermark import WatermarkKey
+
+        WatermarkKey.generate(keys / "watermark.key")
     built = load_target(target)
     if built.model_path is None:
         raise InvalidParameterError(f"{target} has no model file to sign and serve.")

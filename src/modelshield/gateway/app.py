@@ -15,9 +15,13 @@ names the problem and never a stack trace or an internal path):
    ``reject``);
 5. input validation against the model's schema (422 naming the row, the feature and the rule): invalid input never
    reaches the model;
-6. the input guards (the adversarial-input detector; 403 when set to ``block``), the model (504 past
-   ``request_timeout_s``), the output guards (the extraction monitor) and the client's output policy;
-7. the audit record: a 200 is sent only once its record is committed to the hash-chained log; if the log's store is
+6. the actions in force for the client (:mod:`modelshield.gateway.response`: 403 when suspended or when a row
+   matches a blocked pattern, 429 past a throttle, labels only);
+7. the input guards (the adversarial-input detector; 403 when set to ``block``), the model (504 past
+   ``request_timeout_s``), the output guards (the extraction monitor), the monitors (:mod:`modelshield.gateway.monitor`:
+   the output watermark and the detectors, whose alerts become incidents and actions off the request path) and the
+   client's output policy;
+8. the audit record: a 200 is sent only once its record is committed to the hash-chained log; if the log's store is
    down the answer is 503, never an unlogged prediction.
 
 Every response carries ``X-Request-Id`` and, when a model answered, ``X-Model-Digest`` and ``X-Model-Version``.
@@ -65,6 +69,7 @@ from modelshield.gateway.identity import (
 )
 from modelshield.gateway.limits import Limiter, LimitSettings, LimitsUnavailable
 from modelshield.gateway.metrics import GatewayMetrics
+from modelshield.gateway.monitor import GatewayMonitor
 from modelshield.gateway.protocol import InferenceRequest, ProtocolError, decode_inputs, encode_output
 from modelshield.gateway.serving import Deployment, ModelWatcher, build_deployment, discard, load_served, source_state
 from modelshield.gateway.validation import InvalidRequestInputError
@@ -255,8 +260,11 @@ class Gateway:
 
     app_version = __version__
 
-    def __init__(self, config: GatewayConfig, *, start_watcher: bool = True) -> None:
+    def __init__(
+        self, config: GatewayConfig, *, start_watcher: bool = True, clock: Callable[[], float] = time.time
+    ) -> None:
         self.config = config
+        self.clock = clock
         self.metrics = GatewayMetrics()
         self.signing_key = self._signing_key()
         # The model first: nothing is opened (no writer thread, no connection) for a model that does not verify.
@@ -264,11 +272,17 @@ class Gateway:
         try:
             self._deployment = build_deployment(config, model)
             self._open_stores(config)
+            self.monitor = GatewayMonitor(config, clock=clock, audit=self._audit_event, metrics=self.metrics)
+            self.monitor.attach(self._deployment)
         except BaseException:
             discard(model)
+            if hasattr(self, "monitor"):
+                self.monitor.close()
             if hasattr(self, "log"):
                 self.log.close()
             raise
+        self._throttles: dict[float, Limiter] = {}
+        self._throttles_lock = threading.Lock()
         self._swap_lock = threading.Lock()
         self._closed = False
         self._hardenings: dict[OutputPolicy, _Hardening] = {}
@@ -356,6 +370,7 @@ class Gateway:
 
     def swap(self, deployment: Deployment) -> None:
         """Serve ``deployment`` from now on; requests in flight finish on the one they started with."""
+        self.monitor.attach(deployment)  # detectors refitted on the new version, baselines carried over
         with self._swap_lock:
             old = self._deployment
             self._fit_hardenings(deployment)
@@ -370,6 +385,9 @@ class Gateway:
         log.error("A new model version was refused; the current one keeps serving: %s", reason)
         self.metrics.swap_refused()
         self._record_event("model-swap-refused", "watcher", reasons=(reason,), decision="block")
+
+    def _audit_event(self, kind: str, client: str, reasons: tuple[str, ...], decision: str, role: str) -> None:
+        self._record_event(kind, client, reasons=reasons, decision=decision, role=role)
 
     def record_admin(self, kind: str, principal: Principal, detail: str) -> None:
         """Log an admin action (key created or revoked...) with who did it."""
@@ -435,6 +453,7 @@ class Gateway:
         if callable(closing):  # an upstream's HTTP client
             closing()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self.monitor.close()
         self.log.close()
         self.limiter.close()
 
@@ -467,8 +486,8 @@ class Gateway:
         policy = out.clients.get(principal.client) or out.roles.get(principal.role.value) or out.default
         return self._hardenings[policy]
 
-    def infer(self, principal: Principal, name: str, body: bytes, deployment: Deployment) -> _Outcome:
-        """Steps 3 to 6 of the module docstring; raises :class:`Refusal`."""
+    def infer(self, principal: Principal, name: str, body: bytes, deployment: Deployment, source: str = "") -> _Outcome:
+        """Steps 3 to 7 of the module docstring; raises :class:`Refusal`."""
         model = deployment.model
         if name != model.name:
             raise Refusal(
@@ -488,7 +507,15 @@ class Gateway:
             raise Refusal(
                 413, "batch-too-large", f"The batch has {n} rows; at most {limits.max_batch_rows} per request."
             )
-        policy = self.policy_for(principal)
+        sanctions = self.monitor.sanctions(principal.client)
+        if sanctions.suspended:
+            raise Refusal(
+                403,
+                "suspended",
+                "This client's access is suspended by the model owner's security policy; contact the owner.",
+                logged="; ".join(sanctions.reasons),
+            )
+        policy = self._hardenings[OutputPolicy.LABEL] if sanctions.label_only else self.policy_for(principal)
         wanted = [o.name for o in request.outputs] if request.outputs else []
         allowed = ("label",) if policy.policy is OutputPolicy.LABEL else ("probabilities", "label")
         unknown = [w for w in wanted if w not in allowed]
@@ -509,12 +536,49 @@ class Gateway:
                 f"Limit reached ({decision.reason}); retry after {decision.retry_after_s} s.",
                 headers={"Retry-After": str(decision.retry_after_s)},
             )
+        if sanctions.requests_per_second is not None:
+            self._throttle(principal, n, sanctions.requests_per_second)
         if deployment.schema is not None:
             try:
                 deployment.schema.check(x)
             except InvalidRequestInputError as exc:
                 raise Refusal(422, "invalid-input", str(exc.message)) from None
-        return self._predict(principal, request, x, deployment, policy, wanted)
+        if sanctions.patterns:
+            from modelshield.gateway.response import pattern_hits
+
+            hits = pattern_hits(x, sanctions.patterns, self.monitor.scale(x.shape[1:]))
+            if hits.any():
+                raise Refusal(
+                    403,
+                    "blocked-pattern",
+                    "The request was refused by the gateway's usage checks.",
+                    logged=f"rows {np.flatnonzero(hits)[:10].tolist()} match a blocked pattern",
+                )
+        return self._predict(principal, request, x, deployment, policy, wanted, source)
+
+    def _throttle(self, principal: Principal, rows: int, requests_per_second: float) -> None:
+        with self._throttles_lock:
+            limiter = self._throttles.get(requests_per_second)
+            if limiter is None:
+                settings = LimitSettings(
+                    requests_per_second=requests_per_second,
+                    rows_per_second=max(requests_per_second * self.config.limits.max_batch_rows, 1.0),
+                    rows_per_day=10**12,
+                    fail_open=self.config.limits.on_storage_error == "allow",
+                )
+                limiter = Limiter(settings, self.config.store.redis or "memory://", prefix="modelshield-throttle")
+                self._throttles[requests_per_second] = limiter
+        try:
+            decision = limiter.check(principal.client, rows)
+        except LimitsUnavailable:
+            raise Refusal(503, "limits-unavailable", "The gateway cannot check limits now; retry shortly.") from None
+        if not decision.allowed:
+            raise Refusal(
+                429,
+                "throttled",
+                f"This client is throttled by the owner's security policy; retry after {decision.retry_after_s} s.",
+                headers={"Retry-After": str(decision.retry_after_s)},
+            )
 
     def _predict(
         self,
@@ -524,6 +588,7 @@ class Gateway:
         deployment: Deployment,
         policy: _Hardening,
         wanted: list[str],
+        source: str = "",
     ) -> _Outcome:
         from modelshield.defenses.interface import GuardRequest
 
@@ -533,14 +598,23 @@ class Gateway:
             p = np.asarray(deployment.model.classifier.predict_proba(x32), dtype=np.float64)
         except ModelShieldError as exc:
             raise Refusal(502, "model-error", "The model failed to answer this request.", logged=str(exc)) from None
-        released = p
         if deployment.output_guards:
             request_p = GuardRequest(principal.client, x32, probabilities=p)
             more, flagged_out = self._guard(deployment.output_guards, request_p, "usage checks")
             reasons, flagged = reasons + more, flagged or flagged_out
+        watched = self.monitor.after(
+            principal.client,
+            x32,
+            p,
+            deployment,
+            key_id=principal.key_id,
+            source=source,
+            request_id=request.id,
+        )
+        released = watched.probabilities  # the watermark's wrong labels on its keyed fraction of rows
         if policy.hardening is not None:
-            released = policy.hardening.harden(p, x32, client_id=principal.client)
-        labels = p.argmax(axis=1)
+            released = policy.hardening.harden(released, x32, client_id=principal.client)
+        labels = watched.probabilities.argmax(axis=1)
         if not wanted:
             wanted = ["label"] if policy.policy is OutputPolicy.LABEL else ["probabilities"]
         outputs = [encode_output(w, labels if w == "label" else released) for w in wanted]
@@ -557,6 +631,8 @@ class Gateway:
             "policy": policy.policy.value,
             "labels": labels[:_MAX_LABELS_LOGGED].tolist(),
         }
+        if watched.marked:
+            summary["watermarked"] = watched.marked
         return _Outcome(body, "flag" if flagged else "allow", tuple(reasons), summary)
 
     async def infer_async(self, request: Request, name: str, body: bytes, started: float) -> Response:
@@ -587,8 +663,11 @@ class Gateway:
         try:
             principal = self.authenticate(request, Permission.INFER)
             ticket.client = principal.client
-            outcome = self.infer(principal, name, body, deployment)
+            source = request.client.host if request.client is not None else ""
+            outcome = self.infer(principal, name, body, deployment, source)
         except Refusal as refusal:
+            if principal is not None:
+                self.monitor.rejected(principal.client, refusal.status)
             principal = principal or refusal.principal
             client = principal.client if principal is not None else "unauthenticated"
             status, reasons = refusal.status, (refusal.logged,)

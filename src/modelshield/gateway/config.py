@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from modelshield.errors import FileFormatError, InvalidParameterError
 
 __all__ = [
+    "AlertSettings",
     "AuditSettings",
     "AuthSettings",
     "GatewayConfig",
@@ -34,11 +35,14 @@ __all__ = [
     "GuardSettings",
     "LimitsSettings",
     "ModelSettings",
+    "MonitoringSettings",
     "OutputPolicy",
     "OutputSettings",
+    "ResponseSettings",
     "ServerSettings",
     "StoreSettings",
     "ValidationSettings",
+    "WatermarkSettings",
     "load_config",
     "parse_config",
     "template",
@@ -209,6 +213,47 @@ class GuardSettings(_Section):
     adversarial_detector: GuardMode = GuardMode.OFF
 
 
+class WatermarkSettings(_Section):
+    rate: Annotated[float, Field(ge=0, le=0.2)] = 0.0
+    key: Path = Path("keys/watermark.key")
+
+
+MonitorName = Literal["extraction", "evasion", "probing", "sybil", "behaviour"]
+
+
+class MonitoringSettings(_Section):
+    enabled: bool = False
+    detectors: tuple[MonitorName, ...] = ("extraction", "evasion", "probing", "sybil", "behaviour")
+    max_clients: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
+    drift_window: Annotated[int, Field(ge=0, le=1_000_000)] = 1000
+    drift_step: Annotated[int, Field(ge=1, le=1_000_000)] = 250
+    drift_alpha: Annotated[float, Field(gt=0, lt=1)] = 0.01
+    state_interval_s: Annotated[float, Field(gt=0, le=86_400)] = 60.0
+    watermark: WatermarkSettings = Field(default_factory=WatermarkSettings)
+
+
+class ResponseSettings(_Section):
+    enabled: bool = True
+    policy: Path | None = None
+    refresh_s: Annotated[float, Field(gt=0, le=1.0)] = 0.25
+
+
+class AlertSettings(_Section):
+    jsonl: Path | None = None
+    webhook: str | None = None
+    webhook_secret: Path | None = None
+    dedup_s: Annotated[float, Field(ge=0, le=86_400)] = 600.0
+    incident_idle_s: Annotated[float, Field(gt=0, le=30 * 86_400)] = 86_400.0
+
+    @model_validator(mode="after")
+    def _webhook_needs_secret(self) -> AlertSettings:
+        if (self.webhook is None) != (self.webhook_secret is None):
+            raise ValueError("webhook and webhook_secret go together: set both or neither")
+        if self.webhook is not None and not self.webhook.startswith(("http://", "https://")):
+            raise ValueError("webhook must be an http:// or https:// URL")
+        return self
+
+
 class AuditSettings(_Section):
     signing_key: Path | None = None
     checkpoint_every: Annotated[int, Field(ge=1)] = 1000
@@ -227,6 +272,9 @@ class GatewayConfig(_Section):
     output: OutputSettings = Field(default_factory=OutputSettings)
     guards: GuardSettings = Field(default_factory=GuardSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    response: ResponseSettings = Field(default_factory=ResponseSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
     base: Path = Path(".")
 
     def path(self, value: Path) -> Path:
@@ -313,6 +361,8 @@ def template(
     public_key: str = "keys/publisher.pub",
     signing_key: str = "keys/gateway.key",
     reference: str = "",
+    monitoring: bool = True,
+    watermark_rate: float = 0.02,
 ) -> str:
     """The commented configuration ``modelshield gateway init`` writes, with safe defaults.
 
@@ -325,6 +375,7 @@ def template(
         if reference
         else '# reference = "train.csv"                # the owner\'s data: validation schema and guard calibration'
     )
+    monitoring_value = "true" if monitoring else "false"
     return f"""\
 # modelshield gateway configuration. Relative paths resolve against this file's directory.
 # Start it with:  modelshield serve --config THIS_FILE
@@ -404,4 +455,29 @@ adversarial_detector = "off"
 signing_key = "{signing_key}"    # signs the log's checkpoints
 checkpoint_every = 1000                  # records between signed checkpoints
 checkpoint_interval_s = 60.0             # and at most this many seconds
+
+[monitoring]                             # attack detectors, behaviour analytics and drift on live traffic
+enabled = {monitoring_value}
+detectors = ["extraction", "evasion", "probing", "sybil", "behaviour"]
+max_clients = 10000                      # clients remembered per detector (the least recently seen go first)
+drift_window = 1000                      # rows per drift window against the reference (0: no drift monitor)
+drift_step = 250                         # a drift test every this many rows
+drift_alpha = 0.01                       # false discovery rate across features (Benjamini-Hochberg)
+state_interval_s = 60.0                  # how often learned baselines are saved (they survive a restart)
+
+[monitoring.watermark]                   # a keyed wrong label on this fraction of answers proves a copy is ours
+rate = {watermark_rate!s:<33} # 0 turns it off; each marked answer is wrong for the client
+key = "keys/watermark.key"               # 32 secret bytes, mode 0600 (modelshield gateway init writes it)
+
+[response]                               # incidents -> throttle, label-only, review, suspend, block-pattern
+enabled = true
+# policy = "response.toml"               # default: suspend on high-risk theft, labels only at medium risk
+refresh_s = 0.25                         # actions take effect on every worker and replica within this time
+
+[alerts]
+# jsonl = "alerts.jsonl"                 # one JSON object per alert
+# webhook = "https://siem.example/hook"  # POSTed as JSON, HMAC-SHA256 signed, retried with backoff
+# webhook_secret = "keys/webhook.secret"
+dedup_s = 600.0                          # repeats of an alert within this time are counted, not re-raised
+incident_idle_s = 86400.0                # an incident closes after this long without alerts
 """

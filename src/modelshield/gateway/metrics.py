@@ -63,6 +63,17 @@ class GatewayMetrics:
             ["name", "version", "digest"],
             registry=self.registry,
         )
+        self.alerts = Counter(
+            "modelshield_alerts",
+            "Alerts raised by the monitors on live traffic (before deduplication).",
+            ["detector", "technique"],
+            registry=self.registry,
+        )
+        self.monitor_failures = Counter(
+            "modelshield_monitor_failures",
+            "Requests or alerts the monitors failed on (the requests were answered regardless).",
+            registry=self.registry,
+        )
         self._lock = threading.Lock()
 
     def request(self, client: str, status: int, seconds: float, reason: str | None = None) -> None:
@@ -85,5 +96,9 @@ class GatewayMetrics:
             self.model.clear()
             self.model.labels(name=name, version=version, digest=digest).set(1)
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def alert(self, detector: str, technique: str) -> None:
+        self.alerts.labels(detector=detector, technique=technique).inc()
+
+    def render(self, extra: str = "") -> bytes:
+        """The exposition text, with ``extra`` (the drift monitor's gauges, rendered by it) appended."""
+        return generate_latest(self.registry) + extra.encode()

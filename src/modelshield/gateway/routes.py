@@ -7,7 +7,17 @@ Every route but the two health checks authenticates first. The admin API:
 - ``GET PREFIX/log/verify`` (analyst): the hash chain and signed checkpoints, checked now;
 - ``GET PREFIX/keys``, ``POST PREFIX/keys``, ``DELETE PREFIX/keys/{key_id}`` (admin): list, create (the secret is
   in this one response only), revoke;
-- ``POST PREFIX/model/reload`` (admin): check the model source now instead of at the next poll.
+- ``POST PREFIX/model/reload`` (admin): check the model source now instead of at the next poll;
+- ``GET PREFIX/alerts?since=UNIX&client=NAME&limit=N`` (analyst): the monitors' alerts, in order;
+- ``GET PREFIX/incidents?status=open&limit=N`` (analyst): incidents, highest risk first; ``GET
+  PREFIX/incidents/{id}`` with its alerts; ``POST PREFIX/incidents/{id}/verdict`` (analyst): ``{"verdict":
+  "true-positive" | "false-positive", "note": "...", "suppress_days": 7}``;
+- ``GET PREFIX/review?status=pending`` (analyst): the response actions; ``GET PREFIX/review/{id}``;
+  ``POST PREFIX/review/{id}/approve``, ``.../deny``, ``.../lift`` (admin);
+- ``GET PREFIX/drift`` (analyst): the latest drift window against the reference.
+
+Clients send the true labels of earlier answers to ``POST /v2/models/{name}/feedback`` (``{"id": "<the request's
+id>", "labels": [...]}``, one per row): the drift monitor's accuracy over recent labelled answers.
 """
 
 from __future__ import annotations
@@ -16,7 +26,7 @@ import dataclasses
 import time
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,11 +35,12 @@ from modelshield.errors import ModelShieldError
 from modelshield.gateway.identity import KeyInfo, Permission, Role
 from modelshield.gateway.metrics import CONTENT_TYPE_LATEST
 from modelshield.gateway.protocol import InferenceRequest
+from modelshield.monitoring.alerts import Verdict
 
 if TYPE_CHECKING:
     from modelshield.gateway.app import Gateway
 
-__all__ = ["KeyRequest", "add_routes"]
+__all__ = ["FeedbackRequest", "KeyRequest", "VerdictRequest", "add_routes"]
 
 _INFER_BODY = {
     "requestBody": {
@@ -47,6 +58,23 @@ class KeyRequest(BaseModel):
     role: Role = Role.CLIENT
     expires_days: Annotated[float, Field(gt=0, le=3650)] | None = None
     rows_per_day: Annotated[int, Field(ge=1)] | None = None
+
+
+class VerdictRequest(BaseModel):
+    """``POST PREFIX/incidents/{id}/verdict``: an analyst's judgement."""
+
+    model_config = ConfigDict(extra="forbid")
+    verdict: Verdict
+    note: Annotated[str, Field(max_length=2000)] = ""
+    suppress_days: Annotated[float, Field(gt=0, le=366)] | None = None
+
+
+class FeedbackRequest(BaseModel):
+    """``POST /v2/models/{name}/feedback``: the true labels of an earlier request's rows."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: Annotated[str, Field(min_length=1, max_length=200)]
+    labels: Annotated[list[Annotated[int, Field(ge=0, le=1_000_000)]], Field(min_length=1, max_length=100_000)]
 
 
 def _key_dict(info: KeyInfo) -> dict[str, Any]:
@@ -143,7 +171,7 @@ def add_routes(app: FastAPI, gateway: Gateway) -> None:  # noqa: PLR0915 - one c
         who = await principal_or_error(request, Permission.READ_LOG)
         if isinstance(who, Response):
             return who
-        return Response(gateway.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+        return Response(gateway.metrics.render(gateway.monitor.prometheus()), media_type=CONTENT_TYPE_LATEST)
 
     # -- admin -------------------------------------------------------------------------------------------------------
     prefix = gateway.config.server.admin_prefix
@@ -250,6 +278,145 @@ def add_routes(app: FastAPI, gateway: Gateway) -> None:  # noqa: PLR0915 - one c
         swapped = await run_in_threadpool(gateway.watcher.check_now)
         model = gateway.deployment.model
         return {"swapped": swapped, "version": model.version, "digest": model.digest}
+
+    # -- monitoring --------------------------------------------------------------------------------------------------
+    @app.post("/v2/models/{name}/feedback")
+    async def feedback(name: str, request: Request) -> Any:
+        who = await principal_or_error(request, Permission.INFER)
+        if isinstance(who, Response):
+            return who
+        if name != gateway.deployment.model.name:
+            return _error(404, f"No model {name!r} is served here.")
+        try:
+            wanted = FeedbackRequest.model_validate_json(await request.body())
+        except ValueError as exc:
+            return _error(422, str(exc).splitlines()[0])
+        if max(wanted.labels) >= gateway.deployment.model.classifier.n_classes:
+            return _error(
+                422, f"labels: each must be a class index below {gateway.deployment.model.classifier.n_classes}."
+            )
+        taken = gateway.monitor.feedback(who.client, wanted.id, wanted.labels)
+        if not taken:
+            return _error(
+                404,
+                "No recent answer of yours has this id and this many rows (too old, already labelled, or the "
+                "drift monitor is off).",
+            )
+        return {"accepted": len(wanted.labels)}
+
+    @app.get(f"{prefix}/alerts")
+    async def list_alerts(
+        request: Request,
+        since: Annotated[float | None, Query(ge=0, description="Alerts raised after this Unix time.")] = None,
+        client: Annotated[str | None, Query(max_length=200)] = None,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    ) -> Any:
+        who = await principal_or_error(request, Permission.READ_LOG)
+        if isinstance(who, Response):
+            return who
+        alerts = await run_in_threadpool(lambda: gateway.monitor.alerts.alerts(since=since, actor=client, limit=limit))
+        return {"alerts": [a.to_dict() for a in alerts]}
+
+    @app.get(f"{prefix}/incidents")
+    async def list_incidents(
+        request: Request,
+        status: Annotated[str | None, Query(pattern="^(open|closed)$")] = None,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    ) -> Any:
+        who = await principal_or_error(request, Permission.READ_LOG)
+        if isinstance(who, Response):
+            return who
+        incidents = await run_in_threadpool(lambda: gateway.monitor.alerts.incidents(status=status, limit=limit))
+        return {"incidents": [i.to_dict() for i in incidents]}
+
+    @app.get(f"{prefix}/incidents/{{incident_id}}")
+    async def show_incident(incident_id: Annotated[int, Path(ge=1, le=1 << 62)], request: Request) -> Any:
+        who = await principal_or_error(request, Permission.READ_LOG)
+        if isinstance(who, Response):
+            return who
+        try:
+            incident, alerts = await run_in_threadpool(gateway.monitor.alerts.incident, incident_id)
+        except ModelShieldError as exc:
+            return _error(404, exc.message)
+        return {**incident.to_dict(), "alert_list": [a.to_dict() for a in alerts]}
+
+    @app.post(f"{prefix}/incidents/{{incident_id}}/verdict")
+    async def incident_verdict(incident_id: Annotated[int, Path(ge=1, le=1 << 62)], request: Request) -> Any:
+        who = await principal_or_error(request, Permission.READ_LOG)
+        if isinstance(who, Response):
+            return who
+        try:
+            wanted = VerdictRequest.model_validate_json(await request.body())
+        except ValueError as exc:
+            return _error(422, str(exc).splitlines()[0])
+        suppress_s = None if wanted.suppress_days is None else wanted.suppress_days * 86_400.0
+
+        def judge() -> Any:
+            return gateway.monitor.alerts.set_verdict(
+                incident_id, wanted.verdict, analyst=who.client, note=wanted.note, suppress_s=suppress_s
+            )
+
+        try:
+            incident = await run_in_threadpool(judge)
+        except ModelShieldError as exc:
+            return _error(404, exc.message)
+        gateway.record_admin("verdict", who, f"incident {incident.id}: {wanted.verdict.value}")
+        return incident.to_dict()
+
+    @app.get(f"{prefix}/review")
+    async def list_actions(
+        request: Request,
+        status: Annotated[str | None, Query(pattern="^(pending|active|approved|denied|lifted)$")] = "pending",
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    ) -> Any:
+        who = await principal_or_error(request, Permission.READ_LOG)
+        if isinstance(who, Response):
+            return who
+        actions = await run_in_threadpool(lambda: gateway.monitor.actions.actions(status=status, limit=limit))
+        return {"actions": [a.to_dict() for a in actions]}
+
+    @app.get(f"{prefix}/review/{{action_id}}")
+    async def show_action(action_id: Annotated[int, Path(ge=1, le=1 << 62)], request: Request) -> Any:
+        who = await principal_or_error(request, Permission.READ_LOG)
+        if isinstance(who, Response):
+            return who
+        try:
+            action = await run_in_threadpool(gateway.monitor.actions.get, action_id)
+        except ModelShieldError as exc:
+            return _error(404, exc.message)
+        return action.to_dict()
+
+    @app.post(f"{prefix}/review/{{action_id}}/{{decision}}")
+    async def decide_action(
+        action_id: Annotated[int, Path(ge=1, le=1 << 62)],
+        decision: Annotated[str, Path(pattern="^(approve|deny|lift)$")],
+        request: Request,
+    ) -> Any:
+        who = await principal_or_error(request, Permission.ADMIN)
+        if isinstance(who, Response):
+            return who
+        actions = gateway.monitor.actions
+
+        def decide() -> Any:
+            if decision == "lift":
+                return actions.lift(action_id, reviewer=who.client, now=gateway.clock())
+            return actions.decide(action_id, approve=decision == "approve", reviewer=who.client, now=gateway.clock())
+
+        try:
+            action = await run_in_threadpool(decide)
+        except ModelShieldError as exc:
+            return _error(409, exc.message)
+        await run_in_threadpool(gateway.monitor.board.refresh)
+        gateway.monitor.record_action(action, who.client)
+        return action.to_dict()
+
+    @app.get(f"{prefix}/drift")
+    async def drift(request: Request) -> Any:
+        who = await principal_or_error(request, Permission.READ_LOG)
+        if isinstance(who, Response):
+            return who
+        result = gateway.monitor.last_drift
+        return {"drift": None if result is None else result.to_dict()}
 
     original_openapi = app.openapi
 
