@@ -118,7 +118,7 @@ def test_actions_that_need_approval_wait_for_a_reviewer(site: Site, serve: Calla
     running = serve(_config(site, detectors=["extraction"], extra={"response": {"policy": "response.toml"}}))
     reference = _reference(site)
     thief, admin = make_key(site, "mallory"), make_key(site, "root", "admin")
-    answered, status = _thief_until_refused(running, thief, reference, budget=120)
+    _, status = _thief_until_refused(running, thief, reference, budget=120)
     assert status == 0, "suspended without approval"
     pending = _get(running, admin, "/admin/review")["actions"]
     assert len(pending) == 1 and pending[0]["action"] == "suspend" and pending[0]["status"] == "pending"
@@ -192,3 +192,59 @@ def test_a_monitor_that_fails_never_fails_a_request(
     monkeypatch.setattr(detector, "observe", broken)
     assert _infer(running, key, _reference(site)[:2]).status_code == 200
     assert running.gateway.monitor.failures >= 1
+
+
+@pytest.mark.slow
+def test_learned_baselines_survive_a_restart(site: Site, serve: Callable[..., Running]) -> None:
+    from .conftest import start_gateway
+
+    config = _config(site, detectors=["behaviour"])
+    first = start_gateway(config)
+    key = make_key(site, "alice")
+    reference = _reference(site)
+    for i in range(30):
+        assert _infer(first, key, reference[i : i + 2]).status_code == 200
+    before = first.gateway.monitor.detectors[0].state()
+    assert "alice" in json.dumps(before)
+    first.stop()  # saves the state at shutdown
+    second = start_gateway(config)
+    try:
+        after = second.gateway.monitor.detectors[0].state()
+        assert after == before
+    finally:
+        second.stop()
+
+
+def test_ownership_proves_a_copy_trained_on_our_answers(
+    site: Site, serve: Callable[..., Running], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import skops.io
+    from sklearn.tree import DecisionTreeClassifier
+
+    config = _config(
+        site, detectors=[], extra={"monitoring": {"watermark": {"rate": 0.1, "key": "keys/watermark.key"}}}
+    )
+    running = serve(config)
+    frame = pd.read_csv(site.reference)
+    x, y = frame.drop(columns=["label"]).to_numpy(dtype=np.float64), frame["label"].to_numpy()
+    thief = make_key(site, "mallory")
+    answers = []
+    for start in range(0, 800, 100):
+        response = _infer(running, thief, x[start : start + 100])
+        assert response.status_code == 200
+        answers.append(np.asarray(response.json()["outputs"][0]["data"]).reshape(-1, 2).argmax(axis=1))
+    running.gateway.monitor.flush()  # the ledger is written off the request path
+    stolen = DecisionTreeClassifier(random_state=0).fit(x[:800], np.concatenate(answers))  # memorises the answers
+    honest = DecisionTreeClassifier(random_state=1).fit(x[:800], (y[:800] == y.max()).astype(int))
+    verdicts = {}
+    for name, model in (("stolen", stolen), ("honest", honest)):
+        path = site.root / f"{name}.skops"
+        skops.io.dump(model, path)
+        capsys.readouterr()
+        args = ["gateway", "ownership", "--config", str(config), "--suspect", str(path), "--format", "json"]
+        code = main([*args, "--trust-type", "sklearn.tree._tree.Tree"])
+        captured = capsys.readouterr()
+        assert code in (0, 1), captured.err
+        verdicts[name] = (code, json.loads(captured.out))
+    assert verdicts["stolen"][0] == 1 and verdicts["stolen"][1]["p_value"] < 0.001
+    assert verdicts["honest"][0] == 0 and verdicts["honest"][1]["p_value"] >= 0.001

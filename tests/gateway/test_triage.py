@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -121,7 +122,7 @@ def test_json_lines_sink_writes_one_object_per_alert(tmp_path: Path) -> None:
 
 class _Receiver(http.server.BaseHTTPRequestHandler):
     secret = b"s" * 32
-    bodies: list[bytes] = []
+    bodies: ClassVar[list[bytes]] = []
     failures_left = 0
 
     def do_POST(self) -> None:

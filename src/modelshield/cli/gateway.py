@@ -423,6 +423,10 @@ def ownership_command(
     architecture: Annotated[
         str | None, typer.Option(help="For weights-only files: zoo:NAME or package.module:Class.")
     ] = None,
+    trust_type: Annotated[
+        list[str] | None,
+        typer.Option("--trust-type", help="A type the suspect's skops file may hold (repeatable), after review."),
+    ] = None,
     format: Annotated[OutputFormat, text_or_json()] = OutputFormat.TEXT,
 ) -> None:
     """Test whether a suspect model was trained on this gateway's answers (its watermark), with a p-value."""
@@ -435,7 +439,9 @@ def ownership_command(
         raise FileFormatError(f"No suspect model at {suspect}.", remedy="Pass the path of the model to test.")
     m = settings.model
     shape = tuple(m.input_shape) if m.input_shape is not None else None
-    loaded = load_model(suspect, architecture=architecture, input_shape=shape, n_classes=m.n_classes)
+    loaded = load_model(
+        suspect, architecture=architecture, input_shape=shape, n_classes=m.n_classes, trusted_types=trust_type or ()
+    )
     ledger = WatermarkLedger(settings.database_url)
     try:
         result = prove_ownership(loaded.classifier, ledger, clients=client, alpha=alpha)

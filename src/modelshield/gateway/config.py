@@ -362,7 +362,7 @@ def template(
     signing_key: str = "keys/gateway.key",
     reference: str = "",
     monitoring: bool = True,
-    watermark_rate: float = 0.02,
+    watermark_rate: float = 0.025,
 ) -> str:
     """The commented configuration ``modelshield gateway init`` writes, with safe defaults.
 

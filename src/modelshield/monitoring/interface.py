@@ -203,7 +203,7 @@ class Observation:
     @property
     def flat(self) -> NDArray[np.float32]:
         """The inputs as ``(n, features)``."""
-        return self.x.reshape(len(self.x), -1)
+        return self.x.reshape(len(self.x), int(np.prod(self.x.shape[1:])))
 
 
 class TrafficDetector(ABC):

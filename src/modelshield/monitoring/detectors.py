@@ -1,0 +1,1261 @@
+"""Attack detectors on live traffic: extraction, evasion probing, membership/attribute probing, sybils and shared keys.
+
+    >>> import numpy as np
+    >>> from modelshield.monitoring.detectors import SybilDetector
+    >>> from modelshield.monitoring.interface import Observation
+    >>> sybil = SybilDetector(max_sources=3).fit(None, np.zeros((20, 2)))
+    >>> alerts = [a for i in range(5) for a in sybil.observe(Observation(time=float(i), client="acme",
+    ...           x=np.zeros((1, 2)), probabilities=np.array([[0.6, 0.4]]), key_id="k1", source=f"10.0.0.{i}"))]
+    >>> [(a.detector, a.evidence["sources"]) for a in alerts]
+    [('key-sharing', 4)]
+
+Each detector is a :class:`~modelshield.monitoring.interface.TrafficDetector`: fitted once on the model and the
+owner's reference data, then fed every answered request (:meth:`observe`), from many threads. Per-client state is
+bounded (:class:`~modelshield.defenses.interface.ClientStates`); every signal alerts once per client when it fires
+(alarms latch until :meth:`forget`), not once per request.
+
+**How the sequential tests are calibrated.** Most signals turn each query into a yes/no "hit" whose rate under benign
+traffic is known from the reference data (an empirical p-value below ``alpha``, or an event whose benign rate is
+measured in :meth:`fit` on reference records held out from the index), and run a Bernoulli CUSUM of the
+log-likelihood ratio of the benign rate ``p0`` against an attack rate ``p1``. For such a CUSUM the mean number of
+benign queries between false alarms is at least ``exp(h)`` (Lorden 1971), so ``h = log(false_alarm_queries *
+signals)`` gives each detector at most one false alarm per ``false_alarm_queries`` benign queries of a client
+(default 10^6: at 1,000 queries per client-hour, one per 1,000 client-hours), *provided the hit rate of benign
+clients is the reference's*. Fit on records from the distribution clients send (ideally held-out data, not the
+training set: a model is more confident on its training data, which raises benign clients' low-margin rate).
+
+Detectors:
+
+- :class:`ExtractionDetector` (``AML.T0024.002``): the PRADA / off-distribution / proximity tests of
+  :class:`~modelshield.defenses.extraction_monitor.ExtractionMonitor`, plus signals for natural-data thieves:
+  ``boundary`` (answers with a top-two margin below the reference's ``alpha`` quantile: uncertainty-sampling
+  thieves), ``spread`` (queries farther from the client's own recent queries than reference points lie from as many
+  random reference points: core-set / diversity selection), ``coverage`` (predicted classes drawn from a balanced
+  distribution rather than the reference's class mix, KnockoffNets' "balanced" selection; void when the reference
+  mix is already balanced) and ``distinct`` (distinct queries in a sliding window above ``max_distinct``).
+- :class:`EvasionProbingDetector` (``AML.T0043.001``): queries unusually close to one of the client's recent queries
+  (empirical p-value of the nearest distance against reference points), a CUSUM on those hits, and an alert once it
+  fires with evidence of a boundary walk among the near-duplicates (answers that flip class, margins at or below the
+  reference's low quantile, or margins shrinking): HopSkipJump's binary searches and gradient probes, Square's
+  near-identical steps.
+- :class:`ProbingDetector`: ``copies`` (``AML.T0024.000``): queries with several of the client's recent queries
+  within the reference's near-neighbour radius that differ from them in most features (noisy copies of one record,
+  the label-only membership attack); ``sweep`` (``AML.T0024.001``): queries that differ from a recent query in exactly
+  one feature (attribute inference and inversion sweeps).
+- :class:`SybilDetector` (``AML.T0012``): ``key-sharing``, one key seen from more than ``max_sources`` sources in
+  ``source_window`` seconds; ``sybil``, a group of at least ``min_group`` clients whose per-minute activity is
+  correlated (or who appeared together and are active in the same bins) and whose combined volume is far above a
+  typical client's. The alert names the group ``group:<hash>`` and lists its members.
+
+Limits, stated plainly: a thief drawing i.i.d. from the owner's own distribution at a benign rate through one key is
+indistinguishable query by query (only ``distinct`` volume and the behaviour analytics act on it); near-duplicate
+signals alert on benign clients that send many small edits of one input; the sybil test sees timing and volume, not
+content, so one actor whose keys run steadily, independently timed, at benign rates escapes it; overlapping
+attacks raise overlapping alerts (HopSkipJump's gradient probes are also noisy copies of one point).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from modelshield.defenses.extraction_monitor import ExtractionMonitor, MonitorDecision
+from modelshield.defenses.interface import ClientStates, GuardMemory
+from modelshield.errors import InvalidInputError, InvalidParameterError
+from modelshield.findings import JSONValue, Severity
+from modelshield.models.interface import Classifier
+from modelshield.monitoring.interface import Alert, Observation, Technique, TrafficDetector
+
+__all__ = [
+    "EvasionProbingDetector",
+    "ExtractionDetector",
+    "ProbingDetector",
+    "SybilDetector",
+]
+
+_EXTRACTION_SIGNALS = 5  # CUSUM signals sharing the extraction detector's false-alarm budget: ood, proximity, boundary,
+# spread, coverage (PRADA has its own calibrated δ, distinct its own cap)
+_CHUNK = 64  # rows of one request compared with the history at once (bounded memory for large batches)
+
+
+def _sq_distances(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
+    return np.asarray(
+        np.maximum((a**2).sum(axis=1)[:, None] + (b**2).sum(axis=1)[None, :] - 2.0 * a @ b.T, 0.0), dtype=np.float64
+    )
+
+
+def _flat(obs: Observation) -> NDArray[np.float32]:
+    """The inputs as ``(n, features)``, also for an empty batch (``Observation.flat`` cannot reshape one)."""
+    return obs.x.reshape(obs.n, math.prod(obs.x.shape[1:]))
+
+
+def _margins(p: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Top-1 minus top-2 probability per row."""
+    if not len(p):
+        return np.zeros(0)
+    top = np.partition(p, p.shape[1] - 2, axis=1)[:, -2:]
+    return np.asarray(top[:, 1] - top[:, 0], dtype=np.float64)
+
+
+def _check_rate(name: str, value: float) -> None:
+    if not 0.0 < value < 1.0:
+        raise InvalidParameterError(f"{name} must lie in (0, 1), not {value}.")
+
+
+@dataclass
+class _Cusum:
+    """A Bernoulli CUSUM of log-likelihood ratios (benign rate p0 against attack rate p1)."""
+
+    value: float = 0.0
+    tested: int = 0
+    hits: int = 0
+    fired_at: int | None = None  # the client's query count at the first alarm
+    reported: bool = False
+
+    def run(self, hits: NDArray[np.bool_], up: float, down: float, h: float, start: int) -> None:
+        for i, hit in enumerate(hits.tolist()):
+            self.value = max(0.0, self.value + (up if hit else down))
+            if self.value > h and self.fired_at is None:
+                self.fired_at = start + i + 1
+        self.tested += len(hits)
+        self.hits += int(hits.sum())
+
+
+def _llr(p0: float, p1: float) -> tuple[float, float]:
+    return math.log(p1 / p0), math.log((1.0 - p1) / (1.0 - p0))
+
+
+class _Ring:
+    """The latest ``size`` rows of a client (standardised), with their labels and margins; oldest overwritten."""
+
+    __slots__ = ("count", "labels", "margins", "pos", "rows", "size")
+
+    def __init__(self, size: int, width: int) -> None:
+        self.size = size
+        self.rows = np.zeros((0, width))
+        self.labels = np.zeros(0, np.int64)
+        self.margins = np.zeros(0)
+        self.pos = 0
+        self.count = 0
+
+    def __len__(self) -> int:
+        return min(self.count, self.size)
+
+    def add(self, rows: NDArray[np.float64], labels: NDArray[np.int64], margins: NDArray[np.float64]) -> None:
+        rows, labels, margins = rows[-self.size :], labels[-self.size :], margins[-self.size :]
+        k = len(rows)
+        if not k:
+            return
+        need = min(self.size, self.count + k)
+        if need > len(self.rows):  # grow on demand (quiet clients keep little), never past ``size``
+            cap = min(self.size, max(need, 2 * len(self.rows), 16))
+            extra = cap - len(self.rows)
+            self.rows = np.concatenate([self.rows, np.zeros((extra, self.rows.shape[1]), self.rows.dtype)])
+            self.labels = np.concatenate([self.labels, np.zeros(extra, np.int64)])
+            self.margins = np.concatenate([self.margins, np.zeros(extra)])
+        if self.count + k <= len(self.rows) and self.count < self.size:  # still filling: append in place
+            idx = self.count + np.arange(k)
+        else:  # full (len(self.rows) == size): overwrite the oldest
+            idx = (self.pos + np.arange(k)) % self.size
+        self.rows[idx], self.labels[idx], self.margins[idx] = rows, labels, margins
+        self.pos = int(idx[-1] + 1) % self.size
+        self.count += k
+
+    def live(self) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.float64]]:
+        n = len(self)
+        return self.rows[:n], self.labels[:n], self.margins[:n]
+
+
+@dataclass(frozen=True)
+class _Neighbours:
+    """Per row of a chunk: distance to the nearest visible earlier query (inf if none, nan for an exact repeat), that
+    neighbour's label and margin, and how many visible earlier queries lie within ``radius``."""
+
+    distance: NDArray[np.float64]
+    label: NDArray[np.int64]
+    margin: NDArray[np.float64]
+    within: NDArray[np.int64]
+    changed: NDArray[np.float64]  # share of features that differ from the nearest neighbour
+
+
+def _neighbours(
+    ring: _Ring, z: NDArray[np.float64], labels: NDArray[np.int64], margins: NDArray[np.float64], radius: float
+) -> _Neighbours:
+    """Compare a chunk with the ring (and each row with the chunk's earlier rows); adds the chunk to the ring."""
+    hist, hl, hm = ring.live()
+    rows = np.concatenate([hist, z]) if len(hist) else z
+    all_l = np.concatenate([hl, labels]) if len(hist) else labels
+    all_m = np.concatenate([hm, margins]) if len(hist) else margins
+    n, before = len(z), len(hist)
+    sq = _sq_distances(z, rows)
+    visible = np.arange(len(rows))[None, :] < (before + np.arange(n))[:, None]
+    sq = np.where(visible, sq, np.inf)
+    exact_any: NDArray[np.bool_] = np.zeros(n, dtype=bool)
+    if len(rows) > 1:
+        tiny = visible & (sq <= 1e-18)
+        exact_any = np.asarray(tiny.any(axis=1), dtype=bool)
+        sq = np.where(tiny, np.inf, sq)  # exact repeats tell nothing new: skip them as neighbours
+    nearest = sq.argmin(axis=1)
+    dist = np.sqrt(sq[np.arange(n), nearest])
+    within = (sq <= radius * radius).sum(axis=1).astype(np.int64)
+    changed = (np.abs(rows[nearest] - z) > 1e-9).mean(axis=1)
+    dist = np.where(exact_any & ~np.isfinite(dist), np.nan, dist)
+    ring.add(z, labels, margins)
+    return _Neighbours(dist, all_l[nearest], all_m[nearest], within, changed)
+
+
+class _Space:
+    """The reference geometry: standardisation (per-feature for tabular data, raw units for images), an index of
+    reference points, and the null distribution of the distance from a reference point to the nearest of ``memory``
+    other reference points."""
+
+    def __init__(self, classifier: Classifier, reference_x: ArrayLike, *, memory: int, seed: int) -> None:
+        x = np.asarray(reference_x)
+        if x.dtype == object or not np.issubdtype(x.dtype, np.number) or x.ndim < 2:
+            raise InvalidInputError(f"reference_x must be a numeric batch (n, ...), got shape {x.shape}.")
+        if tuple(x.shape[1:]) != tuple(classifier.input_shape):
+            raise InvalidInputError(
+                f"reference_x has inputs of shape {x.shape[1:]}; the model takes {classifier.input_shape}.",
+                remedy="Pass the owner's data in the model's input shape.",
+            )
+        flat = x.reshape(len(x), -1).astype(np.float64)
+        if len(flat) < 40 or not np.all(np.isfinite(flat)):
+            raise InvalidInputError(
+                f"fit needs at least 40 finite reference records, got {len(flat)}.",
+                remedy="Pass the owner's training or held-out data.",
+            )
+        self.input_shape = tuple(x.shape[1:])
+        if x.ndim > 2:
+            self.center, self.scale = np.zeros(flat.shape[1]), np.ones(flat.shape[1])
+        else:
+            std = flat.std(axis=0)
+            floor = max(float(np.median(std[std > 0])) if np.any(std > 0) else 1.0, 1e-12) * 1e-3
+            self.center, self.scale = flat.mean(axis=0), np.maximum(std, floor)
+        z = (flat - self.center) / self.scale
+        proba = np.asarray(classifier.predict_proba(x.astype(np.float32)), dtype=np.float64)
+        self.n_classes = int(proba.shape[1])
+        rng = np.random.default_rng([seed, 0x4D4F4E])
+        order = rng.permutation(len(z))
+        half = len(z) // 2
+        self.index, self.held = z[order[half:]], z[order[:half]]
+        self.held_raw = flat[order[:half]]
+        self.index_raw = flat[order[half:]]
+        self.memory = min(memory, len(self.index))
+        near = np.empty(len(self.held))
+        self.subsets: list[NDArray[np.intp]] = []
+        for i in range(0, len(self.held), 32):
+            sub = rng.choice(len(self.index), self.memory, replace=False)
+            self.subsets.append(sub)
+            near[i : i + 32] = np.sqrt(_sq_distances(self.held[i : i + 32], self.index[sub]).min(axis=1))
+        self.null = np.sort(near)
+        self.held_margins = np.sort(_margins(proba[order[:half]]))
+        labels = proba.argmax(axis=1)
+        self.prior = np.bincount(labels, minlength=self.n_classes) / len(labels)
+
+    def standardise(self, obs: Observation) -> NDArray[np.float64]:
+        if tuple(obs.x.shape[1:]) != self.input_shape:
+            raise InvalidInputError(
+                f"Queries of shape {obs.x.shape} do not match the reference inputs {self.input_shape}."
+            )
+        if obs.probabilities.shape[1] != self.n_classes:
+            raise InvalidInputError(
+                f"The request has probabilities over {obs.probabilities.shape[1]} classes; the model has "
+                f"{self.n_classes}."
+            )
+        flat = _flat(obs).astype(np.float64)
+        if not np.all(np.isfinite(flat)):
+            raise InvalidInputError("Queries contain NaN or infinite values.")
+        return np.asarray((flat - self.center) / self.scale, dtype=np.float64)
+
+    def p_near(self, dist: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Empirical p-value of "this close or closer" (inf distances give 1)."""
+        n = len(self.null)
+        return (np.searchsorted(self.null, np.where(np.isfinite(dist), dist, np.inf), side="right") + 1) / (n + 1)
+
+    def p_far(self, dist: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Empirical p-value of "this far or farther"."""
+        n = len(self.null)
+        return (n - np.searchsorted(self.null, dist, side="left") + 1) / (n + 1)
+
+
+def _h(false_alarm_queries: float, signals: int) -> float:
+    return math.log(false_alarm_queries * max(signals, 1))
+
+
+def _check_common(max_clients: int, memory: int, false_alarm_queries: float, alpha: float, alt: float) -> None:
+    if max_clients < 1 or memory < 2:
+        raise InvalidParameterError(f"Need max_clients >= 1 and memory >= 2, got {max_clients} and {memory}.")
+    if not false_alarm_queries >= 10:
+        raise InvalidParameterError(
+            f"false_alarm_queries must be at least 10, not {false_alarm_queries}.",
+            remedy="It is the mean number of benign queries per false alarm; 1e6 is the default.",
+        )
+    _check_rate("alpha", alpha)
+    _check_rate("alt", alt)
+    if not alpha < alt:
+        raise InvalidParameterError(f"Need alpha < alt (benign rate below the attack rate), got {alpha} and {alt}.")
+
+
+# -- extraction ------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _ExtractionClient:
+    ring: _Ring | None = None
+    queries: int = 0
+    boundary: _Cusum = field(default_factory=_Cusum)
+    spread: _Cusum = field(default_factory=_Cusum)
+    coverage: _Cusum = field(default_factory=_Cusum)
+    labels: deque[int] = field(default_factory=deque)
+    hashes: OrderedDict[int, None] = field(default_factory=OrderedDict)
+    distinct_bins: deque[list[float]] = field(default_factory=deque)  # [hour, distinct queries]
+    distinct_reported: bool = False
+    monitor_reported: set[str] = field(default_factory=set)
+
+    def entries(self) -> int:
+        return (len(self.ring) if self.ring else 0) + len(self.labels) + len(self.hashes) + len(self.distinct_bins)
+
+
+class ExtractionDetector(TrafficDetector):
+    """Model extraction: :class:`ExtractionMonitor`'s PRADA / off-distribution / proximity tests plus the natural-data
+    signals ``boundary``, ``spread``, ``coverage`` and ``distinct`` (see the module docstring).
+
+    ``monitor`` is the wrapped monitor (a default one when None; it is fitted by :meth:`fit`). ``memory`` recent
+    queries per client feed ``spread``; ``coverage_window`` recent labels feed ``coverage``; ``max_distinct`` distinct
+    queries (not repeats of the last ``memory``) within ``distinct_window`` seconds raise ``distinct`` (None: off).
+    """
+
+    technique = Technique.EXTRACTION
+    severity = Severity.HIGH
+
+    def __init__(
+        self,
+        *,
+        monitor: ExtractionMonitor | None = None,
+        max_clients: int = 10_000,
+        memory: int = 256,
+        false_alarm_queries: float = 1e6,
+        alpha: float = 0.05,
+        alt: float = 0.5,
+        coverage_window: int = 200,
+        max_distinct: int | None = 20_000,
+        distinct_window: float = 7 * 86400.0,
+    ) -> None:
+        super().__init__()
+        _check_common(max_clients, memory, false_alarm_queries, alpha, alt)
+        if coverage_window < 10:
+            raise InvalidParameterError(f"coverage_window must be at least 10, not {coverage_window}.")
+        if max_distinct is not None and max_distinct < 1:
+            raise InvalidParameterError(f"max_distinct must be positive or None, not {max_distinct}.")
+        if not distinct_window > 0:
+            raise InvalidParameterError(f"distinct_window must be positive, not {distinct_window}.")
+        # PRADA's δ calibrated on window-length streams at 1 in 100: the monitor's defaults (1% of 300-query streams)
+        # flag a third of benign clients by their 700th query; its W over a long benign stream keeps falling.
+        self.monitor = (
+            monitor
+            if monitor is not None
+            else ExtractionMonitor(
+                max_clients=max_clients,
+                target_fpr=0.01,
+                calibration_streams=100,
+                calibration_length=1000,
+                ood_h=_h(false_alarm_queries, _EXTRACTION_SIGNALS),  # its CUSUMs held to the same budget as ours
+            )
+        )
+        self.max_clients = max_clients
+        self.memory_size = memory
+        self.false_alarm_queries = false_alarm_queries
+        self.alpha = alpha
+        self.alt = alt
+        self.coverage_window = coverage_window
+        self.max_distinct = max_distinct
+        self.distinct_window = distinct_window
+        self._clients: ClientStates[_ExtractionClient] = ClientStates(_ExtractionClient, max_clients=max_clients)
+
+    @property
+    def name(self) -> str:
+        return "extraction"
+
+    def fit(
+        self, classifier: Classifier, reference_x: ArrayLike, reference_y: ArrayLike | None = None, *, seed: int = 0
+    ) -> Self:
+        """Fit the wrapped monitor and the reference geometry (index, null distances, low-margin cut, class mix)."""
+        self.space_ = _Space(classifier, reference_x, memory=self.memory_size, seed=seed)
+        self.monitor.fit(classifier, reference_x, reference_y, seed=seed)
+        self.h_ = _h(self.false_alarm_queries, _EXTRACTION_SIGNALS)
+        self.margin_cut_ = float(np.quantile(self.space_.held_margins, self.alpha))
+        prior = np.maximum(self.space_.prior, 1e-3)
+        self.prior_ = prior / prior.sum()
+        # coverage: per-label log-likelihood ratio of a balanced class mix against the reference's
+        self.coverage_llr_ = np.log((1.0 / len(prior)) / self.prior_)
+        # a balanced thief drifts the CUSUM up by KL(uniform || reference mix) per query: a test that cannot reach h
+        # within 1,000 such queries is void (a reference mix that is already nearly balanced, as for digits)
+        self.coverage_kl_ = float(np.mean(self.coverage_llr_))
+        self.coverage_active_ = bool(self.coverage_kl_ * 1000 > self.h_)
+        self._clients.clear()
+        self._fitted = True
+        return self
+
+    def _alert(
+        self, obs: Observation, detector: str, score: float, threshold: float, summary: str, evidence: Mapping[str, Any]
+    ) -> Alert:
+        return Alert(
+            time=obs.time,
+            client=obs.client,
+            detector=f"extraction.{detector}",
+            technique=self.technique,
+            severity=self.severity,
+            score=score,
+            threshold=threshold,
+            summary=summary,
+            evidence=dict(evidence),
+            model_version=obs.model_version,
+        )
+
+    def observe(self, observation: Observation) -> list[Alert]:
+        self._require_fitted()
+        obs = observation
+        z = self.space_.standardise(obs)
+        labels, margins = obs.labels, _margins(obs.probabilities)
+        alerts: list[Alert] = []
+        up, down = _llr(self.alpha, self.alt)
+        with self._clients.hold(obs.client) as st:
+            start = st.queries
+            # exact repeats of the client's recent queries tell a thief nothing new: the monitor sees new rows only
+            # (a benign client's repeats would otherwise pile zero distances into PRADA's window)
+            new = np.zeros(len(z), dtype=bool)
+            for i, row in enumerate(_flat(obs)):
+                key = hash(row.tobytes())
+                if key in st.hashes:
+                    st.hashes.move_to_end(key)
+                else:
+                    new[i] = True
+                    st.hashes[key] = None
+                    if len(st.hashes) > self.memory_size:
+                        st.hashes.popitem(last=False)
+            decision = self.monitor.observe(obs.client, obs.x[new], labels[new])
+            for signal in decision.signals:
+                if signal not in st.monitor_reported:
+                    st.monitor_reported.add(signal)
+                    alerts.append(self._monitor_alert(obs, signal, decision))
+            if st.ring is None:
+                st.ring = _Ring(self.space_.memory, z.shape[1])
+            # boundary: low-margin answers
+            st.boundary.run(margins < self.margin_cut_, up, down, self.h_, start)
+            # spread: new rows against the client's recent distinct queries (repeats would thin the ring and make
+            # every natural query look far)
+            zn, ln, mn = z[new], labels[new], margins[new]
+            for b in range(0, len(zn), _CHUNK):
+                full = len(st.ring) >= self.space_.memory
+                nb = _neighbours(st.ring, zn[b : b + _CHUNK], ln[b : b + _CHUNK], mn[b : b + _CHUNK], 0.0)
+                if full:
+                    tested = np.isfinite(nb.distance)
+                    st.spread.run(self.space_.p_far(nb.distance[tested]) < self.alpha, up, down, self.h_, start + b)
+            # coverage
+            if self.coverage_active_:
+                for lab in labels.tolist():
+                    st.labels.append(lab)
+                    if len(st.labels) > self.coverage_window:
+                        st.labels.popleft()
+                cov = self.coverage_llr_[labels]
+                for i, v in enumerate(cov.tolist()):
+                    st.coverage.value = max(0.0, st.coverage.value + float(v))
+                    if st.coverage.value > self.h_ and st.coverage.fired_at is None and self._balanced(st):
+                        st.coverage.fired_at = start + i + 1
+                st.coverage.tested += len(labels)
+            # distinct volume in a sliding window of hourly bins
+            hour = math.floor(obs.time / 3600.0)
+            if st.distinct_bins and st.distinct_bins[-1][0] == hour:
+                st.distinct_bins[-1][1] += int(new.sum())
+            else:
+                st.distinct_bins.append([float(hour), float(new.sum())])
+            while st.distinct_bins and st.distinct_bins[0][0] <= hour - self.distinct_window / 3600.0:
+                st.distinct_bins.popleft()
+            st.queries += len(z)
+            alerts.extend(self._signal_alerts(obs, st))
+        return alerts
+
+    def _monitor_alert(self, obs: Observation, signal: str, decision: MonitorDecision) -> Alert:
+        """An alert for one of the wrapped monitor's signals, with its statistic against its threshold."""
+        mon = self.monitor
+        if signal == "prada":
+            w = decision.prada_w if decision.prada_w is not None else decision.prada_delta
+            score, threshold = 1.0 - w, 1.0 - decision.prada_delta
+        elif signal == "ood":
+            score, threshold = decision.ood_cusum, mon.ood_h
+        elif signal == "proximity":
+            score, threshold = decision.proximity_cusum, mon.ood_h
+        else:
+            score, threshold = float(decision.queries), float(mon.max_queries or 0)
+        said = {
+            "prada": "the distances between its queries do not look like natural data (PRADA)",
+            "ood": "its queries lie far from the owner's data",
+            "proximity": "its queries step from its own earlier queries (synthetic augmentation)",
+            "volume": "its queries exceed the volume cap",
+        }[signal]
+        summary = (
+            f"Model extraction suspected from {obs.client}: {said}; first alarm at query "
+            f"{decision.first_alarm_at} of {decision.queries}."
+        )
+        return self._alert(obs, signal, max(score, threshold + 1e-9), threshold, summary, decision.to_dict())
+
+    def _balanced(self, st: _ExtractionClient) -> bool:
+        """The client's recent class mix is closer to balanced than to the reference's (a specialist that asks about
+        one rare class drives the CUSUM too, but its mix is far from balanced)."""
+        hist = np.bincount(np.asarray(st.labels, np.int64), minlength=len(self.prior_)) / max(len(st.labels), 1)
+        uniform = np.full(len(hist), 1.0 / len(hist))
+        return bool(np.abs(hist - uniform).sum() < np.abs(hist - self.prior_).sum())
+
+    def _signal_alerts(self, obs: Observation, st: _ExtractionClient) -> list[Alert]:
+        out = []
+        for signal, cusum, what in (
+            (
+                "boundary",
+                st.boundary,
+                f"answers with a top-two margin below {self.margin_cut_:.3f} (its {self.alpha:.0%} quantile)",
+            ),
+            (
+                "spread",
+                st.spread,
+                "queries farther from its own recent queries than natural inputs lie from each other (diversity)",
+            ),
+            ("coverage", st.coverage, "predicted classes spread evenly over the classes, unlike the reference's mix"),
+        ):
+            if cusum.fired_at is not None and not cusum.reported:
+                cusum.reported = True
+                rate = cusum.hits / cusum.tested if cusum.tested else 0.0
+                summary = (
+                    f"Possible model extraction by {obs.client}: {what}"
+                    + (f"; {rate:.0%} of {cusum.tested} tested queries were hits" if signal != "coverage" else "")
+                    + f" (CUSUM above {self.h_:.1f} at query {cusum.fired_at})."
+                )
+                evidence = {
+                    "signal": signal,
+                    "cusum": cusum.value,
+                    "hits": cusum.hits,
+                    "tested": cusum.tested,
+                    "fired_at_query": cusum.fired_at,
+                    "queries": st.queries + 0,
+                    "benign_rate": self.alpha,
+                }
+                if signal == "coverage":
+                    hist = np.bincount(np.asarray(st.labels, np.int64), minlength=len(self.prior_))
+                    evidence.update(class_histogram=hist, reference_mix=self.prior_, benign_rate=None)
+                out.append(self._alert(obs, signal, max(cusum.value, self.h_ + 1e-9), self.h_, summary, evidence))
+        if self.max_distinct is not None and not st.distinct_reported:
+            distinct = int(sum(b[1] for b in st.distinct_bins))
+            if distinct > self.max_distinct:
+                st.distinct_reported = True
+                out.append(
+                    self._alert(
+                        obs,
+                        "distinct",
+                        float(distinct),
+                        float(self.max_distinct),
+                        f"Possible model extraction by {obs.client}: {distinct} distinct queries in "
+                        f"{self.distinct_window / 3600:g} hours, above the limit of {self.max_distinct}.",
+                        {"signal": "distinct", "distinct": distinct, "window_hours": self.distinct_window / 3600},
+                    )
+                )
+        return out
+
+    def forget(self, client_id: str) -> None:
+        self._clients.forget(str(client_id))
+        self.monitor.forget(str(client_id))
+
+    def state(self) -> dict[str, JSONValue]:
+        """The long-lived part: each client's hourly distinct-query counts (``distinct_window`` long) and whether its
+        ``distinct`` alarm was raised. The short windows of the sequential tests refill within minutes."""
+        clients: dict[str, JSONValue] = {}
+        for client in self._clients.clients():
+            st = self._clients.peek(client)
+            if st is not None and st.distinct_bins:
+                bins: list[JSONValue] = [[b[0], b[1]] for b in tuple(st.distinct_bins)]
+                clients[client] = {"hours": bins, "reported": st.distinct_reported}
+        return {"distinct": clients}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Take back what :meth:`state` returned (after :meth:`fit`)."""
+        self._require_fitted()
+        try:
+            items = dict(state.get("distinct") or {}).items()
+            parsed = [
+                (str(c), [[float(h), float(n)] for h, n in v["hours"]], bool(v.get("reported", False)))
+                for c, v in items
+            ]
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise InvalidInputError(
+                "The saved state of the extraction detector is malformed.",
+                remedy="Pass what ExtractionDetector.state() returned.",
+            ) from exc
+        limit = math.ceil(self.distinct_window / 3600) + 1
+        for client, hours, reported in parsed:
+            with self._clients.hold(client) as st:
+                st.distinct_bins = deque(hours[-limit:])
+                st.distinct_reported = reported
+
+    def memory(self) -> GuardMemory:
+        inner = self.monitor.memory()
+        per = self.memory_size * 2 + self.coverage_window + math.ceil(self.distinct_window / 3600) + 1
+        return GuardMemory(
+            clients=max(len(self._clients), inner.clients),
+            max_clients=min(self.max_clients, inner.max_clients),
+            entries=self._clients.total(_ExtractionClient.entries) + inner.entries,
+            max_entries=min(self.max_clients, inner.max_clients) * per + inner.max_entries,
+        )
+
+
+# -- evasion probing -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _NearClient:
+    ring: _Ring | None = None
+    queries: int = 0
+    near: _Cusum = field(default_factory=_Cusum)
+    flips: int = 0
+    low: int = 0
+    hit_margins: deque[float] = field(default_factory=deque)
+
+    def entries(self) -> int:
+        return (len(self.ring) if self.ring else 0) + len(self.hit_margins)
+
+
+class EvasionProbingDetector(TrafficDetector):
+    """Evasion probing: runs of near-duplicate queries that walk the decision boundary (see the module docstring).
+
+    Each query's distance to the nearest of the client's last ``memory`` queries (exact repeats skipped) becomes an
+    empirical p-value against reference points; a hit is ``p < alpha``; a CUSUM (``alpha`` against ``alt``) fires
+    at ``h = log(false_alarm_queries)``, and the alert is raised once the near-duplicates also show a boundary walk:
+    an answer that flips class from its neighbour's, a margin below the reference's ``alpha`` quantile, or margins
+    shrinking over the latest ``trend`` hits; or, without that evidence, once the CUSUM reaches ``2 h`` (Square
+    against an input it cannot move: near-identical queries whose answers barely change).
+    """
+
+    technique = Technique.EVASION
+    severity = Severity.HIGH
+
+    def __init__(
+        self,
+        *,
+        max_clients: int = 10_000,
+        memory: int = 256,
+        false_alarm_queries: float = 1e6,
+        alpha: float = 0.05,
+        alt: float = 0.5,
+        trend: int = 32,
+    ) -> None:
+        super().__init__()
+        _check_common(max_clients, memory, false_alarm_queries, alpha, alt)
+        if trend < 4:
+            raise InvalidParameterError(f"trend must be at least 4, not {trend}.")
+        self.max_clients = max_clients
+        self.memory_size = memory
+        self.false_alarm_queries = false_alarm_queries
+        self.alpha = alpha
+        self.alt = alt
+        self.trend = trend
+        self._clients: ClientStates[_NearClient] = ClientStates(_NearClient, max_clients=max_clients)
+
+    @property
+    def name(self) -> str:
+        return "evasion-probing"
+
+    def fit(
+        self, classifier: Classifier, reference_x: ArrayLike, reference_y: ArrayLike | None = None, *, seed: int = 0
+    ) -> Self:
+        """Learn the reference nearest-neighbour distances and margins."""
+        self.space_ = _Space(classifier, reference_x, memory=self.memory_size, seed=seed)
+        self.h_ = _h(self.false_alarm_queries, 1)
+        self.margin_cut_ = float(np.quantile(self.space_.held_margins, self.alpha))
+        self._clients.clear()
+        self._fitted = True
+        return self
+
+    def observe(self, observation: Observation) -> list[Alert]:
+        self._require_fitted()
+        obs = observation
+        z = self.space_.standardise(obs)
+        labels, margins = obs.labels, _margins(obs.probabilities)
+        up, down = _llr(self.alpha, self.alt)
+        with self._clients.hold(obs.client) as st:
+            if st.ring is None:
+                st.ring = _Ring(self.space_.memory, z.shape[1])
+            for b in range(0, len(z), _CHUNK):
+                lb, mb = labels[b : b + _CHUNK], margins[b : b + _CHUNK]
+                nb = _neighbours(st.ring, z[b : b + _CHUNK], lb, mb, 0.0)
+                tested = ~np.isnan(nb.distance)
+                hit = tested & (self.space_.p_near(np.nan_to_num(nb.distance, nan=np.inf)) < self.alpha)
+                st.near.run(hit[tested], up, down, self.h_, st.queries + b)
+                st.flips += int((hit & (nb.label != lb)).sum())
+                st.low += int((hit & (mb < self.margin_cut_)).sum())
+                for m in mb[hit].tolist():
+                    st.hit_margins.append(m)
+                    if len(st.hit_margins) > self.trend:
+                        st.hit_margins.popleft()
+            st.queries += len(z)
+            if st.near.fired_at is None or st.near.reported:
+                return []
+            shrinking = self._shrinking(st)
+            sustained = st.near.value >= 2 * self.h_  # a long run of near-duplicates is probing, walk or not
+            if not (st.flips or st.low or shrinking or sustained):
+                return []
+            st.near.reported = True
+            c = st.near
+            summary = (
+                f"Evasion probing suspected from {obs.client}: {c.hits} of {c.tested} queries were near-duplicates of "
+                f"its recent queries, with {st.flips} class flips and {st.low} low-margin answers among them"
+                f"{' and margins shrinking' if shrinking else ''} "
+                f"({'a decision-boundary walk' if st.flips or st.low or shrinking else 'sustained probing'}; CUSUM "
+                f"above {self.h_:.1f} at query {c.fired_at})."
+            )
+            evidence: dict[str, JSONValue] = {
+                "near_duplicates": c.hits,
+                "tested": c.tested,
+                "flips": st.flips,
+                "low_margin": st.low,
+                "margins_shrinking": shrinking,
+                "sustained": sustained,
+                "fired_at_query": c.fired_at,
+                "cusum": c.value,
+                "recent_hit_margins": [float(v) for v in list(st.hit_margins)[-8:]],
+                "margin_cut": self.margin_cut_,
+            }
+            return [
+                Alert(
+                    time=obs.time,
+                    client=obs.client,
+                    detector="evasion-probing",
+                    technique=self.technique,
+                    severity=self.severity,
+                    score=max(c.value, self.h_ + 1e-9),
+                    threshold=self.h_,
+                    summary=summary,
+                    evidence=evidence,
+                    model_version=obs.model_version,
+                )
+            ]
+
+    def _shrinking(self, st: _NearClient) -> bool:
+        m = np.asarray(st.hit_margins)
+        if len(m) < max(4, self.trend // 2):
+            return False
+        slope = np.polyfit(np.arange(len(m)), m, 1)[0]
+        return bool(slope < 0 and m[-1] < m[0] - 0.05)
+
+    def forget(self, client_id: str) -> None:
+        self._clients.forget(str(client_id))
+
+    def memory(self) -> GuardMemory:
+        return GuardMemory(
+            clients=len(self._clients),
+            max_clients=self.max_clients,
+            entries=self._clients.total(_NearClient.entries),
+            max_entries=self.max_clients * (self.memory_size + self.trend),
+        )
+
+
+# -- membership and attribute probing --------------------------------------------------------------------------------
+
+
+@dataclass
+class _ProbeClient:
+    ring: _Ring | None = None
+    raw: _Ring | None = None  # raw units, for the one-feature test
+    queries: int = 0
+    copies: _Cusum = field(default_factory=_Cusum)
+    sweep: _Cusum = field(default_factory=_Cusum)
+    features: dict[int, int] = field(default_factory=dict)
+
+    def entries(self) -> int:
+        return (len(self.ring) if self.ring else 0) + (len(self.raw) if self.raw else 0) + len(self.features)
+
+
+class ProbingDetector(TrafficDetector):
+    """Membership probing (many perturbed copies of one record) and attribute sweeps (queries that differ from a recent
+    one in exactly one feature); see the module docstring.
+
+    A ``copies`` hit is a query with at least ``cloud`` of the client's last ``memory`` queries within the reference's
+    ``alpha``-quantile nearest-neighbour radius, differing from its nearest in at least ``dense`` of the features. A
+    ``sweep`` hit is a query that differs in exactly one feature from one of the client's last ``sweep_memory``
+    queries. Each event's benign rate is measured in :meth:`fit` on held-out reference records (floored at
+    ``min_rate``); a signal whose benign rate exceeds ``alt / 2`` is void (the data are too coarse for it).
+    """
+
+    technique = Technique.MEMBERSHIP
+    severity = Severity.MEDIUM
+
+    def __init__(
+        self,
+        *,
+        max_clients: int = 10_000,
+        memory: int = 256,
+        sweep_memory: int = 32,
+        false_alarm_queries: float = 1e6,
+        alpha: float = 0.05,
+        alt: float = 0.5,
+        cloud: int = 3,
+        dense: float = 0.25,
+        min_rate: float = 1e-3,
+    ) -> None:
+        super().__init__()
+        _check_common(max_clients, memory, false_alarm_queries, alpha, alt)
+        if cloud < 1 or sweep_memory < 1:
+            raise InvalidParameterError(f"cloud and sweep_memory must be positive, not {cloud} and {sweep_memory}.")
+        _check_rate("dense", dense)
+        _check_rate("min_rate", min_rate)
+        self.max_clients = max_clients
+        self.memory_size = memory
+        self.sweep_memory = sweep_memory
+        self.false_alarm_queries = false_alarm_queries
+        self.alpha = alpha
+        self.alt = alt
+        self.cloud = cloud
+        self.dense = dense
+        self.min_rate = min_rate
+        self._clients: ClientStates[_ProbeClient] = ClientStates(_ProbeClient, max_clients=max_clients)
+
+    @property
+    def name(self) -> str:
+        return "probing"
+
+    def fit(
+        self, classifier: Classifier, reference_x: ArrayLike, reference_y: ArrayLike | None = None, *, seed: int = 0
+    ) -> Self:
+        """Learn the near-neighbour radius and the benign rates of both events on held-out reference records."""
+        sp = self.space_ = _Space(classifier, reference_x, memory=self.memory_size, seed=seed)
+        self.h_ = _h(self.false_alarm_queries, 2)
+        self.radius_ = float(np.quantile(sp.null, self.alpha))
+        cloud_hits, sweep_hits = 0, 0
+        rng = np.random.default_rng([seed, 0x5357])
+        for i, sub in enumerate(sp.subsets):
+            block = sp.held[i * 32 : (i + 1) * 32]
+            sq = _sq_distances(block, sp.index[sub])
+            cloud_hits += int(((sq <= self.radius_**2).sum(axis=1) >= self.cloud).sum())
+            raw = sp.held_raw[i * 32 : (i + 1) * 32]
+            pick = sp.index_raw[rng.choice(len(sp.index_raw), min(self.sweep_memory, len(sp.index_raw)), replace=False)]
+            diff = (raw[:, None, :] != pick[None, :, :]).sum(axis=2)
+            sweep_hits += int((diff == 1).any(axis=1).sum())
+        n = max(len(sp.held), 1)
+        self.copies_rate_ = max(cloud_hits / n, self.min_rate)
+        self.sweep_rate_ = max(sweep_hits / n, self.min_rate)
+        self.copies_active_ = self.copies_rate_ < self.alt / 2
+        self.sweep_active_ = self.sweep_rate_ < self.alt / 2
+        self._clients.clear()
+        self._fitted = True
+        return self
+
+    def observe(self, observation: Observation) -> list[Alert]:
+        self._require_fitted()
+        obs = observation
+        z = self.space_.standardise(obs)
+        raw = _flat(obs).astype(np.float64)
+        labels, margins = obs.labels, _margins(obs.probabilities)
+        cu, cd = _llr(self.copies_rate_, self.alt) if self.copies_active_ else (0.0, 0.0)
+        su, sd = _llr(self.sweep_rate_, self.alt) if self.sweep_active_ else (0.0, 0.0)
+        with self._clients.hold(obs.client) as st:
+            if st.ring is None or st.raw is None:
+                st.ring = _Ring(self.space_.memory, z.shape[1])
+                st.raw = _Ring(self.sweep_memory, raw.shape[1])
+            for b in range(0, len(z), _CHUNK):
+                lb, mb = labels[b : b + _CHUNK], margins[b : b + _CHUNK]
+                at = st.queries + b
+                if self.copies_active_:
+                    nb = _neighbours(st.ring, z[b : b + _CHUNK], lb, mb, self.radius_)
+                    tested = ~np.isnan(nb.distance)
+                    hit = (nb.within >= self.cloud) & (nb.changed >= self.dense)
+                    st.copies.run(hit[tested], cu, cd, self.h_, at)
+                if self.sweep_active_:
+                    chunk = raw[b : b + _CHUNK]
+                    hist = st.raw.live()[0]
+                    rows = np.concatenate([hist, chunk]) if len(hist) else chunk
+                    diff = (chunk[:, None, :] != rows[None, :, :]).sum(axis=2)
+                    visible = np.arange(len(rows))[None, :] < (len(hist) + np.arange(len(chunk)))[:, None]
+                    visible &= (
+                        np.arange(len(rows))[None, :]
+                        >= (len(hist) + np.arange(len(chunk)))[:, None] - self.sweep_memory
+                    )
+                    one = visible & (diff == 1)
+                    hit = one.any(axis=1)
+                    for i in np.flatnonzero(hit).tolist():
+                        j = int(np.argmax(one[i]))
+                        f = int(np.flatnonzero(chunk[i] != rows[j])[0])
+                        if f in st.features or len(st.features) < 64:
+                            st.features[f] = st.features.get(f, 0) + 1
+                    st.sweep.run(hit, su, sd, self.h_, at)
+                    st.raw.add(chunk, lb, mb)
+            st.queries += len(z)
+            return self._alerts(obs, st)
+
+    def _alerts(self, obs: Observation, st: _ProbeClient) -> list[Alert]:
+        out = []
+        if st.copies.fired_at is not None and not st.copies.reported:
+            st.copies.reported = True
+            c = st.copies
+            out.append(
+                Alert(
+                    time=obs.time,
+                    client=obs.client,
+                    detector="probing.copies",
+                    technique=Technique.MEMBERSHIP,
+                    severity=self.severity,
+                    score=max(c.value, self.h_ + 1e-9),
+                    threshold=self.h_,
+                    summary=f"Membership probing suspected from {obs.client}: {c.hits} of {c.tested} queries were "
+                    f"perturbed copies of a recent query ({self.cloud}+ neighbours within the natural near-neighbour "
+                    f"radius; CUSUM "
+                    f"above {self.h_:.1f} at query {c.fired_at}).",
+                    evidence={
+                        "hits": c.hits,
+                        "tested": c.tested,
+                        "benign_rate": self.copies_rate_,
+                        "radius": self.radius_,
+                        "fired_at_query": c.fired_at,
+                        "cusum": c.value,
+                    },
+                    model_version=obs.model_version,
+                )
+            )
+        if st.sweep.fired_at is not None and not st.sweep.reported:
+            st.sweep.reported = True
+            c = st.sweep
+            top = sorted(st.features.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+            out.append(
+                Alert(
+                    time=obs.time,
+                    client=obs.client,
+                    detector="probing.sweep",
+                    technique=Technique.INVERSION,
+                    severity=self.severity,
+                    score=max(c.value, self.h_ + 1e-9),
+                    threshold=self.h_,
+                    summary=f"Attribute probing suspected from {obs.client}: {c.hits} of {c.tested} queries differed "
+                    f"from a recent query in exactly one feature (most often feature {top[0][0] if top else '?'}; "
+                    f"CUSUM above "
+                    f"{self.h_:.1f} at query {c.fired_at}).",
+                    evidence={
+                        "hits": c.hits,
+                        "tested": c.tested,
+                        "benign_rate": self.sweep_rate_,
+                        "features_swept": {str(k): v for k, v in top},
+                        "fired_at_query": c.fired_at,
+                        "cusum": c.value,
+                    },
+                    model_version=obs.model_version,
+                )
+            )
+        return out
+
+    def forget(self, client_id: str) -> None:
+        self._clients.forget(str(client_id))
+
+    def memory(self) -> GuardMemory:
+        return GuardMemory(
+            clients=len(self._clients),
+            max_clients=self.max_clients,
+            entries=self._clients.total(_ProbeClient.entries),
+            max_entries=self.max_clients * (self.memory_size + self.sweep_memory + 64),
+        )
+
+
+# -- sybils and shared keys ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Activity:
+    first_seen: float = math.inf
+    bins: OrderedDict[int, int] = field(default_factory=OrderedDict)  # time bin -> queries
+    sources: OrderedDict[str, float] = field(default_factory=OrderedDict)  # per key: source -> last seen
+    sharing_reported: bool = False
+
+    def entries(self) -> int:
+        return len(self.bins) + len(self.sources)
+
+
+class SybilDetector(TrafficDetector):
+    """One key used from many sources, and one actor spread over many keys (see the module docstring).
+
+    ``key-sharing``: more than ``max_sources`` distinct sources for one key within ``source_window`` seconds.
+    ``sybil``: every ``bin_seconds`` (of observation time) the per-bin query counts of the last ``bins`` bins are
+    compared across the clients active in at least ``min_active_bins`` of them (at most ``max_candidates``, the
+    busiest); two clients are linked when their counts correlate above ``rho`` over at least ``min_active_bins``
+    bins where both were active, or when they were first seen within ``onset_seconds`` of each other (after the
+    detector's first ``bins`` bins: clients present at start-up all look new together) and are active in nearly the
+    same bins (Jaccard above ``jaccard``). Counts are linearly detrended per client first, so a shared slow trend (the
+    working day ramping up) is not read as coordination. A connected group of at least ``min_group`` clients whose
+    combined queries exceed ``volume_factor`` times the median client's raises one alert per group. Independent
+    benign clients have uncorrelated per-minute counts; the limit is one actor whose keys run steadily and were not
+    started together.
+    """
+
+    technique = Technique.VALID_ACCOUNTS
+    severity = Severity.HIGH
+
+    def __init__(
+        self,
+        *,
+        max_clients: int = 10_000,
+        max_sources: int = 10,
+        source_window: float = 3600.0,
+        bin_seconds: float = 60.0,
+        bins: int = 120,
+        min_active_bins: int = 10,
+        max_candidates: int = 256,
+        rho: float = 0.7,
+        jaccard: float = 0.8,
+        onset_seconds: float = 120.0,
+        min_group: int = 5,
+        volume_factor: float = 4.0,
+    ) -> None:
+        super().__init__()
+        if max_clients < 1 or max_sources < 1 or bins < 4 or min_active_bins < 2 or max_candidates < 2 or min_group < 2:
+            raise InvalidParameterError(
+                "Need max_clients, max_sources >= 1, bins >= 4, min_active_bins >= 2, max_candidates >= 2 and "
+                f"min_group >= 2; got {max_clients}, {max_sources}, {bins}, {min_active_bins}, {max_candidates}, "
+                f"{min_group}."
+            )
+        if not (source_window > 0 and bin_seconds > 0 and onset_seconds >= 0 and volume_factor >= 1):
+            raise InvalidParameterError(
+                "source_window and bin_seconds must be positive, onset_seconds >= 0 and volume_factor >= 1."
+            )
+        _check_rate("rho", rho)
+        _check_rate("jaccard", jaccard)
+        self.max_clients = max_clients
+        self.max_sources = max_sources
+        self.source_window = source_window
+        self.bin_seconds = bin_seconds
+        self.bins = bins
+        self.min_active_bins = min_active_bins
+        self.max_candidates = max_candidates
+        self.rho = rho
+        self.jaccard = jaccard
+        self.onset_seconds = onset_seconds
+        self.min_group = min_group
+        self.volume_factor = volume_factor
+        self._clients: ClientStates[_Activity] = ClientStates(_Activity, max_clients=max_clients)
+        self._keys: ClientStates[_Activity] = ClientStates(_Activity, max_clients=max_clients)
+        self._group_lock = threading.Lock()
+        self._analysed = -(2**62)
+        self._started = math.inf
+        self._groups: OrderedDict[str, None] = OrderedDict()
+
+    @property
+    def name(self) -> str:
+        return "sybil"
+
+    def fit(
+        self, classifier: Classifier, reference_x: ArrayLike, reference_y: ArrayLike | None = None, *, seed: int = 0
+    ) -> Self:
+        """Nothing to learn from the data (timing and sources only) but the input shape and the number of classes,
+        to refuse malformed requests; forgets every client."""
+        x = np.asarray(reference_x)
+        if x.ndim < 2:
+            raise InvalidInputError(f"reference_x must be a batch (n, ...), got shape {x.shape}.")
+        self.input_shape_ = tuple(x.shape[1:])
+        self.n_classes_: int | None = classifier.n_classes if classifier is not None else None
+        self._clients.clear()
+        self._keys.clear()
+        with self._group_lock:
+            self._groups.clear()
+            self._analysed = -(2**62)
+            self._started = math.inf
+        self._fitted = True
+        return self
+
+    def observe(self, observation: Observation) -> list[Alert]:
+        self._require_fitted()
+        obs = observation
+        if tuple(obs.x.shape[1:]) != self.input_shape_ or (
+            self.n_classes_ is not None and obs.probabilities.shape[1] != self.n_classes_
+        ):
+            raise InvalidInputError(
+                f"A request of inputs {obs.x.shape} and probabilities {obs.probabilities.shape} does not match the "
+                f"model's inputs {self.input_shape_} and {self.n_classes_} classes."
+            )
+        alerts: list[Alert] = []
+        now_bin = math.floor(obs.time / self.bin_seconds)
+        with self._clients.hold(obs.client) as st:
+            st.first_seen = min(st.first_seen, obs.time)
+            st.bins[now_bin] = st.bins.get(now_bin, 0) + obs.n
+            while st.bins and next(iter(st.bins)) <= now_bin - self.bins:
+                st.bins.popitem(last=False)
+            while len(st.bins) > self.bins:
+                st.bins.popitem(last=False)
+        if obs.key_id and obs.source:
+            with self._keys.hold(obs.key_id) as key:
+                key.sources[obs.source] = obs.time
+                key.sources.move_to_end(obs.source)
+                while key.sources and next(iter(key.sources.values())) < obs.time - self.source_window:
+                    key.sources.popitem(last=False)
+                while len(key.sources) > self.max_sources + 1:
+                    key.sources.popitem(last=False)
+                count = len(key.sources)
+                if count > self.max_sources and not key.sharing_reported:
+                    key.sharing_reported = True
+                    alerts.append(
+                        Alert(
+                            time=obs.time,
+                            client=obs.client,
+                            detector="key-sharing",
+                            technique=Technique.VALID_ACCOUNTS,
+                            severity=Severity.HIGH,
+                            score=float(count),
+                            threshold=float(self.max_sources),
+                            summary=f"Key {obs.key_id} was used from more than {self.max_sources} sources within "
+                            f"{self.source_window / 60:g} minutes: a shared or stolen key.",
+                            evidence={
+                                "key_id": obs.key_id,
+                                "sources": count,
+                                "recent_sources": [str(v) for v in list(key.sources)[-5:]],
+                                "window_seconds": self.source_window,
+                            },
+                            model_version=obs.model_version,
+                        )
+                    )
+                elif count <= self.max_sources // 2:
+                    key.sharing_reported = False
+        with self._group_lock:
+            self._started = min(self._started, obs.time)
+            due = now_bin > self._analysed
+            if due:
+                self._analysed = now_bin
+        if due:
+            alerts.extend(self._analyse(obs, now_bin))
+        return alerts
+
+    def _snapshot(self, now_bin: int) -> tuple[list[str], NDArray[np.float64], NDArray[np.float64]]:
+        """The candidates' names, first-seen times and per-bin counts over the closed bins of the window."""
+        first = now_bin - self.bins
+        rows: list[tuple[str, float, NDArray[np.float64]]] = []
+        for client in self._clients.clients():
+            st = self._clients.peek(client)  # peek: the analysis must not refresh every client's recency
+            if st is None:
+                continue
+            items = tuple(st.bins.items())  # one C-level copy under the GIL
+            counts = np.zeros(self.bins)
+            for b, c in items:
+                if first <= b < now_bin:
+                    counts[b - first] = c
+            if (counts > 0).sum() >= self.min_active_bins:
+                rows.append((client, st.first_seen, counts))
+        rows.sort(key=lambda r: (-float(r[2].sum()), r[0]))
+        rows = rows[: self.max_candidates]
+        if not rows:
+            return [], np.zeros(0), np.zeros((0, self.bins))
+        return [r[0] for r in rows], np.array([r[1] for r in rows]), np.stack([r[2] for r in rows])
+
+    def _links(self, onset: NDArray[np.float64], m: NDArray[np.float64]) -> tuple[NDArray[np.bool_], NDArray[Any]]:
+        """Which candidates are linked, and their pairwise correlations (see the class docstring)."""
+        # per-client linear detrend: a shared slow trend (the working day ramping up) is not coordination
+        t = np.arange(self.bins) - (self.bins - 1) / 2.0
+        slope = (m @ t) / float(t @ t)
+        centred = m - m.mean(axis=1, keepdims=True) - slope[:, None] * t[None, :]
+        norm = np.sqrt((centred**2).sum(axis=1))
+        safe = np.where(norm > 0, norm, 1.0)
+        corr = (centred @ centred.T) / np.outer(safe, safe)
+        corr[norm == 0, :] = 0.0
+        corr[:, norm == 0] = 0.0
+        active = (m > 0).astype(np.float64)
+        inter = active @ active.T
+        union = active.sum(axis=1)[:, None] + active.sum(axis=1)[None, :] - inter
+        jac = inter / np.maximum(union, 1.0)
+        # clients present when the detector started all "appeared together": the onset link needs later arrivals
+        late = onset > self._started + self.bins * self.bin_seconds
+        together = (np.abs(onset[:, None] - onset[None, :]) <= self.onset_seconds) & late[:, None] & late[None, :]
+        # a correlation counts only over enough shared activity (two sparse clients correlate by chance)
+        linked = ((corr >= self.rho) & (inter >= self.min_active_bins)) | (together & (jac >= self.jaccard))
+        np.fill_diagonal(linked, False)
+        return linked, corr
+
+    @staticmethod
+    def _components(linked: NDArray[np.bool_]) -> list[list[int]]:
+        parent = list(range(len(linked)))
+
+        def root(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        for i, j in zip(*np.nonzero(np.triu(linked)), strict=True):
+            parent[root(int(i))] = root(int(j))
+        groups: dict[int, list[int]] = {}
+        for i in range(len(linked)):
+            groups.setdefault(root(i), []).append(i)
+        return list(groups.values())
+
+    def _analyse(self, obs: Observation, now_bin: int) -> list[Alert]:
+        """Link clients by timing and report new groups (runs at most once per bin, on the closed bins)."""
+        names, onset, m = self._snapshot(now_bin)
+        if len(names) < self.min_group:
+            return []
+        linked, corr = self._links(onset, m)
+        volume = m.sum(axis=1)
+        typical = max(float(np.median(volume)), 1.0)
+        out = []
+        for members in self._components(linked):
+            total = float(volume[members].sum())
+            if len(members) < self.min_group or total < self.volume_factor * typical:
+                continue
+            clients = sorted(names[i] for i in members)
+            digest = hashlib.sha256("\n".join(clients).encode()).hexdigest()[:12]
+            with self._group_lock:
+                if digest in self._groups:
+                    continue
+                self._groups[digest] = None
+                while len(self._groups) > self.max_clients:
+                    self._groups.popitem(last=False)
+            pairs = len(members) * (len(members) - 1)
+            mean_corr = float((corr[np.ix_(members, members)].sum() - len(members)) / pairs)
+            minutes = self.bins * self.bin_seconds / 60
+            summary = (
+                f"One actor suspected behind {len(clients)} clients: their per-minute activity moves together (mean "
+                f"correlation {mean_corr:.2f}) and together they sent {total:.0f} queries in the last {minutes:g} "
+                f"minutes, {total / typical:.1f} times a typical client's."
+            )
+            evidence: dict[str, JSONValue] = {
+                "members": list(clients),
+                "queries": total,
+                "typical_client_queries": typical,
+                "mean_correlation": mean_corr,
+                "window_minutes": minutes,
+            }
+            out.append(
+                Alert(
+                    time=obs.time,
+                    client=f"group:{digest}",
+                    detector="sybil",
+                    technique=Technique.VALID_ACCOUNTS,
+                    severity=self.severity,
+                    score=total / typical,
+                    threshold=self.volume_factor,
+                    summary=summary,
+                    evidence=evidence,
+                    model_version=obs.model_version,
+                    clients=tuple(clients),
+                )
+            )
+        return out
+
+    def forget(self, client_id: str) -> None:
+        self._clients.forget(str(client_id))
+
+    def memory(self) -> GuardMemory:
+        return GuardMemory(
+            clients=len(self._clients),
+            max_clients=self.max_clients,
+            entries=self._clients.total(_Activity.entries) + self._keys.total(_Activity.entries),
+            max_entries=self.max_clients * (self.bins + self.max_sources + 1),
+        )
+
+    def state(self) -> dict[str, JSONValue]:
+        """Nothing survives a restart: the timing windows refill within ``bins * bin_seconds``."""
+        return {}
