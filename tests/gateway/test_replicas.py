@@ -646,3 +646,35 @@ def test_a_locked_key_table_is_answered_503_in_bounded_time(site: Site, pg_url: 
             blocker.rollback()
         assert status == 503 and took < 4.0, (status, took)
         assert _infer(gateway.url, key, body).status_code == 200
+
+
+# -- 7. a suspension decided on one replica holds on the other within a second ---------------------------------------
+def test_a_thief_suspended_on_one_replica_is_refused_by_the_other_within_a_second(
+    site: Site, pg_url: str, redis_url: str
+) -> None:
+    from modelshield.monitoring.watermark import WatermarkKey
+
+    WatermarkKey.generate(site.root / "keys" / "watermark.key", overwrite=True)
+    config = site.config(
+        {
+            "store": {"database": pg_url, "redis": redis_url},
+            "monitoring": {"enabled": True, "detectors": ["extraction"], "drift_window": 0},
+        }
+    )
+    thief = _create_key(config, _client_name("thief"))
+    reference = _rows(site, 1000)
+    values = [np.unique(column) for column in reference.T]
+    rng = np.random.default_rng(11)
+    with gateways(site, ("a", config, []), ("b", config, [])) as (a, b):
+        refused_at = None
+        for i in range(400):  # synthetic queries, all to replica a
+            row = np.array([[rng.choice(v) for v in values]])
+            response = _infer(a.url, thief, _body(row))
+            if response.status_code == 403:
+                refused_at = time.monotonic()
+                break
+            assert response.status_code == 200, response.text
+        assert refused_at is not None, "replica a never suspended the thief"
+        while _infer(b.url, thief, _body(reference[:1])).status_code != 403:
+            assert time.monotonic() - refused_at < 1.0, "replica b still answered the thief 1 s later"
+            time.sleep(0.02)
