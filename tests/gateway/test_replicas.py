@@ -667,7 +667,7 @@ def test_a_thief_suspended_on_one_replica_is_refused_by_the_other_within_a_secon
     rng = np.random.default_rng(11)
     with gateways(site, ("a", config, []), ("b", config, [])) as (a, b):
         refused_at = None
-        for i in range(400):  # synthetic queries, all to replica a
+        for _ in range(400):  # synthetic queries, all to replica a
             row = np.array([[rng.choice(v) for v in values]])
             response = _infer(a.url, thief, _body(row))
             if response.status_code == 403:
