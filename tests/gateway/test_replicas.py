@@ -655,10 +655,12 @@ def test_a_thief_suspended_on_one_replica_is_refused_by_the_other_within_a_secon
     from modelshield.monitoring.watermark import WatermarkKey
 
     WatermarkKey.generate(site.root / "keys" / "watermark.key", overwrite=True)
+    (site.root / "response.toml").write_text('[[rule]]\nname = "suspend thieves"\naction = "suspend"\n')
     config = site.config(
         {
             "store": {"database": pg_url, "redis": redis_url},
             "monitoring": {"enabled": True, "detectors": ["extraction"], "drift_window": 0},
+            "response": {"policy": "response.toml"},
         }
     )
     thief = _create_key(config, _client_name("thief"))

@@ -175,8 +175,16 @@ def test_default_policy_and_policy_file_errors(tmp_path: Path) -> None:
                               severity=Severity.MEDIUM, t=2)).incident  # fmt: skip
     assert high is not None and medium is not None
     policy = ResponsePolicy.default()
-    rule = policy.actions_for(high)
+    rule = policy.actions_for(high)  # one detector alone: labels only
+    assert rule is not None and rule.action is ActionKind.LABEL_ONLY and not rule.approval
+    corroborated = store.add(_alert(client="thief", detector="prada", t=2)).incident  # a second detector agrees
+    assert corroborated is not None and corroborated.id == high.id and corroborated.risk >= 70
+    rule = policy.actions_for(corroborated)
     assert rule is not None and rule.action is ActionKind.SUSPEND and not rule.approval
+    probing = store.add(_alert(client="prober", detector="evasion", technique=Technique.EVASION, t=3)).incident
+    assert probing is not None
+    rule = policy.actions_for(probing)  # a boundary walk alone is enough
+    assert rule is not None and rule.action is ActionKind.SUSPEND
     rule = policy.actions_for(medium)
     assert rule is not None and rule.action is ActionKind.REVIEW
     bad = tmp_path / "policy.toml"
@@ -191,7 +199,8 @@ def test_default_policy_and_policy_file_errors(tmp_path: Path) -> None:
 
 def test_actions_reach_every_board_within_its_refresh(db: str) -> None:
     alerts = AlertStore(db)
-    incident = alerts.add(_alert(client="thief", clients=("thief", "thief-2"), t=time.time())).incident
+    alerts.add(_alert(client="thief", clients=("thief", "thief-2"), t=time.time()))
+    incident = alerts.add(_alert(client="thief", detector="ood", clients=("thief", "thief-2"), t=time.time())).incident
     assert incident is not None
     store = ActionStore(db)
     elsewhere = ActionBoard(ActionStore(db), refresh_s=0.2)  # another worker's view

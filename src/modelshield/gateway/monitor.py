@@ -371,6 +371,12 @@ class GatewayMonitor:
                 log.exception("The monitor's thread failed on a job (alerts or the watermark ledger).")
             self._queue.task_done()
 
+    def submit(self, alerts: Sequence[Alert], rows: np.ndarray | None = None) -> None:
+        """Hand alerts raised elsewhere (another tool, a test) to the monitor's thread, as if a detector raised them;
+        ``rows`` are the inputs that raised them (for block-pattern actions)."""
+        batch, held = list(alerts), np.zeros((0, 1)) if rows is None else np.asarray(rows)
+        self._queue.put(lambda: self._handle_all(batch, held), timeout=10)
+
     def _handle_all(self, alerts: list[Alert], rows: np.ndarray) -> None:
         for alert in alerts:
             try:

@@ -2,8 +2,8 @@
 
     >>> from modelshield.gateway.response import ResponsePolicy
     >>> policy = ResponsePolicy.default()
-    >>> [rule.action.value for rule in policy.rules][:3]
-    ['suspend', 'label-only', 'review']
+    >>> [rule.action.value for rule in policy.rules]
+    ['suspend', 'suspend', 'label-only', 'suspend', 'review']
 
 A policy (TOML, ``[response] policy``) is a list of rules, the first that matches an incident wins::
 
@@ -111,16 +111,32 @@ class ResponsePolicy(BaseModel):
 
     @classmethod
     def default(cls) -> ResponsePolicy:
-        """Suspend at once on high-risk theft, probing and evasion; answer labels only at medium risk; ask a
-        reviewer about shared keys, unusual behaviour and anything else of medium severity and up."""
-        theft = (Technique.EXTRACTION, Technique.EVASION, Technique.MEMBERSHIP, Technique.INVERSION)
+        """The policy when none is configured, first match wins:
+
+        - evasion probing (a decision-boundary walk) at risk 50 and high severity: suspend at once;
+        - theft and probing (extraction, membership, attribute inference) corroborated, at risk 70 and high
+          severity (two detectors agree, or one that analysts keep confirming): suspend at once;
+        - the same techniques at risk 25: answer labels only (a thief's copy learns far less from labels);
+        - one actor behind many keys, or a shared key, at high severity: suspend once a reviewer approves;
+        - anything else of medium severity and up: ask a reviewer to look.
+
+        An incident that grows (a second detector agrees) moves up the list: labels only, then suspended.
+        """
+        theft = (Technique.EXTRACTION, Technique.MEMBERSHIP, Technique.INVERSION)
         return cls.model_validate(
             {
                 "rule": [
                     {
-                        "name": "suspend high-risk theft and probing",
-                        "techniques": theft,
+                        "name": "suspend evasion probing",
+                        "techniques": (Technique.EVASION,),
                         "min_risk": 50,
+                        "min_severity": "high",
+                        "action": "suspend",
+                    },
+                    {
+                        "name": "suspend corroborated theft",
+                        "techniques": theft,
+                        "min_risk": 70,
                         "min_severity": "high",
                         "action": "suspend",
                     },
@@ -129,6 +145,13 @@ class ResponsePolicy(BaseModel):
                         "techniques": theft,
                         "min_risk": 25,
                         "action": "label-only",
+                    },
+                    {
+                        "name": "suspend shared keys and sybils after review",
+                        "techniques": (Technique.VALID_ACCOUNTS,),
+                        "min_severity": "high",
+                        "action": "suspend",
+                        "approval": True,
                     },
                     {
                         "name": "a person looks at the rest",
