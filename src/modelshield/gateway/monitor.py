@@ -37,7 +37,7 @@ from modelshield.errors import InvalidParameterError, ModelShieldError
 from modelshield.gateway.config import GatewayConfig
 from modelshield.gateway.metrics import GatewayMetrics
 from modelshield.gateway.response import ActionBoard, ActionStore, ResponseAction, ResponsePolicy, Sanctions
-from modelshield.monitoring.alerts import AlertSink, AlertStore, Incident, JsonLinesSink, StoredAlert, WebhookSink
+from modelshield.monitoring.alerts import AlertSink, AlertStore, Incident, JsonLinesSink, WebhookSink
 from modelshield.monitoring.interface import Alert, Observation, Technique, TrafficDetector
 
 if TYPE_CHECKING:
@@ -475,8 +475,3 @@ def _read_secret(path: Path, key: str) -> bytes:
     if len(secret) < 16:
         raise InvalidParameterError(f"{key}: {path} holds fewer than 16 bytes.", remedy="Write 32 random bytes to it.")
     return secret
-
-
-def alert_rows(alerts: Sequence[StoredAlert]) -> list[dict[str, Any]]:
-    """Alerts as JSON rows for the admin API and the CLI."""
-    return [a.to_dict() for a in alerts]

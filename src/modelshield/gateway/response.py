@@ -61,6 +61,7 @@ __all__ = [
     "ResponsePolicy",
     "Rule",
     "Sanctions",
+    "pattern_hits",
 ]
 
 log = logging.getLogger(__name__)

@@ -58,6 +58,7 @@ __all__ = [
     "StoredAlert",
     "Verdict",
     "WebhookSink",
+    "risk_label",
     "sign_webhook",
 ]
 
