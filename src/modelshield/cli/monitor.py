@@ -207,7 +207,15 @@ th, td { text-align: left; padding: 0.25rem 0.5rem; border-bottom: 1px solid #cb
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.drift td { background: #fff5eb; font-weight: 600; }
 .verdict { padding: 0.5rem 1rem; border-radius: 0.3rem; color: #fff; display: inline-block; }
-figure.chart { margin: 1.5rem 0; } figure.chart svg { width: 100%; height: auto; }
+.charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(22rem, 1fr)); gap: .5rem 1.5rem; }
+figure.chart { margin: 1rem 0; }
+figure.chart figcaption { font-weight: 600; font-size: .95rem; overflow-wrap: anywhere; }
+ul.legend { list-style: none; display: flex; flex-wrap: wrap; gap: .1rem 1rem; margin: .25rem 0; padding: 0;
+  font-size: .85rem; }
+.swatch { display: inline-block; width: .75em; height: .75em; margin-right: .35em; border-radius: 2px; }
+svg.chart { display: block; width: 100%; max-width: 480px; height: auto; }
+svg text { font: 12px system-ui, sans-serif; fill: currentColor; }
+svg .grid { stroke: #cbd5e0; stroke-width: 1; } svg .axis { stroke: #718096; stroke-width: 1; }
 @media (prefers-color-scheme: dark) {
   body { background: #1a202c; color: #e2e8f0; } tr.drift td { background: #3c2a1a; }
 }
@@ -231,8 +239,9 @@ effect size (KS D, or total variation distance) is at least {{ result.min_effect
 {{ 'drift' if prediction.drifted else 'no drift' }}.</p>{% endif %}
 <h2>Distributions</h2>
 {% if omitted %}<p>The {{ omitted }} least significant columns are not drawn.</p>{% endif %}
+<div class="charts">
 {% for chart in charts %}{{ chart }}
-{% endfor %}
+{% endfor %}</div>
 </body></html>
 """
 
