@@ -279,3 +279,83 @@ def test_check_guard_passes(target: Target) -> None:
 def test_bad_parameters_are_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(InvalidParameterError):
         BehaviourAnalytics(**kwargs)
+
+
+# -- false alerts seen in the red-team replay, as classes of problem -----------------------------------------------
+
+
+def _batch_client_events(target: Target, seed: int, days: float) -> list[Event]:
+    """A batch client like the replay's: Poisson requests (about 56 an hour) on a strong diurnal cycle, batches of
+    1 + Poisson(7) rows (at most 64)."""
+    rng = np.random.default_rng(seed)
+    x, _ = _data(target)
+    events: list[Event] = []
+    t = 0.0
+    top = 56.0 * 1.8
+    while True:
+        t += float(rng.exponential(HOUR / top))
+        if t >= days * DAY:
+            return events
+        rate = 56.0 * (1 + 0.78 * math.cos(2 * math.pi * ((t / HOUR) % 24 - 4.2) / 24))
+        if rng.random() < rate / top:
+            n = min(1 + int(rng.poisson(7.0)), 64)
+            events.append((t, "batch", x[rng.integers(len(x), size=n)]))
+
+
+@pytest.mark.parametrize("enforced", [False, True])
+def test_a_client_back_from_a_suspension_raises_nothing(target: Target, enforced: bool) -> None:
+    # the response suspends for a day; the client keeps asking (refused) and is answered again afterwards: what it
+    # asked for did not change, so neither the suspension nor the return is a change of behaviour
+    detector = _fitted(target)
+    suspended = [(0.4 * HOUR, 24.4 * HOUR), (24.8 * HOUR, 48.8 * HOUR), (50.1 * HOUR, 74.1 * HOUR)]  # as replayed
+    alerts: list[Alert] = []
+    for t, client, x in _batch_client_events(target, 5, days=4.5):
+        if any(a <= t < b for a, b in suspended):
+            extra = {"enforced": True} if enforced else {}  # the gateway reports refusals without it today
+            alerts += detector.observe_rejection(client, t, 403, **extra)
+        else:
+            obs = Observation(time=t, client=client, x=x, probabilities=target.classifier.predict_proba(x))
+            alerts += detector.observe(obs)
+    # unenforced refusals are the client's own: a day of them may alert on refusals, never on volume or population
+    allowed = set() if enforced else {"rejections"}
+    assert {a.evidence["component"] for a in alerts} <= allowed, [a.to_dict() for a in alerts[:3]]
+
+
+def test_a_population_unlike_the_simulation_raises_nothing(target: Target) -> None:
+    # every client sends noisy inputs (another scanner): unlike the simulated clients, but like each other
+    rng = np.random.default_rng(1)
+    events = [
+        (t, c, (x + rng.normal(0, 0.8, size=x.shape)).astype(np.float32)) for t, c, x in _benign(target, 8, 2, 33)
+    ]
+    alerts = _replay(_fitted(target), target, events)
+    assert alerts == [], [a.to_dict() for _, a in alerts[:3]]
+
+
+def test_a_new_client_unlike_every_other_gets_a_low_alert_after_persisting(target: Target) -> None:
+    events = _benign(target, clients=8, days=1.5, seed=21)
+    rng = np.random.default_rng(0)
+    dim = target.train.x.shape[1]
+    odd = np.sort(rng.uniform(6 * HOUR, 1.5 * DAY, size=2000))
+    events += [(float(t), "odd", rng.uniform(-3, 3, size=(40, dim)).astype(np.float32)) for t in odd]
+    alerts = _replay(_fitted(target), target, events)
+    assert alerts, "a client unlike every other, hour after hour, should be noticed"
+    assert [a.client for _, a in alerts] == ["odd"]  # once: an unfamiliar newcomer is one finding, not one an hour
+    first = alerts[0][1]
+    assert first.evidence["component"] == "population" and first.severity.value == "low"
+    assert first.evidence["population_streak"] >= 3
+
+
+def test_enforced_refusals_are_volume_not_refusals(target: Target) -> None:
+    p, rng = _office_client(13)
+    events = [(t, "c", x) for t, x in _requests(p, rng, _data(target), 0.0, START + 10 * HOUR)]
+    detector = _fitted(target)
+    _replay(detector, target, events)
+    alerts: list[Alert] = []
+    for i in range(30):  # suspended 10:00-11:00 on day four, asking at its usual rate (30 an hour)
+        alerts += detector.observe_rejection("c", START + 10 * HOUR + 120.0 * i, 403, enforced=True)
+    x = target.test.x[:1]
+    alerts += detector.observe(
+        Observation(time=START + 11.5 * HOUR, client="c", x=x, probabilities=target.classifier.predict_proba(x))
+    )
+    assert alerts == [], [a.to_dict() for a in alerts]
+    assert detector.state()["clients"][0][1]["reject_mean"] < 0.05  # type: ignore[index]

@@ -667,7 +667,8 @@ class Gateway:
             outcome = self.infer(principal, name, body, deployment, source)
         except Refusal as refusal:
             if principal is not None:
-                self.monitor.rejected(principal.client, refusal.status)
+                enforced = refusal.reason in {"suspended", "throttled", "blocked-pattern"}
+                self.monitor.rejected(principal.client, refusal.status, enforced=enforced)
             principal = principal or refusal.principal
             client = principal.client if principal is not None else "unauthenticated"
             status, reasons = refusal.status, (refusal.logged,)

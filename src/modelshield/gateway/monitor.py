@@ -291,15 +291,20 @@ class GatewayMonitor:
         result = self.last_drift
         return "" if result is None else str(result.prometheus())
 
-    def rejected(self, client: str, status: int) -> None:
-        """A refused request of an authenticated client (for its rejection rate)."""
+    def rejected(self, client: str, status: int, *, enforced: bool = False) -> None:
+        """A refused request of an authenticated client (for its rejection rate). ``enforced``: the refusal carries
+        out a response action (suspended, throttled, a blocked pattern), so it counts as the client's volume but not
+        as a sign of its own behaviour."""
         now = self.clock()
         for detector in self.detectors:
             observe_rejection = getattr(detector, "observe_rejection", None)
             if observe_rejection is not None:
                 try:
-                    observe_rejection(client, now, status)
+                    raised = list(observe_rejection(client, now, status, enforced=enforced))
+                    if raised:
+                        self.submit(raised)
                 except Exception:  # never fail the refusal
+                    self._failed()
                     log.exception("The monitor failed to record a rejection.")
 
     def feedback(self, client: str, request_id: str, labels: Sequence[int]) -> bool:
@@ -375,7 +380,7 @@ class GatewayMonitor:
         """Hand alerts raised elsewhere (another tool, a test) to the monitor's thread, as if a detector raised them;
         ``rows`` are the inputs that raised them (for block-pattern actions)."""
         batch, held = list(alerts), np.zeros((0, 1)) if rows is None else np.asarray(rows)
-        self._queue.put(lambda: self._handle_all(batch, held), timeout=10)
+        self._queue.put_nowait(lambda: self._handle_all(batch, held))
 
     def _handle_all(self, alerts: list[Alert], rows: np.ndarray) -> None:
         for alert in alerts:
@@ -409,7 +414,8 @@ class GatewayMonitor:
         rule = self.policy.actions_for(incident)
         if rule is None:
             return
-        action = self.actions.propose(incident, rule, now=self.clock(), rows=rows.reshape(len(rows), -1))
+        flat = rows.reshape(len(rows), int(np.prod(rows.shape[1:]))) if len(rows) else None
+        action = self.actions.propose(incident, rule, now=self.clock(), rows=flat)
         if action is None:
             return
         self.record_action(action, "policy")

@@ -18,26 +18,35 @@ Requests are aggregated per client into windows of ``window_seconds`` (an hour b
 per-request path only updates counters and sums; when a client's window closes (at its next request or refusal),
 the window's features are computed and scored:
 
-- **volume**: ``log(1 + rows)`` against the client's own hour-of-day profile (24 bins, shrunk towards its overall
-  level while a bin has little history), as a one-sided z score; a volume far above the client's usual one for
-  that hour alerts even before the window closes;
+- **volume**: what the client asked for (answered rows, plus refused requests at its usual batch size, so that a
+  client the response suspended for a day neither teaches its baseline a low level nor looks like a surge when it
+  is answered again), variance-stabilised, against the client's own hour-of-day profile (24 bins, shrunk towards
+  its overall level while a bin has little history), as a one-sided z score; a volume far above the client's usual
+  one for that hour alerts even before the window closes;
 - **content**, per row and averaged over the window: the input's distance to the reference data (Mahalanobis in a
   PCA-whitened space, with the residual), whether it lies beyond the reference's 99th percentile, the entropy of
   the model's answer, and the surprise ``-log q(label)`` of the predicted class under the classes the model gives
   the reference data (the mean surprise is the cross-entropy of the window's class histogram against the reference
   predictions); each against the client's own running mean, with a variance that knows how many rows the window
-  had; and the rate of refused requests (:meth:`BehaviourAnalytics.observe_rejection`);
+  had; and the rate of refused requests (:meth:`BehaviourAnalytics.observe_rejection`; refusals that carry out
+  the gateway's own response, ``enforced=True``, count as volume only: a suspension is not a second finding);
 - **cumulative volume**: a CUSUM of the hourly volume z scores, for thieves who stay in distribution and only ask
   two or three times as much as they used to, hour after hour; while it is raised the volume baseline does not
   learn, so a slow thief cannot teach it the new level;
 - **population**: River's HalfSpaceTrees on every client's window vectors (volume, batch size, hour of day as
   sine and cosine, the content features, refusals), pre-trained on simulated benign clients, scores a window
-  against what clients in general do. It is reported in every alert's evidence, and alerts on its own only for a
-  client still in warm-up (a new key has no baseline of its own yet).
+  against what clients in general do (windows mostly refused are not scored: they show the gateway's response,
+  not the client). It is reported in every alert's evidence, and alerts on its own only for a client still in
+  warm-up (a new key has no baseline of its own yet), only after ``3`` consecutive windows each above both the
+  calibrated threshold and the 99th percentile of the other clients' recent window scores (a rank among live
+  clients' windows scored by the same model, i.e. since HalfSpaceTrees last pivoted its window: real clients
+  unlike the simulation, in class mix, batch size or input noise, then do not all look unusual), once per client,
+  and with ``low`` severity: it says a client is unfamiliar, not that it is hostile.
 
 No client is alerted on its own baseline before ``warmup_windows`` windows (two days by default). One alert per
 window at most, scored as a multiple of the threshold of the component that raised it (``score`` against
-``threshold = 1``); a component that alerted stays quiet for ``cooldown_windows`` windows, and the CUSUM restarts.
+``threshold = 1``; severity ``high`` above twice it, else ``medium``, and ``low`` for the population); a
+component that alerted stays quiet for ``cooldown_windows`` windows, and the CUSUM restarts.
 
 **Thresholds** are calibrated in :meth:`~BehaviourAnalytics.fit`, never on the traffic they judge: the detector
 simulates ``clients`` benign clients for ``days`` days from the reference data (each with its own rate, diurnal
@@ -86,7 +95,7 @@ _F = len(_CONTENT)
 _TWO_SIDED = np.array([False, False, True, True])
 _COMPONENTS = ("volume", "content", "rejections", "cusum", "population")
 _POP_FEATURES = 10
-_STATE_VERSION = 1
+_STATE_VERSION = 2
 _MAX_GAP = 7 * _HOURS  # empty windows replayed at most when a client comes back after a long silence
 _KAPPA = 0.5  # prior weight (in windows) of the client's overall level in an hour bin's expectation
 _CUSUM_K = 1.0  # the CUSUM's allowance, in z
@@ -95,6 +104,9 @@ _CLIP_Z = 4.0  # z scores enter the CUSUM and the baselines' updates clipped to 
 _DAY_RATE = 0.15  # how fast an hour bin follows its client (per day)
 _SLOW_RATE = 1.0 / 72  # how fast overall levels and variances follow (per window)
 _REJECT_FLOOR = 0.05
+_POP_PERSIST = 3  # consecutive unusual windows before the population model alerts on a client in warm-up
+_POP_RANK = 0.99  # ... each above this quantile of the population's own recent window scores
+_POP_MIN_SCORES = 32  # recent population scores needed before a rank means anything
 
 
 # -- per-client state ---------------------------------------------------------------------------------------------
@@ -110,6 +122,7 @@ class _Client:
     requests: int = 0
     rows: int = 0
     rejections: int = 0
+    enforced: int = 0  # requests refused this window by an action the gateway's response took against the client
     sums: NDArray[np.float64] = field(default_factory=lambda: np.zeros(_F))
     squares: NDArray[np.float64] = field(default_factory=lambda: np.zeros(_F))
     hour_mean: NDArray[np.float64] = field(default_factory=lambda: np.zeros(_HOURS))
@@ -126,6 +139,7 @@ class _Client:
     last_alert: NDArray[np.float64] = field(default_factory=lambda: np.full(len(_COMPONENTS), -1e9))
     row_limit: float = math.inf  # rows in the current window above which volume alerts at once
     alerted_window: int = -1  # the window that already raised its alert
+    pop_streak: int = 0  # consecutive windows (with traffic) the population model found unusual
 
     _ARRAYS: ClassVar[dict[str, int]] = {
         "sums": _F,
@@ -145,7 +159,9 @@ class _Client:
         "requests",
         "rows",
         "rejections",
+        "enforced",
         "alerted_window",
+        "pop_streak",
     )
     _FLOATS: ClassVar[tuple[str, ...]] = ("level", "vol_var", "batch_mean", "reject_mean", "cusum", "row_limit")
 
@@ -223,6 +239,7 @@ class _Window:
     rejections: int
     sums: NDArray[np.float64]
     squares: NDArray[np.float64]
+    enforced: int = 0
 
 
 @dataclass(frozen=True)
@@ -232,6 +249,7 @@ class _Scores:
     rejections: float
     cusum: float
     population: float
+    unusual: bool
     warm: bool
     detail: dict[str, float]
 
@@ -337,6 +355,7 @@ class BehaviourAnalytics(TrafficDetector):
         self._pop_reset()
         self._fitted = True
         self._calibrate(rows, held_out_labels=labels[order[half:]], rng=rng)
+        self._pop_scores.clear()  # the population's rank is among live clients' windows, not the simulated ones
         self.digest_ = self._digest()
         return self
 
@@ -389,11 +408,14 @@ class BehaviourAnalytics(TrafficDetector):
         )
         self._pop_buffer: deque[tuple[float, ...]] = deque()
         self._pop_seen = 0
+        self._pop_scores: deque[tuple[str, float]] = deque(maxlen=self.population_window)
 
     def _pop_learn(self, vector: tuple[float, ...]) -> None:
         """Learn one window (under the population lock); keep what replays the model exactly."""
         self._pop.learn_one(dict(enumerate(vector)))
         self._pop_seen += 1
+        if self._pop_seen % self.population_window == 0:  # HalfSpaceTrees pivoted its mass: scores change scale
+            self._pop_scores.clear()
         self._pop_buffer.append(vector)
         keep = self.population_window + self._pop_seen % self.population_window
         while len(self._pop_buffer) > keep:
@@ -433,11 +455,13 @@ class BehaviourAnalytics(TrafficDetector):
         return expected, math.sqrt(max(var, 1.0))
 
     @staticmethod
-    def _volume(state: _Client, rows: int, requests: int) -> float:
-        """The window's volume, variance-stabilised: ``2 sqrt(rows / usual batch + 3/8)`` (Anscombe's transform of
-        the requests a client of the usual batch size would have sent; about unit variance under Poisson)."""
+    def _volume(state: _Client, rows: int, requests: int, rejections: int) -> float:
+        """The window's volume, variance-stabilised: ``2 sqrt(rows / usual batch + refused + 3/8)`` (Anscombe's
+        transform of the requests a client of the usual batch size would have sent; about unit variance under
+        Poisson). Refused requests count: the volume is what the client asked for, so a client the gateway refused
+        for a while (rightly or not) does not teach its baseline a low level, nor look like a surge afterwards."""
         batch = state.batch_mean if state.batch_mean > 0 else (rows / requests if requests else 1.0)
-        return 2.0 * math.sqrt(rows / max(batch, 1.0) + 0.375)
+        return 2.0 * math.sqrt(rows / max(batch, 1.0) + rejections + 0.375)
 
     def _set_row_limit(self, state: _Client) -> None:
         """Rows in the current window above which the volume z passes its threshold (inf in warm-up)."""
@@ -448,11 +472,11 @@ class BehaviourAnalytics(TrafficDetector):
         top = expected + self.thresholds_["volume"] * sd
         state.row_limit = max(state.batch_mean, 1.0) * ((top / 2.0) ** 2 - 0.375)
 
-    def _score_window(self, state: _Client, w: _Window, *, learn_population: bool) -> _Scores:
+    def _score_window(self, state: _Client, w: _Window, *, learn_population: bool, client: str = "") -> _Scores:
         """Score the closed window ``w`` against the client's baseline, then let the baseline learn it."""
         warm = state.windows >= self.warmup_windows
         hour = self._hour(w.index)
-        value = self._volume(state, w.rows, w.requests)
+        value = self._volume(state, w.rows, w.requests, w.rejections + w.enforced)
         expected, sd = self._expected_volume(state, hour)
         z_volume = (value - expected) / sd
         detail: dict[str, float] = {"rows": float(w.rows), "requests": float(w.requests), "volume_z": z_volume}
@@ -465,14 +489,9 @@ class BehaviourAnalytics(TrafficDetector):
             z_reject = (rate - m) / math.sqrt(max(m * (1 - m), 0.01) / total + _REJECT_FLOOR**2)
             detail["rejection_rate"] = rate
 
-        population = 0.0
-        if w.rows > 0 or w.rejections > 0:
-            vector = self._pop_vector(w)
-            with self._pop_lock:
-                population = float(self._pop.score_one(dict(enumerate(vector))))
-                if learn_population:
-                    self._pop_learn(vector)
+        population, unusual = self._population_score(state, w, client, learn_population=learn_population)
         detail["population"] = population
+        detail["population_streak"] = float(state.pop_streak)
 
         cusum = state.cusum
         if warm and (w.rows > 0 or expected > _QUIET):  # quiet hours, quiet then too, leave the CUSUM be
@@ -501,7 +520,30 @@ class BehaviourAnalytics(TrafficDetector):
         if not warm or z_content <= 3.0:  # a window far off the content baseline does not teach it
             self._learn_content(state, w, total)
         state.windows += 1
-        return _Scores(z_volume, z_content, z_reject, cusum, population, warm, detail)
+        return _Scores(z_volume, z_content, z_reject, cusum, population, unusual, warm, detail)
+
+    def _population_score(
+        self, state: _Client, w: _Window, client: str, *, learn_population: bool
+    ) -> tuple[float, bool]:
+        """The population model's score of ``w``, and whether it is unusual: above the calibrated threshold and
+        above the ``_POP_RANK`` quantile of the other clients' recent windows (a rank among live clients, so a
+        population unlike the simulation does not make every client unusual). Counts the client's streak."""
+        if w.rows == 0 or w.rejections + w.enforced > w.requests:  # mostly refused: not about the client's own ways
+            return 0.0, False
+        vector = self._pop_vector(w)
+        unusual = False
+        with self._pop_lock:
+            population = float(self._pop.score_one(dict(enumerate(vector))))
+            recent = self._pop_scores
+            others = [score for who, score in recent if who != client]
+            if len(others) >= _POP_MIN_SCORES:
+                unusual = population > float(np.quantile(others, _POP_RANK))
+            if learn_population:
+                self._pop_learn(vector)
+                recent.append((client, population))
+        unusual = unusual and population > self.thresholds_["population"]
+        state.pop_streak = state.pop_streak + 1 if unusual else 0
+        return population, unusual
 
     def _content_z(self, state: _Client, w: _Window, detail: dict[str, float]) -> float:
         """The largest content z of the window (one-sided for distance and outliers); fills ``detail``."""
@@ -556,7 +598,9 @@ class BehaviourAnalytics(TrafficDetector):
         live = {
             c: r
             for c, r in ratios.items()
-            if r > 1.0 and now - state.last_alert[_COMPONENTS.index(c)] > self.cooldown_windows
+            if r > 1.0
+            and now - state.last_alert[_COMPONENTS.index(c)] > self.cooldown_windows
+            and (c != "population" or (state.pop_streak >= _POP_PERSIST and state.last_alert[_COMPONENTS.index(c)] < 0))
         }
         if not live:
             return None
@@ -565,6 +609,8 @@ class BehaviourAnalytics(TrafficDetector):
             state.last_alert[_COMPONENTS.index(c)] = now
         if "cusum" in live:
             state.cusum = 0.0
+        if "population" in live:
+            state.pop_streak = 0
         return self._alert(client, component, live[component], scores.detail, time, model_version, ratios)
 
     def _alert(
@@ -584,7 +630,8 @@ class BehaviourAnalytics(TrafficDetector):
             "entropy or class mix).",
             "rejections": "Far more refused requests than this client usually has.",
             "cusum": "Sustained volume above this client's own baseline, window after window.",
-            "population": "A new client whose traffic is unlike what clients in general do.",
+            "population": "A new client whose traffic has stayed unlike what clients in general do, window after "
+            "window (unfamiliar, not necessarily hostile).",
         }[component]
         evidence: dict[str, JSONValue] = {
             "component": component,
@@ -598,7 +645,7 @@ class BehaviourAnalytics(TrafficDetector):
             client=client,
             detector="behaviour",
             technique=Technique.EXTRACTION if volume else Technique.API_ACCESS,
-            severity=Severity.HIGH if ratio > 2.0 else Severity.MEDIUM,
+            severity=Severity.LOW if component == "population" else Severity.HIGH if ratio > 2.0 else Severity.MEDIUM,
             score=float(ratio),
             threshold=1.0,
             summary=summary,
@@ -615,8 +662,10 @@ class BehaviourAnalytics(TrafficDetector):
             return alerts
         if index <= state.window:
             return alerts
-        closed = _Window(state.window, state.requests, state.rows, state.rejections, state.sums, state.squares)
-        scores = self._score_window(state, closed, learn_population=True)
+        closed = _Window(
+            state.window, state.requests, state.rows, state.rejections, state.sums, state.squares, state.enforced
+        )
+        scores = self._score_window(state, closed, learn_population=True, client=client)
         alert = self._judge(client, state, scores, time, model_version)
         if alert is not None and state.alerted_window != state.window:
             alerts.append(alert)
@@ -625,7 +674,7 @@ class BehaviourAnalytics(TrafficDetector):
             w = _Window(gap, 0, 0, 0, np.zeros(_F), np.zeros(_F))
             self._score_window(state, w, learn_population=False)
         state.window = index
-        state.requests = state.rows = state.rejections = 0
+        state.requests = state.rows = state.rejections = state.enforced = 0
         state.sums = np.zeros(_F)
         state.squares = np.zeros(_F)
         self._set_row_limit(state)
@@ -653,7 +702,8 @@ class BehaviourAnalytics(TrafficDetector):
             state.rows += observation.n
             state.sums = state.sums + sums
             state.squares = state.squares + squares
-            if state.rows > state.row_limit and state.alerted_window != state.window:
+            asked = state.rows + (state.rejections + state.enforced) * max(state.batch_mean, 1.0)
+            if asked > state.row_limit and state.alerted_window != state.window:
                 alerts.extend(self._early_volume_alert(observation, state))
         return alerts
 
@@ -663,7 +713,7 @@ class BehaviourAnalytics(TrafficDetector):
         if now - state.last_alert[slot] <= self.cooldown_windows:
             return []
         expected, sd = self._expected_volume(state, self._hour(state.window))
-        z = (self._volume(state, state.rows, state.requests) - expected) / sd
+        z = (self._volume(state, state.rows, state.requests, state.rejections + state.enforced) - expected) / sd
         state.last_alert[slot] = now
         state.alerted_window = state.window
         ratio = z / self.thresholds_["volume"]
@@ -680,8 +730,12 @@ class BehaviourAnalytics(TrafficDetector):
             )
         ]
 
-    def observe_rejection(self, client: str, time: float, status: int) -> list[Alert]:
-        """Count one refused request (``status``: the HTTP status it got) in the client's window."""
+    def observe_rejection(self, client: str, time: float, status: int, *, enforced: bool = False) -> list[Alert]:
+        """Count one refused request (``status``: the HTTP status it got) in the client's window.
+
+        ``enforced``: the refusal carries out an action the gateway's response already took against this client
+        (a suspension, a throttle): it counts as asked-for volume, not as a refusal the client earned, so a
+        suspension that an alert caused does not raise a second alert about refusals."""
         self._require_fitted()
         if not math.isfinite(time) or not 100 <= int(status) <= 599:
             raise InvalidInputError(
@@ -691,7 +745,10 @@ class BehaviourAnalytics(TrafficDetector):
         index = math.floor(time / self.window_seconds)
         with self._states.hold(client) as state:
             alerts = self._roll(client, state, index, time, "")
-            state.rejections += 1
+            if enforced:
+                state.enforced += 1
+            else:
+                state.rejections += 1
         return alerts
 
     def forget(self, client_id: str) -> None:
@@ -743,11 +800,12 @@ class BehaviourAnalytics(TrafficDetector):
         with self._pop_lock:
             buffer: list[JSONValue] = [list(v) for v in self._pop_buffer]
             seen = self._pop_seen
+            scores: list[JSONValue] = [[who, float(v)] for who, v in self._pop_scores]
         return {
             "version": _STATE_VERSION,
             "digest": self.digest_,
             "clients": clients,
-            "population": {"seen": seen, "windows": buffer},
+            "population": {"seen": seen, "windows": buffer, "scores": scores},
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
@@ -770,8 +828,25 @@ class BehaviourAnalytics(TrafficDetector):
         if len({name for name, _ in records}) != len(records):
             raise _bad_state("a client appears twice")
         population = state["population"]
-        if not isinstance(population, Mapping) or set(population) != {"seen", "windows"}:
-            raise _bad_state("population is not a mapping of seen and windows")
+        if not isinstance(population, Mapping) or set(population) != {"seen", "windows", "scores"}:
+            raise _bad_state("population is not a mapping of seen, windows and scores")
+        recent = population["scores"]
+        if (
+            not isinstance(recent, list)
+            or len(recent) > self.population_window
+            or not all(
+                isinstance(v, list)
+                and len(v) == 2
+                and isinstance(v[0], str)
+                and isinstance(v[1], int | float)
+                and not isinstance(v[1], bool)
+                and 0.0 <= v[1] <= 1.0
+                for v in recent
+            )
+        ):
+            raise _bad_state(
+                f"population.scores is not a list of at most {self.population_window} [client, score in [0, 1]] pairs"
+            )
         seen, buffer = population["seen"], population["windows"]
         if not isinstance(seen, int) or isinstance(seen, bool) or seen < 0 or not isinstance(buffer, list):
             raise _bad_state("population.seen is not a count or population.windows not a list")
@@ -793,6 +868,7 @@ class BehaviourAnalytics(TrafficDetector):
             for v in vectors:
                 self._pop_learn(v)
             self._pop_seen = seen
+            self._pop_scores.extend((str(v[0]), float(v[1])) for v in recent)
         self._states.clear()
         for name, record in records:
             with self._states.hold(name) as held:
