@@ -175,6 +175,37 @@ def test_benign_held_out_clients_raise_no_alert(
         assert alerts == [], [(n, a.detector) for n, a in alerts]
 
 
+def test_benign_specialist_clients_raise_no_alert(
+    digits: tuple[DatasetSplit, SklearnClassifier], detectors: list[TrafficDetector]
+) -> None:
+    """Clients that send mostly one class (70% of their queries, the rest from the other classes; held-out images,
+    repeats included): their recent queries lie closer together than random reference points, which a pooled
+    near-neighbour null reads as probing; the class-conditional nulls do not (the pooled version alerted here)."""
+    split, victim = digits
+    rng = np.random.default_rng(21)
+    for favourite in (0, 3, 7):
+        own = np.flatnonzero(split.test.y == favourite)
+        other = np.flatnonzero(split.test.y != favourite)
+        pick = np.where(rng.random(800) < 0.7, rng.choice(own, 800), rng.choice(other, 800))
+        alerts = replay(detectors, victim, split.test.x[pick], f"specialist-{favourite}", batch=2, gap=20.0)
+        assert alerts == [], [(n, a.detector, a.summary) for n, a in alerts]
+
+
+def test_noisy_scanner_alerts_only_as_a_medium_off_distribution_signal(
+    digits: tuple[DatasetSplit, SklearnClassifier],
+) -> None:
+    """A client whose every input carries another scanner's noise is unusual (a medium ``ood`` alert) but not, by that
+    alone, a thief: no high extraction alert."""
+    split, victim = digits
+    det = ExtractionDetector(monitor=ExtractionMonitor(calibration_streams=20, calibration_length=300, proximity=False))
+    det.fit(victim, split.train.x)
+    rng = np.random.default_rng(22)
+    x = split.test.x[rng.permutation(len(split.test))[:600]]  # no re-sends: a noisy re-send is a noisy copy
+    noisy = np.clip(x + rng.normal(0.0, 0.05, size=x.shape), 0.0, 1.0).astype(np.float32)
+    alerts = [a for _, a in replay([det], victim, noisy, "noisy-scanner", batch=2)]
+    assert all(a.severity != "high" for a in alerts), [(a.detector, a.severity) for a in alerts]
+
+
 @pytest.mark.slow
 def test_a_long_benign_stream_raises_no_alert(
     digits: tuple[DatasetSplit, SklearnClassifier], detectors: list[TrafficDetector]
@@ -210,7 +241,7 @@ def test_blackbox_evasion_is_detected_within_200_queries(
     alert = next(a for _, a in alerts if a.technique == Technique.EVASION)
     assert alert.evidence["near_duplicates"] > 0 and alert.score > alert.threshold
     ev = alert.evidence
-    assert ev["flips"] or ev["low_margin"] or ev["margins_shrinking"] or ev["sustained"]
+    assert ev["flips"] >= 2 or ev["low_margin_p"] < 1e-3 or ev["margins_shrinking"]
 
 
 # -- extraction -----------------------------------------------------------------------------------------------------
@@ -243,6 +274,7 @@ def test_extraction_attacks_raise_an_extraction_alert(
     assert at is not None and at <= 200
     signals = [a for _, a in alerts if a.technique == Technique.EXTRACTION]
     assert len({a.detector for a in signals}) == len(signals)  # one alert per signal, not one per request
+    assert any(a.severity == "high" for a in signals), [(a.detector, a.severity) for a in signals]
 
 
 def test_boundary_seeking_thief_is_caught_by_the_boundary_signal(

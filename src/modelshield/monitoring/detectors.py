@@ -24,20 +24,54 @@ signals)`` gives each detector at most one false alarm per ``false_alarm_queries
 clients is the reference's*. Fit on records from the distribution clients send (ideally held-out data, not the
 training set: a model is more confident on its training data, which raises benign clients' low-margin rate).
 
+**Class-conditional near-neighbour nulls.** A real client does not draw from the reference's class mix: one may send
+mostly one or two digits, and its recent queries then lie much closer to each other than reference points lie to
+random reference points, so a pooled null reads every specialist as a prober (a red-team replay with skewed benign
+clients raised 16 proximity / near-duplicate / copies alerts in 829 client-hours that way). Every near-neighbour test
+(``proximity``, ``spread``, evasion near-duplicates, probing ``copies``) therefore compares a query only with the
+client's ``g`` most recent earlier queries *of the same predicted class* (exact repeats skipped), and takes its
+p-value against the distances from held-out reference points of that class to ``g`` random index points of that
+class, precomputed in :meth:`fit` for a grid of ``g`` (powers of two up to the class's index size and ``memory``;
+``g`` is the largest grid size the client has). A benign client then matches the null whatever its class mix, and a
+benign re-send of an image (after a client has gone through its class) is out of the compared window. Jacobian
+steps, HopSkipJump's searches, Square's steps and noisy copies of one record stay within one class and stay caught.
+Classes with fewer than 8 held-out or index points are not tested by these signals.
+
+**PRADA over long streams.** δ is calibrated on benign streams of ``calibration_length`` queries; over a longer
+benign stream W keeps falling (more distances, and re-sends of earlier inputs) and a benign client crossed δ at its
+~1,300th query. The detector therefore re-arms PRADA: the wrapped monitor forgets the client every ``epoch_`` =
+``calibration_length`` new queries, so each epoch is a stream of the calibrated length, and δ is set (for the
+default monitor) for one false alarm per ``false_alarm_queries`` benign queries: the ``epoch_ /
+false_alarm_queries`` quantile of the calibration streams' lowest W, extrapolated with a normal fit of ``log(1 -
+W)`` (never above the lowest W seen). The re-arm also restarts the monitor's ``ood`` CUSUM (an off-distribution
+stream fires it again within a few queries).
+
+**Severity.** A lone ``ood`` alarm from a client of which under half the queries are off-distribution (another
+scanner, a shifted population: partly off) and a lone ``distinct`` (a volume cap: a busy client passes it) are
+medium; ``ood`` is high when most of the client's queries are off-distribution (random or other-data queries), and
+either is high once another extraction signal of the client corroborates it. ``boundary`` and ``spread`` are tested
+on in-distribution rows only (rows whose distance to the reference is not in its upper ``alpha`` tail): an
+off-distribution input is uncertain and far from everything, which is the ``ood`` test's evidence, not uncertainty
+sampling or diversity selection; for a client most of whose queries are off-distribution (random or other-data
+queries) every row is tested, as the same evidence then comes from a wholesale off-distribution stream.
+
 Detectors:
 
-- :class:`ExtractionDetector` (``AML.T0024.002``): the PRADA / off-distribution / proximity tests of
-  :class:`~modelshield.defenses.extraction_monitor.ExtractionMonitor`, plus signals for natural-data thieves:
+- :class:`ExtractionDetector` (``AML.T0024.002``): the PRADA and off-distribution tests of
+  :class:`~modelshield.defenses.extraction_monitor.ExtractionMonitor` (its pooled proximity test is replaced by a
+  class-conditional ``proximity``: queries unusually close to the client's recent queries of the same class,
+  Jacobian augmentation), plus signals for natural-data thieves:
   ``boundary`` (answers with a top-two margin below the reference's ``alpha`` quantile: uncertainty-sampling
   thieves), ``spread`` (queries farther from the client's own recent queries than reference points lie from as many
   random reference points: core-set / diversity selection), ``coverage`` (predicted classes drawn from a balanced
   distribution rather than the reference's class mix, KnockoffNets' "balanced" selection; void when the reference
   mix is already balanced) and ``distinct`` (distinct queries in a sliding window above ``max_distinct``).
 - :class:`EvasionProbingDetector` (``AML.T0043.001``): queries unusually close to one of the client's recent queries
-  (empirical p-value of the nearest distance against reference points), a CUSUM on those hits, and an alert once it
-  fires with evidence of a boundary walk among the near-duplicates (answers that flip class, margins at or below the
-  reference's low quantile, or margins shrinking): HopSkipJump's binary searches and gradient probes, Square's
-  near-identical steps.
+  of the same class (class-conditional p-value), a CUSUM on those hits, and an alert once it fires with evidence of a
+  boundary walk among the near-duplicates: at least ``min_flips`` answers whose nearest earlier query of any class
+  answered another class, more low-margin answers (below the reference's ``alpha`` quantile) than chance allows
+  (binomial p < ``evidence_p``), or margins shrinking significantly: HopSkipJump's binary searches and gradient
+  probes, Square's near-identical steps. Near-duplicates alone (a client re-sending similar inputs) never alert.
 - :class:`ProbingDetector`: ``copies`` (``AML.T0024.000``): queries with several of the client's recent queries
   within the reference's near-neighbour radius that differ from them in most features (noisy copies of one record,
   the label-only membership attack); ``sweep`` (``AML.T0024.001``): queries that differ from a recent query in exactly
@@ -49,9 +83,12 @@ Detectors:
 
 Limits, stated plainly: a thief drawing i.i.d. from the owner's own distribution at a benign rate through one key is
 indistinguishable query by query (only ``distinct`` volume and the behaviour analytics act on it); near-duplicate
-signals alert on benign clients that send many small edits of one input; the sybil test sees timing and volume, not
-content, so one actor whose keys run steadily, independently timed, at benign rates escapes it; overlapping
-attacks raise overlapping alerts (HopSkipJump's gradient probes are also noisy copies of one point).
+signals alert on benign clients that send many small edits of one input; an off-distribution-only thief
+(KnockoffNets with another data set) that mixes in enough in-distribution queries gets a medium ``ood`` alert until
+another signal corroborates it; the sybil
+test sees timing and volume, not content, so one actor whose keys run steadily, independently timed, at benign rates
+escapes it; overlapping attacks raise overlapping alerts (HopSkipJump's gradient probes are also noisy copies of one
+point); PRADA re-armed per epoch cannot accumulate evidence across epochs.
 """
 
 from __future__ import annotations
@@ -83,6 +120,10 @@ __all__ = [
 
 _EXTRACTION_SIGNALS = 5  # CUSUM signals sharing the extraction detector's false-alarm budget: ood, proximity, boundary,
 # spread, coverage (PRADA has its own calibrated δ, distinct its own cap)
+_WHOLESALE_OOD = 0.5  # a lone ood alarm is high when most of the client's queries are off-distribution
+_MIN_CLASS = 8  # held-out and index points a class needs for its own near-neighbour null (rarer classes: untested)
+_MAX_NULL_POINTS = 1024  # per class, for the class-conditional nulls (bounded fit cost on large references)
+_CLASS_REPS = 16  # random index subsets drawn per held-out point for each class-conditional null
 _CHUNK = 64  # rows of one request compared with the history at once (bounded memory for large batches)
 
 
@@ -173,43 +214,71 @@ class _Ring:
         n = len(self)
         return self.rows[:n], self.labels[:n], self.margins[:n]
 
+    def ordered(self) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.float64]]:
+        """The live rows, labels and margins, oldest first."""
+        if self.count <= self.size:
+            return self.live()
+        order = (self.pos + np.arange(self.size)) % self.size
+        return self.rows[order], self.labels[order], self.margins[order]
+
 
 @dataclass(frozen=True)
-class _Neighbours:
-    """Per row of a chunk: distance to the nearest visible earlier query (inf if none, nan for an exact repeat), that
-    neighbour's label and margin, and how many visible earlier queries lie within ``radius``."""
+class _ClassNear:
+    """Per row of a chunk, against the client's earlier queries of the *same predicted class* (the ``g`` most recent
+    of them, ``g`` from the reference's grid of memory sizes; exact repeats skipped): the distance to the nearest
+    (nan when untested: no earlier query of the class, a class too rare in the reference, or an exact repeat), ``g``,
+    how many of those ``g`` lie within ``radius``, and the share of features that differ from the nearest. Also the
+    label and distance of the nearest earlier query of *any* class (for class flips)."""
 
     distance: NDArray[np.float64]
-    label: NDArray[np.int64]
-    margin: NDArray[np.float64]
+    group: NDArray[np.int64]
     within: NDArray[np.int64]
-    changed: NDArray[np.float64]  # share of features that differ from the nearest neighbour
+    changed: NDArray[np.float64]
+    any_label: NDArray[np.int64]
+    any_distance: NDArray[np.float64]
+    any_margin: NDArray[np.float64]
 
 
-def _neighbours(
-    ring: _Ring, z: NDArray[np.float64], labels: NDArray[np.int64], margins: NDArray[np.float64], radius: float
-) -> _Neighbours:
-    """Compare a chunk with the ring (and each row with the chunk's earlier rows); adds the chunk to the ring."""
-    hist, hl, hm = ring.live()
+def _class_neighbours(
+    ring: _Ring,
+    space: _Space,
+    z: NDArray[np.float64],
+    labels: NDArray[np.int64],
+    margins: NDArray[np.float64],
+    radius: NDArray[np.float64] | None = None,
+) -> _ClassNear:
+    """Compare a chunk with the ring (and each row with the chunk's earlier rows), class by class; adds the chunk."""
+    hist, hl, hm = ring.ordered()
     rows = np.concatenate([hist, z]) if len(hist) else z
     all_l = np.concatenate([hl, labels]) if len(hist) else labels
     all_m = np.concatenate([hm, margins]) if len(hist) else margins
     n, before = len(z), len(hist)
+    r = np.arange(n)
     sq = _sq_distances(z, rows)
-    visible = np.arange(len(rows))[None, :] < (before + np.arange(n))[:, None]
-    sq = np.where(visible, sq, np.inf)
-    exact_any: NDArray[np.bool_] = np.zeros(n, dtype=bool)
-    if len(rows) > 1:
-        tiny = visible & (sq <= 1e-18)
-        exact_any = np.asarray(tiny.any(axis=1), dtype=bool)
-        sq = np.where(tiny, np.inf, sq)  # exact repeats tell nothing new: skip them as neighbours
-    nearest = sq.argmin(axis=1)
-    dist = np.sqrt(sq[np.arange(n), nearest])
-    within = (sq <= radius * radius).sum(axis=1).astype(np.int64)
-    changed = (np.abs(rows[nearest] - z) > 1e-9).mean(axis=1)
-    dist = np.where(exact_any & ~np.isfinite(dist), np.nan, dist)
+    visible = np.arange(len(rows))[None, :] < (before + r)[:, None]
+    exact = visible & (sq <= 1e-18)
+    cand = visible & ~exact
+    sq_any = np.where(cand, sq, np.inf)
+    nearest_any = sq_any.argmin(axis=1) if len(rows) else np.zeros(n, np.int64)
+    any_d = np.sqrt(sq_any[r, nearest_any]) if len(rows) else np.full(n, np.inf)
+    same = cand & (all_l[None, :] == labels[:, None])
+    m = np.minimum(same.sum(axis=1), space.memory)
+    g = space.g_table[labels, m]
+    rank = np.cumsum(same[:, ::-1], axis=1)[:, ::-1]  # same-class candidates at or after each column
+    keep = same & (rank <= g[:, None])
+    sq_k = np.where(keep, sq, np.inf)
+    nk = sq_k.argmin(axis=1) if len(rows) else np.zeros(n, np.int64)
+    tested = (g > 0) & ~exact.any(axis=1)
+    dist = np.where(tested, np.sqrt(sq_k[r, nk]) if len(rows) else np.inf, np.nan)
+    if radius is not None:
+        within = (keep & (sq <= (radius[labels, m] ** 2)[:, None])).sum(axis=1).astype(np.int64)
+    else:
+        within = np.zeros(n, np.int64)
+    changed = (np.abs(rows[nk] - z) > 1e-9).mean(axis=1) if len(rows) else np.zeros(n)
+    any_label = np.where(np.isfinite(any_d), all_l[nearest_any], -1) if len(rows) else np.full(n, -1)
+    any_margin = all_m[nearest_any] if len(rows) else np.zeros(n)
     ring.add(z, labels, margins)
-    return _Neighbours(dist, all_l[nearest], all_m[nearest], within, changed)
+    return _ClassNear(dist, np.where(tested, g, 0), within, changed, any_label, any_d, any_margin)
 
 
 class _Space:
@@ -256,9 +325,89 @@ class _Space:
             self.subsets.append(sub)
             near[i : i + 32] = np.sqrt(_sq_distances(self.held[i : i + 32], self.index[sub]).min(axis=1))
         self.null = np.sort(near)
+        self.index_sq = (self.index**2).sum(axis=1)
+        self.ref_null = np.sort(self.ref_distance(self.held))
         self.held_margins = np.sort(_margins(proba[order[:half]]))
         labels = proba.argmax(axis=1)
         self.prior = np.bincount(labels, minlength=self.n_classes) / len(labels)
+        self._class_nulls(labels[order[:half]], labels[order[half:]], rng)
+
+    def _class_nulls(self, held_l: NDArray[np.int64], index_l: NDArray[np.int64], rng: np.random.Generator) -> None:
+        """Class-conditional nulls: for each class ``c`` and each memory size ``g`` of a grid (powers of two up to
+        the class's index size and ``memory``), the sorted distances from held-out points predicted ``c`` to the
+        nearest of ``g`` random index points predicted ``c`` (``_CLASS_REPS`` draws per held point). ``g_table[c,
+        m]`` is the largest grid size at most ``m`` (0: untested, for classes with fewer than ``_MIN_CLASS``
+        held-out or index points). A client that sends mostly one class is compared with its own recent queries of
+        that class, against reference points of that class: its skewed mix no longer looks like proximity."""
+        k = self.n_classes
+        self.g_table = np.zeros((k, self.memory + 1), np.int64)
+        self.class_null: dict[tuple[int, int], NDArray[np.float64]] = {}
+        self.class_points: dict[int, tuple[NDArray[np.float64], NDArray[np.float64]]] = {}  # c -> (held, index)
+        for c in range(k):
+            held_c, idx_c = self.held[held_l == c], self.index[index_l == c]
+            if len(held_c) < _MIN_CLASS or len(idx_c) < _MIN_CLASS:
+                continue
+            if len(held_c) > _MAX_NULL_POINTS:
+                held_c = held_c[rng.choice(len(held_c), _MAX_NULL_POINTS, replace=False)]
+            if len(idx_c) > _MAX_NULL_POINTS:
+                idx_c = idx_c[rng.choice(len(idx_c), _MAX_NULL_POINTS, replace=False)]
+            self.class_points[c] = (held_c, idx_c)
+            kmax = min(self.memory, len(idx_c))
+            grid = sorted({2**e for e in range(kmax.bit_length()) if 2**e <= kmax} | {kmax})
+            sq = _sq_distances(held_c, idx_c)
+            for gsize in grid:
+                draws = []
+                for _ in range(_CLASS_REPS):
+                    pick = np.argsort(rng.random(sq.shape), axis=1)[:, :gsize]
+                    draws.append(np.sqrt(np.take_along_axis(sq, pick, axis=1).min(axis=1)))
+                self.class_null[(c, gsize)] = np.sort(np.concatenate(draws))
+                self.g_table[c, gsize:] = gsize
+
+    def ref_distance(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Distance from each row to its nearest index point (the off-distribution test's statistic)."""
+        out = np.empty(len(z))
+        for i in range(0, len(z), 256):
+            block = z[i : i + 256]
+            sq = (block**2).sum(axis=1)[:, None] + self.index_sq[None, :] - 2.0 * block @ self.index.T
+            out[i : i + 256] = np.sqrt(np.maximum(sq.min(axis=1), 0.0)) if len(self.index) else np.inf
+        return out
+
+    def in_distribution(self, z: NDArray[np.float64], alpha: float) -> NDArray[np.bool_]:
+        """Rows whose distance to the reference is not in its upper ``alpha`` tail (held-out points: ``1 - alpha``
+        of them)."""
+        d = self.ref_distance(z)
+        n = len(self.ref_null)
+        p = (n - np.searchsorted(self.ref_null, d, side="left") + 1) / (n + 1)
+        return np.asarray(p >= alpha, dtype=bool)
+
+    def p_near_class(
+        self, dist: NDArray[np.float64], labels: NDArray[np.int64], g: NDArray[np.int64]
+    ) -> NDArray[np.float64]:
+        """Class-conditional empirical p-value of "this close or closer" (1 for untested rows: nan or g = 0)."""
+        out = np.ones(len(dist))
+        for c, gsize in {(int(a), int(b)) for a, b in zip(labels.tolist(), g.tolist(), strict=True) if b > 0}:
+            rows = (labels == c) & (g == gsize) & np.isfinite(dist)
+            null = self.class_null[(c, gsize)]
+            out[rows] = (np.searchsorted(null, dist[rows], side="right") + 1) / (len(null) + 1)
+        return out
+
+    def p_far_class(
+        self, dist: NDArray[np.float64], labels: NDArray[np.int64], g: NDArray[np.int64]
+    ) -> NDArray[np.float64]:
+        """Class-conditional empirical p-value of "this far or farther" (1 for untested rows)."""
+        out = np.ones(len(dist))
+        for c, gsize in {(int(a), int(b)) for a, b in zip(labels.tolist(), g.tolist(), strict=True) if b > 0}:
+            rows = (labels == c) & (g == gsize) & np.isfinite(dist)
+            null = self.class_null[(c, gsize)]
+            out[rows] = (len(null) - np.searchsorted(null, dist[rows], side="left") + 1) / (len(null) + 1)
+        return out
+
+    def class_quantile(self, q: float) -> NDArray[np.float64]:
+        """``radius[c, m]``: the ``q`` quantile of the class-conditional null at ``g_table[c, m]`` (0 if untested)."""
+        out = np.zeros(self.g_table.shape)
+        for (c, gsize), null in self.class_null.items():
+            out[c, self.g_table[c] == gsize] = float(np.quantile(null, q))
+        return out
 
     def standardise(self, obs: Observation) -> NDArray[np.float64]:
         if tuple(obs.x.shape[1:]) != self.input_shape:
@@ -274,16 +423,6 @@ class _Space:
         if not np.all(np.isfinite(flat)):
             raise InvalidInputError("Queries contain NaN or infinite values.")
         return np.asarray((flat - self.center) / self.scale, dtype=np.float64)
-
-    def p_near(self, dist: NDArray[np.float64]) -> NDArray[np.float64]:
-        """Empirical p-value of "this close or closer" (inf distances give 1)."""
-        n = len(self.null)
-        return (np.searchsorted(self.null, np.where(np.isfinite(dist), dist, np.inf), side="right") + 1) / (n + 1)
-
-    def p_far(self, dist: NDArray[np.float64]) -> NDArray[np.float64]:
-        """Empirical p-value of "this far or farther"."""
-        n = len(self.null)
-        return (n - np.searchsorted(self.null, dist, side="left") + 1) / (n + 1)
 
 
 def _h(false_alarm_queries: float, signals: int) -> float:
@@ -313,7 +452,10 @@ class _ExtractionClient:
     queries: int = 0
     boundary: _Cusum = field(default_factory=_Cusum)
     spread: _Cusum = field(default_factory=_Cusum)
+    proximity: _Cusum = field(default_factory=_Cusum)
     coverage: _Cusum = field(default_factory=_Cusum)
+    outside: int = 0  # queries off-distribution (nearest reference distance in its upper alpha tail)
+    epoch: int = 0  # new queries fed to the monitor since it last forgot this client (PRADA's re-arm)
     labels: deque[int] = field(default_factory=deque)
     hashes: OrderedDict[int, None] = field(default_factory=OrderedDict)
     distinct_bins: deque[list[float]] = field(default_factory=deque)  # [hour, distinct queries]
@@ -359,6 +501,7 @@ class ExtractionDetector(TrafficDetector):
             raise InvalidParameterError(f"distinct_window must be positive, not {distinct_window}.")
         # PRADA's δ calibrated on window-length streams at 1 in 100: the monitor's defaults (1% of 300-query streams)
         # flag a third of benign clients by their 700th query; its W over a long benign stream keeps falling.
+        self._own_monitor = monitor is None
         self.monitor = (
             monitor
             if monitor is not None
@@ -367,6 +510,7 @@ class ExtractionDetector(TrafficDetector):
                 target_fpr=0.01,
                 calibration_streams=100,
                 calibration_length=1000,
+                proximity=False,  # replaced by this detector's class-conditional proximity test
                 ood_h=_h(false_alarm_queries, _EXTRACTION_SIGNALS),  # its CUSUMs held to the same budget as ours
             )
         )
@@ -390,6 +534,9 @@ class ExtractionDetector(TrafficDetector):
         """Fit the wrapped monitor and the reference geometry (index, null distances, low-margin cut, class mix)."""
         self.space_ = _Space(classifier, reference_x, memory=self.memory_size, seed=seed)
         self.monitor.fit(classifier, reference_x, reference_y, seed=seed)
+        self.epoch_ = max(int(self.monitor.calibration_length), int(self.monitor.min_queries))
+        if self._own_monitor:
+            self.monitor.delta_ = self._prada_delta()
         self.h_ = _h(self.false_alarm_queries, _EXTRACTION_SIGNALS)
         self.margin_cut_ = float(np.quantile(self.space_.held_margins, self.alpha))
         prior = np.maximum(self.space_.prior, 1e-3)
@@ -404,15 +551,38 @@ class ExtractionDetector(TrafficDetector):
         self._fitted = True
         return self
 
+    def _prada_delta(self) -> float:
+        """PRADA's δ for one false alarm per ``false_alarm_queries`` benign queries: the monitor is re-armed (forgets
+        the client) every ``epoch_`` new queries, the length of its calibration streams, so an epoch is held to
+        ``q = epoch_ / false_alarm_queries``. That is below what 100 calibration streams resolve empirically, so the
+        tail is extrapolated: ``log(1 - W)`` of each stream's lowest W is close to normal, and δ is its ``1 - q``
+        quantile under a normal fit (never above the lowest W seen in calibration)."""
+        from statistics import NormalDist
+
+        w = np.asarray(self.monitor.calibration_w_, dtype=np.float64)
+        if len(w) < 10:
+            return float(self.monitor.delta_)
+        y = np.log(np.maximum(1.0 - w, 1e-12))
+        q = min(self.epoch_ / self.false_alarm_queries, 0.5)
+        tail = float(y.mean() + NormalDist().inv_cdf(1.0 - q) * y.std(ddof=1))
+        return float(min(1.0 - math.exp(tail), float(w.min())))
+
     def _alert(
-        self, obs: Observation, detector: str, score: float, threshold: float, summary: str, evidence: Mapping[str, Any]
+        self,
+        obs: Observation,
+        detector: str,
+        score: float,
+        threshold: float,
+        summary: str,
+        evidence: Mapping[str, Any],
+        severity: Severity | None = None,
     ) -> Alert:
         return Alert(
             time=obs.time,
             client=obs.client,
             detector=f"extraction.{detector}",
             technique=self.technique,
-            severity=self.severity,
+            severity=severity or self.severity,
             score=score,
             threshold=threshold,
             summary=summary,
@@ -431,34 +601,30 @@ class ExtractionDetector(TrafficDetector):
             start = st.queries
             # exact repeats of the client's recent queries tell a thief nothing new: the monitor sees new rows only
             # (a benign client's repeats would otherwise pile zero distances into PRADA's window)
-            new = np.zeros(len(z), dtype=bool)
-            for i, row in enumerate(_flat(obs)):
-                key = hash(row.tobytes())
-                if key in st.hashes:
-                    st.hashes.move_to_end(key)
-                else:
-                    new[i] = True
-                    st.hashes[key] = None
-                    if len(st.hashes) > self.memory_size:
-                        st.hashes.popitem(last=False)
-            decision = self.monitor.observe(obs.client, obs.x[new], labels[new])
-            for signal in decision.signals:
-                if signal not in st.monitor_reported:
-                    st.monitor_reported.add(signal)
-                    alerts.append(self._monitor_alert(obs, signal, decision))
+            new = self._new_rows(st, obs)
+            alerts.extend(self._feed_monitor(obs, st, obs.x[new], labels[new]))
             if st.ring is None:
                 st.ring = _Ring(self.space_.memory, z.shape[1])
-            # boundary: low-margin answers
-            st.boundary.run(margins < self.margin_cut_, up, down, self.h_, start)
-            # spread: new rows against the client's recent distinct queries (repeats would thin the ring and make
-            # every natural query look far)
-            zn, ln, mn = z[new], labels[new], margins[new]
+            # boundary and spread are tested on in-distribution rows only: an off-distribution input (another
+            # scanner's noise) is both uncertain and far from everything, which is the ood test's evidence, not
+            # uncertainty sampling or diversity selection
+            inside = self.space_.in_distribution(z, self.alpha)
+            st.outside += int((~inside).sum())
+            if st.outside >= _WHOLESALE_OOD * (st.queries + len(z)):  # wholesale off-distribution: test every row
+                inside[:] = True
+            st.boundary.run((margins < self.margin_cut_)[inside], up, down, self.h_, start)
+            # proximity and spread: new rows against the client's recent distinct queries of the same class
+            # (repeats would thin the ring and make every natural query look far)
+            zn, ln, mn, inn = z[new], labels[new], margins[new], inside[new]
             for b in range(0, len(zn), _CHUNK):
-                full = len(st.ring) >= self.space_.memory
-                nb = _neighbours(st.ring, zn[b : b + _CHUNK], ln[b : b + _CHUNK], mn[b : b + _CHUNK], 0.0)
-                if full:
-                    tested = np.isfinite(nb.distance)
-                    st.spread.run(self.space_.p_far(nb.distance[tested]) < self.alpha, up, down, self.h_, start + b)
+                lb = ln[b : b + _CHUNK]
+                nb = _class_neighbours(st.ring, self.space_, zn[b : b + _CHUNK], lb, mn[b : b + _CHUNK])
+                tested = nb.group > 0
+                if tested.any():
+                    dist, lt, gt = nb.distance[tested], lb[tested], nb.group[tested]
+                    st.proximity.run(self.space_.p_near_class(dist, lt, gt) < self.alpha, up, down, self.h_, start + b)
+                    far = self.space_.p_far_class(dist, lt, gt) < self.alpha
+                    st.spread.run(far[inn[b : b + _CHUNK][tested]], up, down, self.h_, start + b)
             # coverage
             if self.coverage_active_:
                 for lab in labels.tolist():
@@ -483,8 +649,45 @@ class ExtractionDetector(TrafficDetector):
             alerts.extend(self._signal_alerts(obs, st))
         return alerts
 
-    def _monitor_alert(self, obs: Observation, signal: str, decision: MonitorDecision) -> Alert:
-        """An alert for one of the wrapped monitor's signals, with its statistic against its threshold."""
+    def _new_rows(self, st: _ExtractionClient, obs: Observation) -> NDArray[np.bool_]:
+        """Which rows are not exact repeats of the client's last ``memory`` distinct queries (records them)."""
+        new = np.zeros(obs.n, dtype=bool)
+        for i, row in enumerate(_flat(obs)):
+            key = hash(row.tobytes())
+            if key in st.hashes:
+                st.hashes.move_to_end(key)
+            else:
+                new[i] = True
+                st.hashes[key] = None
+                if len(st.hashes) > self.memory_size:
+                    st.hashes.popitem(last=False)
+        return new
+
+    def _feed_monitor(
+        self, obs: Observation, st: _ExtractionClient, xn: NDArray[Any], yn: NDArray[np.int64]
+    ) -> list[Alert]:
+        """Feed the client's new rows to the wrapped monitor, which forgets the client every ``epoch_`` new rows (PRADA
+        re-armed: see :meth:`_prada_delta`); alerts for its signals that fired for the first time."""
+        alerts, done = [], 0
+        while done < len(xn):
+            take = min(len(xn) - done, self.epoch_ - st.epoch)
+            decision = self.monitor.observe(obs.client, xn[done : done + take], yn[done : done + take])
+            for signal in decision.signals:
+                if signal not in st.monitor_reported and signal != "proximity":  # ours replaces the monitor's
+                    st.monitor_reported.add(signal)
+                    alerts.append(self._monitor_alert(obs, signal, decision, st))
+            done += take
+            st.epoch += take
+            if st.epoch >= self.epoch_:
+                self.monitor.forget(obs.client)
+                st.epoch = 0
+        return alerts
+
+    def _monitor_alert(self, obs: Observation, signal: str, decision: MonitorDecision, st: _ExtractionClient) -> Alert:
+        """An alert for one of the wrapped monitor's signals, with its statistic against its threshold. A lone
+        ``ood`` signal is medium while under half of the client's queries are off-distribution (another scanner: on
+        digits-cnn 10-27% of a noisy scanner's inputs, against 100% of random or MNIST queries); it is high when most
+        are, or once another extraction signal of this client corroborates it."""
         mon = self.monitor
         if signal == "prada":
             w = decision.prada_w if decision.prada_w is not None else decision.prada_delta
@@ -505,7 +708,27 @@ class ExtractionDetector(TrafficDetector):
             f"Model extraction suspected from {obs.client}: {said}; first alarm at query "
             f"{decision.first_alarm_at} of {decision.queries}."
         )
-        return self._alert(obs, signal, max(score, threshold + 1e-9), threshold, summary, decision.to_dict())
+        others = self._others(st, signal)
+        lone = signal == "ood" and not others and decision.ood_rate < _WHOLESALE_OOD
+        severity = Severity.MEDIUM if lone else self.severity
+        evidence = decision.to_dict()
+        evidence["corroborated_by"] = sorted(others)
+        return self._alert(obs, signal, max(score, threshold + 1e-9), threshold, summary, evidence, severity)
+
+    @staticmethod
+    def _others(st: _ExtractionClient, signal: str) -> set[str]:
+        """The client's extraction signals that fired, other than ``signal`` (corroboration)."""
+        fired = {
+            name
+            for name, c in (
+                ("boundary", st.boundary),
+                ("spread", st.spread),
+                ("proximity", st.proximity),
+                ("coverage", st.coverage),
+            )
+            if c.fired_at is not None
+        }
+        return (st.monitor_reported | fired | ({"distinct"} if st.distinct_reported else set())) - {signal}
 
     def _balanced(self, st: _ExtractionClient) -> bool:
         """The client's recent class mix is closer to balanced than to the reference's (a specialist that asks about
@@ -521,6 +744,14 @@ class ExtractionDetector(TrafficDetector):
                 "boundary",
                 st.boundary,
                 f"answers with a top-two margin below {self.margin_cut_:.3f} (its {self.alpha:.0%} quantile)",
+            ),
+            (
+                "proximity",
+                st.proximity,
+                (
+                    "queries closer to its own recent queries of the same class than natural inputs of that class "
+                    "lie to each other (synthetic steps from its own queries)"
+                ),
             ),
             (
                 "spread",
@@ -563,6 +794,8 @@ class ExtractionDetector(TrafficDetector):
                         f"Possible model extraction by {obs.client}: {distinct} distinct queries in "
                         f"{self.distinct_window / 3600:g} hours, above the limit of {self.max_distinct}.",
                         {"signal": "distinct", "distinct": distinct, "window_hours": self.distinct_window / 3600},
+                        # a volume cap is policy, not a calibrated test: a busy benign client passes it too
+                        Severity.MEDIUM if not self._others(st, "distinct") else self.severity,
                     )
                 )
         return out
@@ -652,11 +885,16 @@ class EvasionProbingDetector(TrafficDetector):
         alpha: float = 0.05,
         alt: float = 0.5,
         trend: int = 32,
+        min_flips: int = 2,
+        evidence_p: float = 1e-3,
     ) -> None:
         super().__init__()
         _check_common(max_clients, memory, false_alarm_queries, alpha, alt)
-        if trend < 4:
-            raise InvalidParameterError(f"trend must be at least 4, not {trend}.")
+        if trend < 4 or min_flips < 1:
+            raise InvalidParameterError(f"Need trend >= 4 and min_flips >= 1, not {trend} and {min_flips}.")
+        _check_rate("evidence_p", evidence_p)
+        self.min_flips = min_flips
+        self.evidence_p = evidence_p
         self.max_clients = max_clients
         self.memory_size = memory
         self.false_alarm_queries = false_alarm_queries
@@ -691,11 +929,14 @@ class EvasionProbingDetector(TrafficDetector):
                 st.ring = _Ring(self.space_.memory, z.shape[1])
             for b in range(0, len(z), _CHUNK):
                 lb, mb = labels[b : b + _CHUNK], margins[b : b + _CHUNK]
-                nb = _neighbours(st.ring, z[b : b + _CHUNK], lb, mb, 0.0)
-                tested = ~np.isnan(nb.distance)
-                hit = tested & (self.space_.p_near(np.nan_to_num(nb.distance, nan=np.inf)) < self.alpha)
+                nb = _class_neighbours(st.ring, self.space_, z[b : b + _CHUNK], lb, mb)
+                tested = nb.group > 0
+                hit = tested & (self.space_.p_near_class(nb.distance, lb, nb.group) < self.alpha)
                 st.near.run(hit[tested], up, down, self.h_, st.queries + b)
-                st.flips += int((hit & (nb.label != lb)).sum())
+                # a flip: the nearest earlier query of any class answers another class and lies no farther than twice
+                # the same-class near-duplicate (a binary search across the boundary)
+                flip = hit & (nb.any_label >= 0) & (nb.any_label != lb) & (nb.any_distance <= 2.0 * nb.distance)
+                st.flips += int(flip.sum())
                 st.low += int((hit & (mb < self.margin_cut_)).sum())
                 for m in mb[hit].tolist():
                     st.hit_margins.append(m)
@@ -705,25 +946,25 @@ class EvasionProbingDetector(TrafficDetector):
             if st.near.fired_at is None or st.near.reported:
                 return []
             shrinking = self._shrinking(st)
-            sustained = st.near.value >= 2 * self.h_  # a long run of near-duplicates is probing, walk or not
-            if not (st.flips or st.low or shrinking or sustained):
-                return []
+            low_p = self._low_margin_p(st)
+            flips = st.flips >= self.min_flips
+            if not (flips or low_p < self.evidence_p or shrinking):
+                return []  # near-duplicates alone are not a boundary walk (a client re-sending similar inputs)
             st.near.reported = True
             c = st.near
             summary = (
                 f"Evasion probing suspected from {obs.client}: {c.hits} of {c.tested} queries were near-duplicates of "
-                f"its recent queries, with {st.flips} class flips and {st.low} low-margin answers among them"
-                f"{' and margins shrinking' if shrinking else ''} "
-                f"({'a decision-boundary walk' if st.flips or st.low or shrinking else 'sustained probing'}; CUSUM "
-                f"above {self.h_:.1f} at query {c.fired_at})."
+                f"its recent queries of the same class, with {st.flips} class flips and {st.low} low-margin answers "
+                f"among them (chance p = {low_p:.2g}){' and margins shrinking' if shrinking else ''}: a "
+                f"decision-boundary walk (CUSUM above {self.h_:.1f} at query {c.fired_at})."
             )
             evidence: dict[str, JSONValue] = {
                 "near_duplicates": c.hits,
                 "tested": c.tested,
                 "flips": st.flips,
                 "low_margin": st.low,
+                "low_margin_p": low_p,
                 "margins_shrinking": shrinking,
-                "sustained": sustained,
                 "fired_at_query": c.fired_at,
                 "cusum": c.value,
                 "recent_hit_margins": [float(v) for v in list(st.hit_margins)[-8:]],
@@ -745,11 +986,26 @@ class EvasionProbingDetector(TrafficDetector):
             ]
 
     def _shrinking(self, st: _NearClient) -> bool:
+        """The margins of the latest near-duplicates fall: a least-squares slope below zero at ``t < -3`` that drops
+        by more than 0.05 over the run (a walk towards the boundary, not noise)."""
         m = np.asarray(st.hit_margins)
-        if len(m) < max(4, self.trend // 2):
+        n = len(m)
+        if n < max(4, self.trend // 2):
             return False
-        slope = np.polyfit(np.arange(len(m)), m, 1)[0]
-        return bool(slope < 0 and m[-1] < m[0] - 0.05)
+        t = np.arange(n, dtype=np.float64)
+        slope, icpt = np.polyfit(t, m, 1)
+        resid = m - (slope * t + icpt)
+        se = math.sqrt(float((resid**2).sum()) / (n - 2) / float(((t - t.mean()) ** 2).sum()))
+        return bool(slope * (n - 1) < -0.05 and (se == 0.0 or slope / se < -3.0))
+
+    def _low_margin_p(self, st: _NearClient) -> float:
+        """Chance of at least ``st.low`` low-margin answers among ``st.near.hits`` near-duplicates if each were low
+        at the reference's rate ``alpha`` (binomial tail)."""
+        if st.low == 0:
+            return 1.0
+        from scipy.stats import binom
+
+        return float(binom.sf(st.low - 1, st.near.hits, self.alpha))
 
     def forget(self, client_id: str) -> None:
         self._clients.forget(str(client_id))
@@ -833,19 +1089,33 @@ class ProbingDetector(TrafficDetector):
         """Learn the near-neighbour radius and the benign rates of both events on held-out reference records."""
         sp = self.space_ = _Space(classifier, reference_x, memory=self.memory_size, seed=seed)
         self.h_ = _h(self.false_alarm_queries, 2)
-        self.radius_ = float(np.quantile(sp.null, self.alpha))
-        cloud_hits, sweep_hits = 0, 0
+        self.radius_ = sp.class_quantile(self.alpha)  # [class, memory]: the class-conditional near radius
+        sweep_hits = 0
         rng = np.random.default_rng([seed, 0x5357])
-        for i, sub in enumerate(sp.subsets):
-            block = sp.held[i * 32 : (i + 1) * 32]
-            sq = _sq_distances(block, sp.index[sub])
-            cloud_hits += int(((sq <= self.radius_**2).sum(axis=1) >= self.cloud).sum())
+        # copies: the benign rate of "cloud or more of the g most recent same-class queries within the radius",
+        # measured per memory size g of the grid on held-out points against random index points of their class;
+        # the largest over g is the rate tested (conservative for every g)
+        per_g: dict[int, list[int]] = {}
+        for c, (held_c, idx_c) in sp.class_points.items():
+            sq = _sq_distances(held_c, idx_c)
+            for gsize in sorted({int(v) for v in sp.g_table[c] if v > 0}):
+                rad = float(self.radius_[c, gsize])
+                counts = per_g.setdefault(gsize, [0, 0])
+                for _ in range(_CLASS_REPS):
+                    pick = np.argsort(rng.random(sq.shape), axis=1)[:, :gsize]
+                    near = (np.take_along_axis(sq, pick, axis=1) <= rad * rad).sum(axis=1)
+                    counts[0] += int((near >= self.cloud).sum())
+                    counts[1] += len(near)
+        copies_rate = max((h / n for h, n in per_g.values() if n), default=0.0)
+        for i, _sub in enumerate(sp.subsets):
             raw = sp.held_raw[i * 32 : (i + 1) * 32]
-            pick = sp.index_raw[rng.choice(len(sp.index_raw), min(self.sweep_memory, len(sp.index_raw)), replace=False)]
-            diff = (raw[:, None, :] != pick[None, :, :]).sum(axis=2)
+            pick_raw = sp.index_raw[
+                rng.choice(len(sp.index_raw), min(self.sweep_memory, len(sp.index_raw)), replace=False)
+            ]
+            diff = (raw[:, None, :] != pick_raw[None, :, :]).sum(axis=2)
             sweep_hits += int((diff == 1).any(axis=1).sum())
         n = max(len(sp.held), 1)
-        self.copies_rate_ = max(cloud_hits / n, self.min_rate)
+        self.copies_rate_ = max(copies_rate, self.min_rate)
         self.sweep_rate_ = max(sweep_hits / n, self.min_rate)
         self.copies_active_ = self.copies_rate_ < self.alt / 2
         self.sweep_active_ = self.sweep_rate_ < self.alt / 2
@@ -869,8 +1139,8 @@ class ProbingDetector(TrafficDetector):
                 lb, mb = labels[b : b + _CHUNK], margins[b : b + _CHUNK]
                 at = st.queries + b
                 if self.copies_active_:
-                    nb = _neighbours(st.ring, z[b : b + _CHUNK], lb, mb, self.radius_)
-                    tested = ~np.isnan(nb.distance)
+                    nb = _class_neighbours(st.ring, self.space_, z[b : b + _CHUNK], lb, mb, self.radius_)
+                    tested = nb.group > 0
                     hit = (nb.within >= self.cloud) & (nb.changed >= self.dense)
                     st.copies.run(hit[tested], cu, cd, self.h_, at)
                 if self.sweep_active_:
@@ -917,7 +1187,7 @@ class ProbingDetector(TrafficDetector):
                         "hits": c.hits,
                         "tested": c.tested,
                         "benign_rate": self.copies_rate_,
-                        "radius": self.radius_,
+                        "radius": float(np.max(self.radius_)),
                         "fired_at_query": c.fired_at,
                         "cusum": c.value,
                     },
