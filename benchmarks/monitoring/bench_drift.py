@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/monitoring/bench_drift.py --evidently-python /tmp/evvenv/bin/python
 
 Evidently lives in its own virtual environment (``python3 -m venv /tmp/evvenv && /tmp/evvenv/bin/pip install
-evidently pandas``) and runs as a subprocess here: the data go to it as an ``.npz`` (no pickles), its statistics
+evidently 'pandas<3'``: Evidently 0.7 does not import under pandas 3) and runs as a
+subprocess here: the data go to it as an ``.npz`` (no pickles), its statistics
 and timings come back as JSON. Both sides see the same reference (100,000 rows x 20 columns: 17 numeric of
 several shapes, 3 categorical) and the same 1,000-row windows, and run the same tests: Kolmogorov-Smirnov
 p-value for numeric columns, chi-squared p-value for categorical ones, and PSI for every column. Evidently is

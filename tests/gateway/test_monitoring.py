@@ -137,6 +137,7 @@ def test_a_synthetic_query_thief_is_suspended_and_every_step_is_recorded(
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_actions_that_need_approval_wait_for_a_reviewer(site: Site, serve: Callable[..., Running]) -> None:
     policy = site.root / "response.toml"
     policy.write_text('[[rule]]\nname = "suspend after review"\naction = "suspend"\napproval = true\n')
@@ -204,6 +205,7 @@ def test_drift_feedback_and_the_watermark(site: Site, serve: Callable[..., Runni
     assert any(a["detector"] == "drift" for a in alerts)
 
 
+@pytest.mark.slow
 def test_a_monitor_that_fails_never_fails_a_request(
     site: Site, serve: Callable[..., Running], monkeypatch: pytest.MonkeyPatch
 ) -> None:
