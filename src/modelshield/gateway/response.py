@@ -117,7 +117,9 @@ class ResponsePolicy(BaseModel):
         - evasion probing (a decision-boundary walk) at risk 50 and high severity: suspend at once;
         - theft and probing (extraction, membership, attribute inference) corroborated, at risk 70 and high
           severity (two detectors agree, or one that analysts keep confirming): suspend at once;
-        - the same techniques at risk 25: answer labels only (a thief's copy learns far less from labels);
+        - the same techniques at risk 25 and high severity: answer labels only (a thief's copy learns far less from
+          labels); a lone medium signal (a new key drawing answers fast, which a new batch client does too) is not
+          enough to degrade anyone's answers unseen: it goes to a reviewer (the last rule);
         - one actor behind many keys, or a shared key, at high severity: suspend once a reviewer approves;
         - anything else of medium severity and up: ask a reviewer to look.
 
@@ -145,6 +147,7 @@ class ResponsePolicy(BaseModel):
                         "name": "labels only for suspected theft",
                         "techniques": theft,
                         "min_risk": 25,
+                        "min_severity": "high",
                         "action": "label-only",
                     },
                     {
