@@ -412,3 +412,30 @@ def test_cli_refuses_to_overwrite_before_reading(
     assert code == 2
     assert "already exists" in capsys.readouterr().err
     assert out.read_text() == "keep"
+
+
+def test_histogram_shows_the_shift_against_the_reference() -> None:
+    """The console's reference-against-current plot: shares per bin that sum to one and move with the shift."""
+    rng = np.random.default_rng(3)
+    reference = DriftReference().fit(
+        {
+            "amount": rng.normal(size=5000),
+            "country": rng.choice(["fr", "de", "it", "es"], size=5000, p=[0.4, 0.3, 0.2, 0.1]),
+        }
+    )
+    monitor = DriftMonitor(reference, window=1000)
+    assert monitor.histogram("amount") is None  # nothing seen yet
+    monitor.update({"amount": rng.normal(1.0, 1.0, size=1000), "country": np.array(["fr"] * 990 + ["xx"] * 10)})
+    amount = monitor.histogram("amount", bins=10)
+    assert amount is not None and len(amount.labels) == 10 and amount.n_current == 1000
+    assert sum(amount.reference) == pytest.approx(1.0) and sum(amount.current) == pytest.approx(1.0)
+    centres = np.array([float(v) for v in amount.labels])
+    assert float(np.dot(centres, amount.current)) > float(np.dot(centres, amount.reference)) + 0.5  # moved right
+    country = monitor.histogram("country", bins=3)
+    assert country is not None and country.labels == ("fr", "de", "other")  # the reference's two most frequent
+    assert country.current == pytest.approx((0.99, 0.0, 0.01)) and sum(country.reference) == pytest.approx(1.0)
+    assert monitor.histogram("nope") is None
+    flags = DriftMonitor(DriftReference().fit({"https": rng.choice([-1.0, 1.0], size=2000)}), window=100)
+    flags.update({"https": np.ones(100)})
+    shown = flags.histogram("https")
+    assert shown is not None and shown.labels == ("-1", "1") and shown.current == (0.0, 1.0)  # one bar per value

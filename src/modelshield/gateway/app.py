@@ -27,7 +27,8 @@ names the problem and never a stack trace or an internal path):
 Every response carries ``X-Request-Id`` and, when a model answered, ``X-Model-Digest`` and ``X-Model-Version``.
 Health: ``/v2/health/live`` (the process runs) and ``/v2/health/ready`` (a verified model is loaded and the audit log
 is writable). ``/metrics`` (Prometheus, analyst role) and the admin API under ``[server] admin_prefix`` (keys for
-admins; the log and status for analysts) share the port and are gated by role.
+admins; the log and status for analysts) and the security console under ``/console``
+(:mod:`modelshield.gateway.console`, unless ``[console] enabled = false``) share the port and are gated by role.
 """
 
 from __future__ import annotations
@@ -187,7 +188,13 @@ class _Envelope:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), *extra]
+                own = message.get("headers", [])
+                # A response with its own content security policy (the console's pages) keeps it: two policies
+                # would both apply, and the stricter default one would block the console's stylesheet.
+                if any(k.lower() == b"content-security-policy" for k, _ in own):
+                    message["headers"] = [*own, *(h for h in extra if h[0] != b"content-security-policy")]
+                else:
+                    message["headers"] = [*own, *extra]
             await send(message)
 
         try:
@@ -285,6 +292,7 @@ class Gateway:
         self._throttles_lock = threading.Lock()
         self._swap_lock = threading.Lock()
         self._closed = False
+        self._on_close: list[Callable[[], None]] = []
         self._hardenings: dict[OutputPolicy, _Hardening] = {}
         self._fit_hardenings(self._deployment)
         # Each inference request runs start to end on one thread of this pool (one hand-off from the event loop);
@@ -437,6 +445,10 @@ class Gateway:
         )
         self.log.append(record)
 
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the gateway closes (the console's session store)."""
+        self._on_close.append(callback)
+
     def ready(self) -> bool:
         """A verified model is loaded and the audit log can be written."""
         return self.log.healthy()
@@ -454,6 +466,8 @@ class Gateway:
             closing()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.monitor.close()
+        for callback in self._on_close:
+            callback()
         self.log.close()
         self.limiter.close()
 
@@ -788,10 +802,15 @@ class Gateway:
             lifespan=lifespan,
         )
         app.state.gateway = self
+        console = self.config.console.enabled
 
         @app.exception_handler(StarletteHTTPException)
         async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
             message = {404: "Not found.", 405: "Method not allowed."}.get(exc.status_code, "Request refused.")
+            if console and request.url.path.startswith("/console/"):
+                from modelshield.gateway.console import error_page
+
+                return error_page(exc.status_code, message)
             return JSONResponse({"error": message}, status_code=exc.status_code)
 
         @app.exception_handler(RequestValidationError)
@@ -810,6 +829,10 @@ class Gateway:
             )
 
         add_routes(app, self)
+        if console:
+            from modelshield.gateway.console import add_console
+
+            add_console(app, self)
         self.fastapi = app
         return _Envelope(
             app,

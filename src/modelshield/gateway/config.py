@@ -260,6 +260,12 @@ class AuditSettings(_Section):
     checkpoint_interval_s: Annotated[float, Field(gt=0)] = 60.0
 
 
+class ConsoleSettings(_Section):
+    enabled: bool = True
+    idle_minutes: Annotated[float, Field(gt=0, le=24 * 60)] = 30.0
+    absolute_minutes: Annotated[float, Field(gt=0, le=7 * 24 * 60)] = 12 * 60.0
+
+
 class GatewayConfig(_Section):
     """The whole configuration; :func:`load_config` builds it from a file, paths resolved against its directory."""
 
@@ -275,6 +281,7 @@ class GatewayConfig(_Section):
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     response: ResponseSettings = Field(default_factory=ResponseSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     base: Path = Path(".")
 
     def path(self, value: Path) -> Path:
@@ -480,4 +487,9 @@ refresh_s = 0.25                         # actions take effect on every worker a
 # webhook_secret = "keys/webhook.secret"
 dedup_s = 600.0                          # repeats of an alert within this time are counted, not re-raised
 incident_idle_s = 86400.0                # an incident closes after this long without alerts
+
+[console]                                # the security console at /console (analyst and admin keys log in)
+enabled = true
+idle_minutes = 30.0                      # a session unused this long ends
+absolute_minutes = 720.0                 # and every session ends this long after its login
 """

@@ -72,6 +72,7 @@ __all__ = [
     "DriftReference",
     "DriftResult",
     "GaugeSample",
+    "Histogram",
     "benjamini_hochberg",
 ]
 
@@ -646,6 +647,17 @@ class DriftReference:
 # Streaming
 
 
+@dataclass(frozen=True)
+class Histogram:
+    """One column's distribution in the reference and in the current window, as shares per bin (for plots)."""
+
+    column: str
+    labels: tuple[str, ...]
+    reference: tuple[float, ...]
+    current: tuple[float, ...]
+    n_current: int
+
+
 class DriftMonitor:
     """Drift on live traffic: a ring buffer of the last ``window`` rows, tested every ``step`` rows.
 
@@ -757,6 +769,55 @@ class DriftMonitor:
             if ticket > self._latest_ticket:
                 self._latest, self._latest_ticket = result, ticket
         return result
+
+    def histogram(self, column: str, *, bins: int = 12) -> Histogram | None:
+        """The reference's and the current window's distributions of ``column`` as shares per bin (None before any
+        row or for an unknown column): numeric columns on ``bins`` equal-width bins over the reference's 1st to
+        99th percentile (the outer bins hold the tails), categorical ones per category (the reference's most
+        frequent ``bins - 1``, then "other"); numeric columns of few distinct values (those PSI bins per value)
+        one bin per value."""
+        ref = self.reference
+        if column not in ref.columns_ or not 2 <= bins <= 100:
+            return None
+        with self._lock:
+            buffer = self._buffers.get(column)
+            current = None if buffer is None else self._ordered(buffer)
+        if current is None or current.size == 0:
+            return None
+        j = ref.numeric_.index(column) if ref.kinds_[column] is ColumnKind.NUMERIC else -1
+        if j in ref.discrete_:  # a numeric column of few distinct values: one bar per value (current values between
+            # or beyond them fall to the nearest value at or below, the lowest otherwise)
+            points, counts = ref.discrete_[j]
+            ref_counts = counts
+            at = np.clip(np.searchsorted(points, current.astype(np.float64), side="right") - 1, 0, len(points) - 1)
+            cur_counts = np.bincount(at, minlength=len(points))
+            labels = tuple(f"{v:.3g}" for v in points)
+        elif j >= 0:
+            values = ref.sorted_[j]
+            low, high = float(np.quantile(values, 0.01)), float(np.quantile(values, 0.99))
+            if not high > low:  # a column that is nearly constant: its full range, or one unit around it
+                low, high = float(values[0]), max(float(values[-1]), float(values[0]) + 1.0)
+            edges = np.linspace(low, high, bins + 1)
+            inner = edges[1:-1]
+            ref_counts = np.bincount(np.searchsorted(inner, values, side="right"), minlength=bins)
+            cur_counts = np.bincount(np.searchsorted(inner, current.astype(np.float64), side="right"), minlength=bins)
+            labels = tuple(f"{m:.3g}" for m in (edges[:-1] + edges[1:]) / 2)
+        else:
+            cats, counts = ref.categories_[column]
+            order = np.argsort(-counts, kind="stable")[: bins - 1]
+            kept = [str(c) for c in cats[order]]
+            ref_counts = np.append(counts[order], counts.sum() - counts[order].sum())
+            shown = current.astype(str)
+            cur_counts = np.array([int((shown == c).sum()) for c in kept] + [0])
+            cur_counts[-1] = shown.size - cur_counts[:-1].sum()
+            labels = (*kept, "other")
+        return Histogram(
+            column=column,
+            labels=labels,
+            reference=tuple(float(v) for v in ref_counts / max(ref_counts.sum(), 1)),
+            current=tuple(float(v) for v in cur_counts / max(cur_counts.sum(), 1)),
+            n_current=int(current.size),
+        )
 
     def _append(self, buffer: NDArray[Any] | None, values: NDArray[Any]) -> NDArray[Any]:
         """Write ``values`` into a ring buffer (made on first use) at the current position."""
