@@ -30,6 +30,7 @@ __all__ = [
     "AlertSettings",
     "AuditSettings",
     "AuthSettings",
+    "ConsoleSettings",
     "GatewayConfig",
     "GuardMode",
     "GuardSettings",
