@@ -599,6 +599,23 @@ _URL_REMEDY = "Use sqlite:///PATH/index.db or postgresql+psycopg://USER@HOST:POR
 _LIST_REMEDY = "Check the name with `modelshield registry list`."
 
 
+def _wal(cursor: Any) -> None:
+    """Switch to WAL. Switching takes an exclusive lock and SQLite does not always wait on the busy handler for it:
+    processes opening a new index at once (a busy machine) get "database is locked" at once, so retry with jitter
+    for as long as the busy timeout."""
+    import sqlite3
+
+    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.02, 0.2))  # noqa: S311 - jitter, not a secret
+
+
 def _configure_sqlite(engine: Engine) -> None:
     """WAL, a busy timeout, and transactions that we begin ourselves (IMMEDIATE for writers)."""
 
@@ -607,7 +624,7 @@ def _configure_sqlite(engine: Engine) -> None:
         dbapi_connection.isolation_level = None  # pysqlite must not BEGIN on its own: the "begin" hook does
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _wal(cursor)
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
 
