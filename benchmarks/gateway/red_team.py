@@ -21,7 +21,8 @@ benign clients send); the out-of-distribution thief holds MNIST images resampled
 
 Legs, after ``--days`` simulated days of benign traffic (the monitoring's baselines), each with fresh keys:
 
-- ``extract-random``, ``extract-jacobian`` (synthetic queries), ``extract-ood`` (natural MNIST data):
+- ``extract-random``, ``extract-jacobian`` and ``extract-jacobian-10`` (synthetic queries: Papernot's augmentation
+  from 100 or 10 natural seeds), ``extract-ood`` (natural MNIST data):
   :func:`modelshield.attacks.extraction.extract_model` at a scripted rate;
 - ``extract-natural``: in-distribution data from one key at a benign-like rate;
 - ``extract-sybil``: in-distribution data round-robin over 20 keys, each at a benign-like rate;
@@ -59,7 +60,11 @@ rightly flagged; they now walk their pool without replacement (see above). That 
 simulated days) counted 41 false alerts in 829 client-hours. Two clients were added later, with the ``new-key``
 signal (a key in its first day drawing answers far faster than established clients): ``benign-late-0`` (batch) and
 ``benign-late-1`` (interactive) join halfway through the baseline days, new keys among established ones, so that the
-signal's cost on new benign keys is measured and not only its catch.
+signal's cost on new benign keys is measured and not only its catch. ``extract-jacobian-10`` was added after the
+runs of 2026-12-04: on digits a copy trained on the 100 natural seeds of ``extract-jacobian`` alone reaches 0.88-0.90
+fidelity, above 80% of the undefended attack's, so that leg cannot show whether the synthetic queries are cut off in
+time. The copy trained on a Jacobian leg's seeds alone is reported, and where a leg's copy passes the bar the target
+is judged on what its synthetic queries added: ``(copy - seeds alone) / (undefended - seeds alone)`` below 80%.
 
 Writes ``--out`` (JSON) and the same tables as Markdown next to it (``.md``); prints progress lines while it runs.
 """
@@ -833,6 +838,7 @@ class LegSpec:
     strategy: str = ""
     pool: str = ""  # thief_pool | ood_pool
     note: str = ""
+    seeds: int = 0  # jacobian: the natural seed inputs (answered before any synthetic query)
 
 
 def leg_specs(quick: bool) -> list[LegSpec]:
@@ -841,7 +847,9 @@ def leg_specs(quick: bool) -> list[LegSpec]:
         LegSpec("extract-random", "extraction", ["thief-random"], 16, 4.0, "random", "thief_pool",
                 "synthetic: uniform noise in [0, 1]"),
         LegSpec("extract-jacobian", "extraction", ["thief-jacobian"], 16, 4.0, "jacobian", "thief_pool",
-                "synthetic: Papernot augmentation from 100 natural seeds"),
+                "synthetic: Papernot augmentation from 100 natural seeds", seeds=100),
+        LegSpec("extract-jacobian-10", "extraction", ["thief-jacobian-10"], 16, 4.0, "jacobian", "thief_pool",
+                "synthetic: Papernot augmentation from 10 natural seeds", seeds=10),
         LegSpec("extract-ood", "extraction", ["thief-ood"], 16, 4.0, "natural", "ood_pool",
                 "out-of-distribution natural data: MNIST at 8x8"),
         LegSpec("extract-natural", "extraction", ["thief-natural"], 8, 60.0, "natural", "thief_pool",
@@ -891,7 +899,7 @@ class Bench:
             pool = getattr(d, spec.pool)
             res = extract_model(
                 victim, d.eval_x, d.eval_y, strategy=spec.strategy, budgets=s.budgets, natural_x=pool,
-                seed=s.seed, keep_queries=False, jacobian_seed=100 if spec.strategy == "jacobian" else None,
+                seed=s.seed, keep_queries=False, jacobian_seed=spec.seeds or None,
             )  # fmt: skip
             return {
                 "curve": [{"queries": pt.queries, "fidelity": pt.fidelity} for pt in res.points],
@@ -1086,6 +1094,8 @@ def run_leg(  # noqa: PLR0915 - one leg, start to finish
         if victim.first_effect is not None:
             points["at_effect"] = victim.first_effect.queries
         points["final"] = len(x)
+        if spec.seeds:  # what the natural seeds alone give, before any synthetic query
+            points["seeds_only"] = min(spec.seeds, len(x))
         copies: dict[str, Any] = {}
         done: dict[int, tuple[Copy, Any]] = {}
         for label, q in points.items():
@@ -1372,11 +1382,12 @@ def markdown(result: dict[str, Any]) -> str:  # noqa: PLR0915 - tables
         if leg["kind"] == "extraction":
             c = leg["copies"]
             parts = []
-            for label in ("at_first_alert", "at_effect", "final"):
+            names = {"seeds_only": "on the seeds alone", "final": "at end"}
+            for label in ("seeds_only", "at_first_alert", "at_effect", "final"):
                 if label in c and c[label].get("fidelity") is not None:
                     wm = c[label].get("watermark_p")
                     parts.append(
-                        f"{label.replace('_', ' ').replace('final', 'at end')}: fid {c[label]['fidelity']:.2f}"
+                        f"{names.get(label, label.replace('_', ' '))}: fid {c[label]['fidelity']:.2f}"
                         + (f", wm p={wm:.2g}" if wm is not None else "")
                     )
             then = "; ".join(parts)
@@ -1472,7 +1483,7 @@ def targets(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     missed = [n for n, leg in legs.items() if not leg["detected"]]
     out["every attack detected"] = {"met": not missed, "detail": f"missed: {missed}" if missed else "all"}
-    synth = [n for n in ("extract-random", "extract-jacobian", "extract-ood") if n in legs]
+    synth = [n for n in ("extract-random", "extract-jacobian", "extract-jacobian-10", "extract-ood") if n in legs]
     bad: list[str] = []
     shown: list[str] = []
     for n in synth:
@@ -1481,8 +1492,18 @@ def targets(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
         fid, und = c.get("fidelity"), leg["undefended_fidelity"]
         how = f"cut off after {leg['queries_to_cutoff']}" if leg["final_effect"] else "not cut off"
         shown.append(f"{n}: {how}, copy at end {fid} vs 0.8 x {und:.3f}")
-        if fid is None or fid >= 0.8 * und:
-            bad.append(n)
+        if fid is not None and fid < 0.8 * und:
+            continue
+        seeds = (leg["copies"].get("seeds_only") or {}).get("fidelity")
+        if fid is not None and seeds is not None and und > seeds:
+            # the natural seeds are answered like any client's natural queries, and a copy trained on them alone
+            # may pass the bar already: what the response can hold back is what the synthetic queries add
+            share = (fid - seeds) / (und - seeds)
+            shown[-1] += (f" (its natural seeds alone give {seeds}; the synthetic queries added {max(share, 0.0):.0%} "
+                          "of what they add undefended)")  # fmt: skip
+            if share < 0.8:
+                continue
+        bad.append(n)
     out["synthetic/OOD extraction kept below 80% of undefended fidelity"] = {
         "met": not bad, "detail": "; ".join(shown)
     }  # fmt: skip

@@ -345,6 +345,18 @@ def test_a_new_client_unlike_every_other_gets_a_low_alert_after_persisting(targe
     assert first.evidence["population_streak"] >= 3
 
 
+def test_a_fleet_that_starts_together_is_not_judged_against_itself(target: Target) -> None:
+    # the same odd client as above, but there from the first hour with everyone else: no client was there before it,
+    # so "unlike what clients in general do" has no clients to go by (its own baseline judges it after warm-up)
+    events = _benign(target, clients=8, days=1.5, seed=21)
+    rng = np.random.default_rng(0)
+    dim = target.train.x.shape[1]
+    odd = np.sort(rng.uniform(0.0, 1.5 * DAY, size=2000))
+    events += [(float(t), "odd", rng.uniform(-3, 3, size=(40, dim)).astype(np.float32)) for t in odd]
+    alerts = _replay(_fitted(target), target, events)
+    assert alerts == [], [a.to_dict() for _, a in alerts[:3]]
+
+
 def test_enforced_refusals_are_volume_not_refusals(target: Target) -> None:
     p, rng = _office_client(13)
     events = [(t, "c", x) for t, x in _requests(p, rng, _data(target), 0.0, START + 10 * HOUR)]

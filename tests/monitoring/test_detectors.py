@@ -206,6 +206,32 @@ def test_noisy_scanner_raises_no_high_alert(
     assert all(a.severity != "high" for a in alerts), [(a.detector, a.severity) for a in alerts]
 
 
+def _rescan(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The same image scanned again: every ink pixel moves within its grey level (±1/32); never an exact copy."""
+    return np.where(x > 0, np.clip(x + rng.uniform(-1 / 32, 1 / 32, size=x.shape), 0.0, 1.0), 0.0).astype(np.float32)
+
+
+def test_a_client_re_sending_its_inputs_once_raises_no_alert(digits: tuple[DatasetSplit, SklearnClassifier]) -> None:
+    """A client that sends every image twice (the second time rescanned, a few queries later: a retry, the same
+    document scanned again) is not stepping from its own queries: one copy of an earlier query is skipped like an
+    exact repeat. Three copies of each image (noisy copies of one record) are tested, and the proximity signal
+    fires on them (before re-sends were skipped, proximity and PRADA both alerted on the twice-sent stream)."""
+    split, victim = digits
+    rng = np.random.default_rng(31)
+    det = ExtractionDetector().fit(victim, split.train.x, seed=0)
+    images = split.test.x[rng.permutation(len(split.test))[:300]]
+    for copies, client in ((2, "re-sender"), (3, "copier")):
+        sent = [
+            np.concatenate([images[i : i + 3]] + [_rescan(images[i : i + 3], rng) for _ in range(copies - 1)])
+            for i in range(0, len(images), 3)
+        ]
+        alerts = [a for _, a in replay([det], victim, np.concatenate(sent), client, batch=3, gap=10.0)]
+        if copies == 2:
+            assert alerts == [], [(a.detector, a.summary) for a in alerts]
+        else:
+            assert "extraction.proximity" in {a.detector for a in alerts}, [a.detector for a in alerts]
+
+
 @pytest.mark.slow
 def test_a_long_benign_stream_raises_no_alert(
     digits: tuple[DatasetSplit, SklearnClassifier], detectors: list[TrafficDetector]

@@ -38,10 +38,11 @@ the window's features are computed and scored:
   against what clients in general do (windows mostly refused are not scored: they show the gateway's response,
   not the client). It is reported in every alert's evidence, and alerts on its own only for a client still in
   warm-up (a new key has no baseline of its own yet), only after ``3`` consecutive windows each above both the
-  calibrated threshold and the 99th percentile of the other clients' recent window scores (a rank among live
-  clients' windows scored by the same model, i.e. since HalfSpaceTrees last pivoted its window: real clients
-  unlike the simulation, in class mix, batch size or input noise, then do not all look unusual), once per client,
-  and with ``low`` severity: it says a client is unfamiliar, not that it is hostile.
+  calibrated threshold and the 99th percentile of the recent window scores of the client's elders (clients first
+  seen at least 6 windows before it; a rank among live clients' windows scored by the same model, i.e. since
+  HalfSpaceTrees last pivoted its window: real clients unlike the simulation, in class mix, batch size or input
+  noise, then do not all look unusual; and a fleet that starts together, every key new, is not judged against
+  itself), once per client, and with ``low`` severity: it says a client is unfamiliar, not that it is hostile.
 
 No client is alerted on its own baseline before ``warmup_windows`` windows (two days by default). One alert per
 window at most, scored as a multiple of the threshold of the component that raised it (``score`` against
@@ -95,7 +96,7 @@ _F = len(_CONTENT)
 _TWO_SIDED = np.array([False, False, True, True])
 _COMPONENTS = ("volume", "content", "rejections", "cusum", "population")
 _POP_FEATURES = 10
-_STATE_VERSION = 2
+_STATE_VERSION = 3
 _MAX_GAP = 7 * _HOURS  # empty windows replayed at most when a client comes back after a long silence
 _KAPPA = 0.5  # prior weight (in windows) of the client's overall level in an hour bin's expectation
 _CUSUM_K = 1.0  # the CUSUM's allowance, in z
@@ -107,6 +108,7 @@ _REJECT_FLOOR = 0.05
 _POP_PERSIST = 3  # consecutive unusual windows before the population model alerts on a client in warm-up
 _POP_RANK = 0.99  # ... each above this quantile of the population's own recent window scores
 _POP_MIN_SCORES = 32  # recent population scores needed before a rank means anything
+_POP_ELDER = 6  # windows a client must have been seen before another to count among its elders (see _population_score)
 
 
 # -- per-client state ---------------------------------------------------------------------------------------------
@@ -408,7 +410,8 @@ class BehaviourAnalytics(TrafficDetector):
         )
         self._pop_buffer: deque[tuple[float, ...]] = deque()
         self._pop_seen = 0
-        self._pop_scores: deque[tuple[str, float]] = deque(maxlen=self.population_window)
+        # recent window scores: (client, score, the client's first window)
+        self._pop_scores: deque[tuple[str, float, int]] = deque(maxlen=self.population_window)
 
     def _pop_learn(self, vector: tuple[float, ...]) -> None:
         """Learn one window (under the population lock); keep what replays the model exactly."""
@@ -526,21 +529,25 @@ class BehaviourAnalytics(TrafficDetector):
         self, state: _Client, w: _Window, client: str, *, learn_population: bool
     ) -> tuple[float, bool]:
         """The population model's score of ``w``, and whether it is unusual: above the calibrated threshold and
-        above the ``_POP_RANK`` quantile of the other clients' recent windows (a rank among live clients, so a
-        population unlike the simulation does not make every client unusual). Counts the client's streak."""
+        above the ``_POP_RANK`` quantile of the recent windows of the client's elders (a rank among live clients, so
+        a population unlike the simulation does not make every client unusual). Elders are clients first seen at
+        least ``_POP_ELDER`` windows before this one: "unlike what clients in general do" needs clients that were
+        there before, so a fleet that starts together (every key new) is not judged against itself. Counts the
+        client's streak."""
         if w.rows == 0 or w.rejections + w.enforced > w.requests:  # mostly refused: not about the client's own ways
             return 0.0, False
         vector = self._pop_vector(w)
         unusual = False
+        first = w.index - state.windows
         with self._pop_lock:
             population = float(self._pop.score_one(dict(enumerate(vector))))
             recent = self._pop_scores
-            others = [score for who, score in recent if who != client]
-            if len(others) >= _POP_MIN_SCORES:
-                unusual = population > float(np.quantile(others, _POP_RANK))
+            elders = [score for who, score, since in recent if who != client and since <= first - _POP_ELDER]
+            if len(elders) >= _POP_MIN_SCORES:
+                unusual = population > float(np.quantile(elders, _POP_RANK))
             if learn_population:
                 self._pop_learn(vector)
-                recent.append((client, population))
+                recent.append((client, population, first))
         unusual = unusual and population > self.thresholds_["population"]
         state.pop_streak = state.pop_streak + 1 if unusual else 0
         return population, unusual
@@ -800,7 +807,7 @@ class BehaviourAnalytics(TrafficDetector):
         with self._pop_lock:
             buffer: list[JSONValue] = [list(v) for v in self._pop_buffer]
             seen = self._pop_seen
-            scores: list[JSONValue] = [[who, float(v)] for who, v in self._pop_scores]
+            scores: list[JSONValue] = [[who, float(v), int(since)] for who, v, since in self._pop_scores]
         return {
             "version": _STATE_VERSION,
             "digest": self.digest_,
@@ -836,16 +843,20 @@ class BehaviourAnalytics(TrafficDetector):
             or len(recent) > self.population_window
             or not all(
                 isinstance(v, list)
-                and len(v) == 2
+                and len(v) == 3
                 and isinstance(v[0], str)
                 and isinstance(v[1], int | float)
                 and not isinstance(v[1], bool)
                 and 0.0 <= v[1] <= 1.0
+                and isinstance(v[2], int)
+                and not isinstance(v[2], bool)
+                and -(2**53) <= v[2] <= 2**53
                 for v in recent
             )
         ):
             raise _bad_state(
-                f"population.scores is not a list of at most {self.population_window} [client, score in [0, 1]] pairs"
+                f"population.scores is not a list of at most {self.population_window} [client, score in [0, 1], "
+                "first window] triples"
             )
         seen, buffer = population["seen"], population["windows"]
         if not isinstance(seen, int) or isinstance(seen, bool) or seen < 0 or not isinstance(buffer, list):
@@ -868,7 +879,7 @@ class BehaviourAnalytics(TrafficDetector):
             for v in vectors:
                 self._pop_learn(v)
             self._pop_seen = seen
-            self._pop_scores.extend((str(v[0]), float(v[1])) for v in recent)
+            self._pop_scores.extend((str(v[0]), float(v[1]), int(v[2])) for v in recent)
         self._states.clear()
         for name, record in records:
             with self._states.hold(name) as held:
