@@ -35,7 +35,9 @@ __all__ = [
     "FindingsAboveThresholdError",
     "JSONValue",
     "OwaspMl",
+    "PolicyResult",
     "Report",
+    "RuleResult",
     "Severity",
     "TargetInfo",
 ]
@@ -406,6 +408,74 @@ class CheckRun:
 
 
 @dataclass(frozen=True)
+class RuleResult:
+    """One rule of a release policy, judged against a report: what it asks, what was measured, and in words why
+    it passed or failed (``measured`` is None when the report holds nothing to measure: such a rule fails)."""
+
+    rule: str
+    passed: bool
+    measured: JSONValue
+    bound: str
+    message: str
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        return {
+            "rule": self.rule,
+            "passed": self.passed,
+            "measured": _to_json(self.measured),
+            "bound": self.bound,
+            "message": self.message,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RuleResult:
+        return cls(
+            rule=data["rule"],
+            passed=bool(data["passed"]),
+            measured=data.get("measured"),
+            bound=data["bound"],
+            message=data["message"],
+        )
+
+
+@dataclass(frozen=True)
+class PolicyResult:
+    """A release policy judged against a report (:mod:`modelshield.audit.policy`): every rule's outcome, in the
+    policy's order; the policy passes when every rule does. ``sha256`` is the digest of the policy file."""
+
+    policy: str
+    sha256: str
+    rules: tuple[RuleResult, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rules", tuple(self.rules))
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.rules)
+
+    @property
+    def failed(self) -> tuple[RuleResult, ...]:
+        return tuple(r for r in self.rules if not r.passed)
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        return {
+            "policy": self.policy,
+            "sha256": self.sha256,
+            "passed": self.passed,
+            "rules": [r.to_dict() for r in self.rules],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PolicyResult:
+        return cls(
+            policy=data["policy"],
+            sha256=data["sha256"],
+            rules=tuple(RuleResult.from_dict(r) for r in data["rules"]),
+        )
+
+
+@dataclass(frozen=True)
 class Report(_PicklableMappings):
     """The outcome of an audit: what was audited, with what, how long it took, and every finding."""
 
@@ -420,6 +490,7 @@ class Report(_PicklableMappings):
     config: Mapping[str, JSONValue] = field(default_factory=dict)
     tool: str = "modelshield"
     schema_version: str = REPORT_SCHEMA_VERSION
+    policy: PolicyResult | None = None  # the release policy's verdict, when one was given
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "findings", tuple(self.findings))
@@ -474,6 +545,7 @@ class Report(_PicklableMappings):
             },
             "checks": [c.to_dict() for c in self.checks],
             "findings": [f.to_dict() for f in self.sorted_findings()],
+            **({"policy": self.policy.to_dict()} if self.policy is not None else {}),
         }
 
     def to_json(self, *, indent: int | None = 2) -> str:
@@ -493,6 +565,7 @@ class Report(_PicklableMappings):
             duration_s=float(data["duration_s"]),
             checks=tuple(CheckRun.from_dict(c) for c in data["checks"]),
             findings=tuple(Finding.from_dict(f) for f in data["findings"]),
+            policy=PolicyResult.from_dict(data["policy"]) if data.get("policy") is not None else None,
         )
 
     @classmethod

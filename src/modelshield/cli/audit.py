@@ -4,11 +4,18 @@ $ modelshield audit --target zoo:digits-cnn --out report/
 $ modelshield audit --model model.onnx --data test.csv --label diagnosis --format json
 $ modelshield audit --model weights.safetensors --arch zoo:cancer-mlp --data test.csv --classes malignant,benign
 $ modelshield audit --endpoint http://localhost:8080 --model-name cancer --data test.csv --output-name predict_proba
+$ modelshield audit --target zoo:cancer-gbm --policy policy.toml --out report/
+$ modelshield audit diff old/report.json new/report.json --format json
 
 Before any check runs, the output paths are checked, and the model is checked against the data
 (:func:`modelshield.loading.align_data`): features, the class of each model output (the model's own names where it
 records them, else --classes, else whole-number labels as output indices), every label value, and a run on two
-rows. Whatever does not fit is one line on standard error and exit code 2.
+rows. Whatever does not fit is one line on standard error and exit code 2. A ``--policy`` file is read and
+validated before that, too (:mod:`modelshield.audit.policy`); after the audit, the policy decides the exit code
+and its result goes into every report.
+
+``audit diff`` (:mod:`modelshield.audit.diff`) compares two report.json files: exit 1 on a regression beyond
+noise. ``audit`` itself is a command, not a group: its command class sends ``audit diff ...`` to the diff command.
 """
 
 from __future__ import annotations
@@ -18,21 +25,32 @@ import os
 import sys
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from modelshield._internal.atomic import write_text_atomic
 from modelshield.audit.interface import Budget
 from modelshield.cli._console import cache_dir, reference_cache_dir, stderr
-from modelshield.cli.options import EXIT_FINDINGS, OutputFormat, exit_code, fail_on_option, format_option, parse_fail_on
-from modelshield.errors import InvalidParameterError
-from modelshield.findings import Report
+from modelshield.cli.options import (
+    EXIT_CLEAN,
+    EXIT_FINDINGS,
+    OutputFormat,
+    exit_code,
+    fail_on_option,
+    format_option,
+    parse_fail_on,
+)
+from modelshield.errors import FileFormatError, InvalidParameterError, ModelShieldError
+from modelshield.findings import PolicyResult, Report
 from modelshield.reporting.interface import printable
 from modelshield.target import Target
 
 if TYPE_CHECKING:
     from modelshield.audit import Auditor
+    from modelshield.audit.diff import ReportDiff
+    from modelshield.audit.policy import ReleasePolicy
     from modelshield.data import Dataset
     from modelshield.models.interface import Classifier
 
@@ -322,7 +340,16 @@ def audit_command(
         OutputFormat, format_option(OutputFormat.TEXT, OutputFormat.JSON, OutputFormat.SARIF, OutputFormat.HTML)
     ] = OutputFormat.TEXT,
     output: Annotated[Path | None, typer.Option(help="Write the --format output to this file.")] = None,
-    fail_on: Annotated[str, fail_on_option()] = "high",
+    fail_on: Annotated[
+        str, fail_on_option("Exit 1 when a finding reaches this severity (never: always 0); unused with --policy.")
+    ] = "high",
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            help="A release policy (TOML): exit 1 unless every rule holds, each failed rule named; checked before "
+            "the audit starts. See 'Release policies' in docs/cli.md."
+        ),
+    ] = None,
     source_root: Annotated[
         Path | None,
         typer.Option(help="SARIF names the model file relative to this directory (default: the current directory)."),
@@ -336,6 +363,7 @@ def audit_command(
     class_names = _parse_classes(classes)
     headers = _parse_headers(header or [])
     _check_outputs(out, output)
+    release_policy = _load_policy(policy) if policy is not None else None
     names = tuple(n.strip() for n in checks.split(",") if n.strip()) if checks else None
 
     reference_cache = reference_cache_dir()
@@ -373,6 +401,8 @@ def audit_command(
         close = getattr(resolved.classifier, "close", None)  # a served model's HTTP connections
         if callable(close):
             close()
+    if release_policy is not None:
+        report = dataclasses.replace(report, policy=release_policy.evaluate(report, signer=_signer(report, public_key)))
     if out is not None:
         from modelshield.reporting import write_reports
 
@@ -380,6 +410,8 @@ def audit_command(
         if not quiet and output_format is OutputFormat.TEXT:
             stderr.print(f"Reports written: {', '.join(str(p) for p in written.values())}", highlight=False)
     _print_report(report, output_format, output, quiet, source_root or Path.cwd())
+    if report.policy is not None:
+        _print_policy(report.policy, quiet=quiet)
     raise typer.Exit(_exit_code(report, fail_on))
 
 
@@ -411,8 +443,171 @@ def _run(auditor: Auditor, target: Target, show_progress: bool) -> Report:
 
 
 def _exit_code(report: Report, fail_on: str) -> int:
+    if report.policy is not None:  # the policy decides (its require_complete covers an incomplete audit)
+        return EXIT_CLEAN if report.policy.passed else EXIT_FINDINGS
     return EXIT_FINDINGS if not report.complete else exit_code(report.findings, parse_fail_on(fail_on))
 
 
+# -- release policies ----------------------------------------------------------------------------------------------
+
+
+def _load_policy(path: Path) -> ReleasePolicy:
+    """The release policy at ``path``, validated; a FileFormatError (one line, exit 2) names what is wrong."""
+    from modelshield.audit.policy import ReleasePolicy
+
+    return ReleasePolicy.load(path)
+
+
+def _signer(report: Report, public_key: Path | None) -> str | None:
+    """The fingerprint of ``--public-key`` when the audit verified the model's signature with it, else None."""
+    if public_key is None or not any(f.id == "signature.verified" for f in report.findings):
+        return None
+    from modelshield.supply_chain.keys import load_public_key
+
+    try:
+        return load_public_key(public_key).fingerprint
+    except ModelShieldError:  # the check read it a moment ago; if it cannot now, no key vouches
+        return None
+
+
+def _print_policy(result: PolicyResult, *, quiet: bool = False) -> None:
+    """The policy's verdict on standard error: every failed rule with its measured value (also under --quiet)."""
+    name = printable(result.policy)
+    if result.passed:
+        if not quiet:
+            sys.stderr.write(f"policy {name}: passed ({len(result.rules)} rules)\n")
+        return
+    failed = result.failed
+    sys.stderr.write(f"policy {name}: FAILED, {len(failed)} of {len(result.rules)} rules\n")
+    for rule in failed:
+        measured = "not measured" if rule.measured is None else str(rule.measured)
+        sys.stderr.write(
+            printable(f"  - {rule.rule}: measured {measured}, required {rule.bound}. {rule.message}") + "\n"
+        )
+
+
+# -- audit diff ------------------------------------------------------------------------------------------------------
+
+
+def _read_report(path: Path, which: str) -> Report:
+    """A report.json, or a FileFormatError saying why it is not one."""
+    import json
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise FileFormatError(
+            f"Cannot read the {which} report {path}: {reason}.", remedy="Pass the report.json of `modelshield audit`."
+        ) from None
+    try:
+        return Report.from_json(text)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        detail = f"missing {exc}" if isinstance(exc, KeyError) else type(exc).__name__
+        raise FileFormatError(
+            f"The {which} file {path} is not a modelshield audit report ({detail}).",
+            remedy="Pass the report.json that `modelshield audit --out DIR` or `--format json` writes.",
+        ) from None
+
+
+def diff_command(
+    old: Annotated[Path, typer.Argument(help="The earlier report.json.")],
+    new: Annotated[Path, typer.Argument(help="The later report.json.")],
+    output_format: Annotated[OutputFormat, format_option(OutputFormat.TEXT, OutputFormat.JSON)] = OutputFormat.TEXT,
+    output: Annotated[Path | None, typer.Option(help="Write the --format output to this file.")] = None,
+) -> None:
+    """Regressions between two audit reports: findings new or worse in severity, metrics worse beyond the noise
+    their intervals show (metrics without intervals are shown, not judged), findings gone. Exit 1 on a regression,
+    0 without, 2 on a file that is not a report."""
+    from modelshield.audit.diff import diff_reports
+
+    if output is not None:
+        _check_outputs(None, output)
+    diff = diff_reports(_read_report(old, "old"), _read_report(new, "new"))
+    if output_format is OutputFormat.JSON:
+        import json
+
+        _emit(json.dumps(diff.to_dict(), indent=2, allow_nan=False), output)
+    else:
+        _emit("\n".join(_diff_lines(diff)), output)
+    raise typer.Exit(EXIT_FINDINGS if diff.regressed else EXIT_CLEAN)
+
+
+def _cell(text: str, width: int) -> str:
+    return printable(text).ljust(width)
+
+
+def _diff_lines(diff: ReportDiff) -> list[str]:
+    """The diff as a table for people; report strings are untrusted, so each goes through ``printable``."""
+
+    def sev(value: object) -> str:
+        return str(getattr(value, "value", "-"))
+
+    lines = [
+        f"old: {diff.old.target.name} ({diff.old.started_at}, budget {diff.old.budget})",
+        f"new: {diff.new.target.name} ({diff.new.started_at}, budget {diff.new.budget})",
+    ]
+    lines += [f"note: {n}" for n in diff.notes]
+    shown = [f for f in diff.findings if f.change != "same"]
+    lines.append("")
+    lines.append(f"findings ({len(shown)} changed, {len(diff.findings) - len(shown)} unchanged)")
+    if shown:
+        lines.append(f"  {'change':<8}{'severity':<20}{'finding'}")
+        for f in shown:
+            where = f" at {f.location}" if f.location else ""
+            mark = "!" if f.regression else " "
+            note = f" ({f.note})" if f.note else ""
+            lines.append(
+                printable(
+                    f"{mark} {f.change:<8}{sev(f.old_severity) + ' -> ' + sev(f.new_severity):<20}{f.id}{where}{note}"
+                )
+            )
+    lines.append("")
+    lines.append(f"metrics ({len(diff.metrics)} changed)")
+    if diff.metrics:
+        lines.append(f"  {'old':>10} {'new':>10}  {'verdict':<28}metric")
+        for m in diff.metrics:
+            if not m.worse:
+                verdict = "better"
+            elif not m.judged:
+                verdict = "worse, not judged for noise"
+            elif m.beyond_noise:
+                verdict = "worse beyond noise"
+            else:
+                verdict = "worse, within noise"
+            mark = "!" if m.regression else " "
+            lines.append(printable(f"{mark} {m.old:>10.4g} {m.new:>10.4g}  {verdict:<28}{m.finding} {m.metric}"))
+    lines.append("")
+    count = len(diff.regressions)
+    lines.append(f"{count} regression(s) beyond noise" if count else "no regression beyond noise")
+    return [printable(line) for line in lines]
+
+
+class _AuditCommand(TyperCommand):
+    """``audit``, which also answers ``audit diff OLD NEW``: a command whose arguments start with ``diff`` is
+    handed to the diff command (``audit`` takes no arguments of its own, so nothing else can start with it).
+
+    A click group would do the same, but the command reference (docs/gen_cli_reference.py) lists the options of
+    commands only, not of groups, and ``audit``'s options are its main surface.
+    """
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        if args[:1] == ["diff"]:
+            return _diff_click_command().make_context(f"{info_name or 'audit'} diff", args[1:], parent=parent, **extra)
+        return super().make_context(info_name, args, parent=parent, **extra)
+
+
+def _diff_click_command() -> Any:
+    """``diff_command`` as a click command, built as the root app builds every command."""
+    staging = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+    staging.command("diff")(diff_command)
+    return typer.main.get_command(staging)
+
+
 def register(app: typer.Typer) -> None:
-    app.command("audit")(audit_command)
+    app.command(
+        "audit",
+        cls=_AuditCommand,
+        epilog="Compare two reports: modelshield audit diff OLD.json NEW.json [--format text|json] [--output FILE] "
+        "(exit 1 on a regression beyond noise).",
+    )(audit_command)

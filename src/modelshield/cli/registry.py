@@ -2,6 +2,7 @@
 
 $ modelshield registry add churn model/ --signature model.sig --audit-report report/report.json --meta owner=ml
 $ modelshield registry promote churn 1 --public-key keys/modelshield.pub
+$ modelshield registry promote churn 2 --public-key keys/modelshield.pub --policy policy.toml
 $ modelshield registry show churn production --format json
 $ modelshield registry history churn --verify
 
@@ -156,18 +157,30 @@ def promote_command(
         str,
         choice_option("--fail-on", SEVERITIES, help="Refuse when scan or audit findings reach this severity."),
     ] = "high",
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            help="A release policy (TOML, as for `audit --policy`): the stored audit report must pass it (instead of "
+            "--fail-on, which still applies to the scan); each failed rule is named."
+        ),
+    ] = None,
     registry: RegistryDir = DEFAULT_REGISTRY,
     db_url: DbUrl = None,
 ) -> None:
     """Promote a version to production; refused (exit 1) unless signed, verified, scanned and audited clean."""
+    release_policy = None
+    if policy is not None:  # a bad policy file is one line and exit 2, before the registry is opened
+        from modelshield.audit.policy import ReleasePolicy
+
+        release_policy = ReleasePolicy.load(policy)
     with _open(registry, db_url) as reg:
         try:
-            v = reg.promote(name, version, public_key=public_key, fail_on=fail_on)
+            v = reg.promote(name, version, public_key=public_key, fail_on=fail_on, policy=release_policy)
         except PromotionRefusedError as exc:
             shown = f"v{version}" if version.isdigit() else f"version {version!r}"
             typer.echo(f"refused: {name} {shown} was not promoted to production", err=True)
             for reason in exc.reasons:
-                typer.echo(f"  - {reason}", err=True)
+                typer.echo(f"  - {printable(reason)}", err=True)
             raise typer.Exit(EXIT_FINDINGS) from None
     typer.echo(f"promoted {v.name} v{v.version} to production")
 

@@ -11,6 +11,10 @@ A version is promoted to ``production`` only when its signature verifies against
 public key, its scan report has no finding at or above the threshold, and an audit report is attached with no such
 finding and no failed check; otherwise the promotion is refused, the refusal is recorded in the history, and
 :class:`PromotionRefusedError` names every reason. Model files are copied and hashed, never loaded.
+
+Given a release ``policy`` (:class:`modelshield.audit.policy.ReleasePolicy`, or anything with its ``evaluate``),
+the policy judges the stored audit report instead of the severity threshold: each failed rule is a reason. The
+signature, the scan and the attachments are checked as without one.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -37,7 +41,7 @@ from modelshield.errors import (
     RegistryError,
     VerificationError,
 )
-from modelshield.findings import JSONValue, Report, Severity
+from modelshield.findings import JSONValue, PolicyResult, Report, Severity
 from modelshield.registry.index import (
     AliasRow,
     HistoryEntry,
@@ -54,9 +58,20 @@ from modelshield.registry.store import ArtifactKind, BlobStore, canonical_json
 from modelshield.supply_chain.keys import PublicKeySet
 
 # PromotionRefusedError lives in modelshield.errors; it is re-exported here, where it used to be defined.
-__all__ = ["PRODUCTION", "PromotionRefusedError", "Registry", "default_actor"]
+__all__ = ["PRODUCTION", "PromotionRefusedError", "Registry", "ReportPolicy", "default_actor"]
 
 PRODUCTION = "production"
+
+
+class ReportPolicy(Protocol):
+    """What :meth:`Registry.promote` needs of a release policy (:class:`modelshield.audit.policy.ReleasePolicy`)."""
+
+    @property
+    def sha256(self) -> str: ...
+
+    def evaluate(self, report: Report, *, signer: str | None = None) -> PolicyResult: ...
+
+
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _MAX_JSON = 256 << 20
 
@@ -301,12 +316,15 @@ class Registry:
         public_key: Path,
         fail_on: Severity | str = Severity.HIGH,
         actor: str | None = None,
+        policy: ReportPolicy | None = None,
     ) -> ModelVersion:
         """Make ``version`` the production version of ``name``, or refuse with :class:`PromotionRefusedError`.
 
         Refused when the version is unsigned, its signature does not verify against the stored bytes with
         ``public_key``, its scan has findings at or above ``fail_on``, or it has no audit report, or one with
-        findings at or above ``fail_on`` or with failed checks. A refusal is recorded in the history.
+        findings at or above ``fail_on`` or with failed checks. With a ``policy``, the audit report is judged by
+        the policy instead (the signer passed to it is ``public_key``, once the signature verified with it), and
+        each failed rule is a reason. A refusal is recorded in the history.
         """
         from modelshield.supply_chain.keys import load_public_key
 
@@ -314,8 +332,10 @@ class Registry:
         actor = actor or default_actor()
         key = load_public_key(public_key)
         v = self.show(name, version)
-        reasons = self._problems(v, key, threshold)
+        reasons = self._problems(v, key, threshold, policy)
         base: dict[str, JSONValue] = {"fail_on": threshold.value, "public_key_fingerprint": key.fingerprint}
+        if policy is not None:
+            base["policy_sha256"] = policy.sha256
         if reasons:
             refusal: dict[str, JSONValue] = {**base, "reasons": list(reasons)}
             self.index.write(
@@ -338,10 +358,13 @@ class Registry:
         self.index.write(name, work)
         return self.show(name, v.version)
 
-    def _problems(self, v: ModelVersion, key: PublicKeySet, threshold: Severity) -> tuple[str, ...]:
+    def _problems(
+        self, v: ModelVersion, key: PublicKeySet, threshold: Severity, policy: ReportPolicy | None = None
+    ) -> tuple[str, ...]:
         from modelshield.supply_chain.signing import verify_model
 
         reasons: list[str] = []
+        signer: str | None = None  # the key's fingerprint, once the signature verified with it
         if v.signature_digest is None:
             reasons.append(f"v{v.version} is unsigned")
         else:
@@ -354,6 +377,7 @@ class Registry:
                 else:
                     try:
                         verify_model(model, sig, key)
+                        signer = key.fingerprint
                     except VerificationError as exc:
                         reasons.append(f"the signature does not verify with key {key.fingerprint[:16]}: {exc.message}")
                     except FileFormatError as exc:
@@ -373,13 +397,11 @@ class Registry:
             except (VerificationError, FileFormatError, KeyError, TypeError, ValueError) as exc:
                 reasons.append(f"the stored audit report is unreadable or damaged ({exc})")
             else:
-                worst = audit.max_severity
-                if worst is not None and worst >= threshold:
-                    n = len(audit.at_or_above(threshold))
-                    reasons.append(f"the audit has {n} finding(s) at or above {threshold.value} (worst {worst.value})")
-                failed = [c.name for c in audit.checks if c.status.value == "error"]
-                if failed:
-                    reasons.append(f"audit check(s) failed to run: {', '.join(failed)}")
+                if policy is not None:
+                    judged = policy.evaluate(audit, signer=signer)
+                    reasons += [f"policy rule {r.rule} failed: {r.message}" for r in judged.failed]
+                else:
+                    reasons += _audit_problems(audit, threshold)
                 sha = audit.target.model_sha256
                 if v.kind is ArtifactKind.FILE and sha and sha != v.artifact_digest:
                     reasons.append(f"the audit report is about another model (sha256 {sha[:16]}…)")
@@ -404,6 +426,19 @@ class Registry:
             return target
 
         return self.show(name, self.index.write(name, work))
+
+
+def _audit_problems(audit: Report, threshold: Severity) -> list[str]:
+    """Why an audit report bars promotion without a policy: findings at or above ``threshold``, failed checks."""
+    reasons = []
+    worst = audit.max_severity
+    if worst is not None and worst >= threshold:
+        n = len(audit.at_or_above(threshold))
+        reasons.append(f"the audit has {n} finding(s) at or above {threshold.value} (worst {worst.value})")
+    failed = [c.name for c in audit.checks if c.status.value == "error"]
+    if failed:
+        reasons.append(f"audit check(s) failed to run: {', '.join(failed)}")
+    return reasons
 
 
 def _set_alias(session: Session, name: str, version: int, alias: str = PRODUCTION) -> int | None:

@@ -21,7 +21,8 @@ SCAN_SCHEMA_PATH = Path(__file__).parent / "schemas" / "scan.schema.json"
 
 
 def render_json(report: Report) -> str:
-    """The report as indented JSON (``Report.to_json``); NaN and infinities become ``null``."""
+    """The report as indented JSON (``Report.to_json``); NaN and infinities become ``null``. A release policy's
+    verdict, when one judged the report, is under ``policy`` (absent otherwise)."""
     return report.to_json(indent=2)
 
 

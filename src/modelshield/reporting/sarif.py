@@ -17,6 +17,11 @@ about are named relative to it with ``uriBaseId`` ``SRCROOT``, which the run's `
 dashboards map such results onto the repository, as they cannot map an absolute path on the machine that ran the
 scan. A finding inside an archive (``model.pt!archive/data.pkl``) points at the archive file, and names the member
 as a logical location.
+
+A release policy's verdict (``Report.policy``) is in the run's ``properties.policy``, and each rule that failed
+is also a result of the rule ``policy.rule-failed`` (level ``error``, at the model file), so that dashboards, which
+show results and not properties, show why the release was refused. ``invocations[].executionSuccessful`` keeps its
+SARIF meaning: whether every check ran.
 """
 
 from __future__ import annotations
@@ -32,10 +37,10 @@ from typing import Any
 from urllib.parse import quote
 
 from modelshield._version import __version__
-from modelshield.findings import ATLAS_TECHNIQUES, CheckStatus, Finding, Report, Severity
+from modelshield.findings import ATLAS_TECHNIQUES, CheckStatus, Finding, PolicyResult, Report, Severity
 from modelshield.reporting.interface import SECURITY_SEVERITY
 
-__all__ = ["SARIF_SCHEMA", "render_sarif", "sarif_document", "sarif_log"]
+__all__ = ["POLICY_RULE_ID", "SARIF_SCHEMA", "render_sarif", "sarif_document", "sarif_log"]
 
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 
@@ -226,7 +231,7 @@ def sarif_log(
 def sarif_document(report: Report, *, source_root: str | Path | None = None) -> dict[str, Any]:
     """The SARIF log of an audit report, as a dict; the model file is named relative to ``source_root`` when it
     lies under it."""
-    return sarif_log(
+    document = sarif_log(
         report.findings,
         default_location=report.target.model_path or report.target.name,
         complete=report.complete,
@@ -237,6 +242,65 @@ def sarif_document(report: Report, *, source_root: str | Path | None = None) -> 
         files=[report.target.model_path] if report.target.model_path else [],
         source_root=source_root,
     )
+    if report.policy is not None:
+        files = [report.target.model_path] if report.target.model_path else []
+        root = os.path.abspath(source_root) if source_root is not None else None
+        where = _location(report.target.model_path or report.target.name or "model", files, root)
+        _add_policy(document, report.policy, where)
+    return document
+
+
+POLICY_RULE_ID = "policy.rule-failed"
+
+
+def _policy_rule() -> dict[str, Any]:
+    return {
+        "id": POLICY_RULE_ID,
+        "name": "PolicyRuleFailed",
+        "shortDescription": {"text": "A rule of the release policy failed"},
+        "fullDescription": {
+            "text": "The audit report does not meet a rule of the release policy given with --policy: the model "
+            "must not be released until it does."
+        },
+        "help": {
+            "text": "Fix what the rule measures (or, if the rule is wrong, the policy), audit again, and release the "
+            "model once every rule holds.",
+            "markdown": "Fix what the rule measures (or, if the rule is wrong, the policy), audit again, and release "
+            "the model once every rule holds.",
+        },
+        "defaultConfiguration": {"level": "error"},
+        "properties": {"tags": ["security", "machine-learning", "release-policy"], "security-severity": "8.0"},
+    }
+
+
+def _add_policy(document: dict[str, Any], policy: PolicyResult, location: dict[str, Any]) -> None:
+    """The policy's verdict into the run: its properties, and one result per failed rule."""
+    run = document["runs"][0]
+    run["properties"]["policy"] = policy.to_dict()
+    if not policy.failed:
+        return
+    rules = run["tool"]["driver"]["rules"]
+    index = len(rules)
+    rules.append(_policy_rule())
+    for rule in policy.failed:
+        measured = "not measured" if rule.measured is None else str(rule.measured)
+        fingerprint = hashlib.sha256(
+            "\x00".join([POLICY_RULE_ID, policy.policy, rule.rule]).encode("utf-8", "surrogatepass")
+        ).hexdigest()
+        run["results"].append(
+            {
+                "ruleId": POLICY_RULE_ID,
+                "ruleIndex": index,
+                "level": "error",
+                "message": {
+                    "text": f"Release policy {policy.policy}: rule {rule.rule} failed (measured {measured}, "
+                    f"required {rule.bound}). {rule.message}"
+                },
+                "locations": [location],
+                "partialFingerprints": {"modelshieldFinding/v1": fingerprint},
+                "properties": rule.to_dict(),
+            }
+        )
 
 
 def render_sarif(report: Report, *, source_root: str | Path | None = None) -> str:
