@@ -60,7 +60,6 @@ from modelshield.reporting.svg import PALETTE, render_chart
 
 if TYPE_CHECKING:
     from modelshield.gateway.app import Gateway
-    from modelshield.gateway.response import ResponseAction
 
 __all__ = ["CONSOLE_CSP", "ConsoleSession", "ConsoleSessions", "add_console", "error_page"]
 
@@ -805,27 +804,14 @@ class _Console:
             return error_page(400, "Choose approve, deny or lift for an action in the queue.", session=session)
         if not reason or len(reason) > _MAX_REASON:
             return await self.review(request, f"Give a reason (1 to {_MAX_REASON} characters) for the decision.", 400)
-        principal = session.principal
-        try:
-            action = await run_in_threadpool(self._decide, number, decision, principal)
+        gateway = self.gateway
+        try:  # the admin API's decision, with the reviewer's reason in the same audit record
+            await run_in_threadpool(
+                gateway.monitor.decide, number, decision, session.principal.client, now=gateway.clock(), why=reason
+            )
         except ModelShieldError as exc:
             return await self.review(request, exc.message, 409)
-        self.gateway.record_admin("review-reason", principal, f"action {action.id} {decision}: {reason}")
         return RedirectResponse(f"{PREFIX}/review", status_code=303, headers=_headers())
-
-    def _decide(self, action_id: int, decision: str, principal: Principal) -> ResponseAction:
-        """The admin API's decision, step for step: the store decides, the board reloads, the log records it."""
-        gateway = self.gateway
-        actions = gateway.monitor.actions
-        if decision == "lift":
-            action = actions.lift(action_id, reviewer=principal.client, now=gateway.clock())
-        else:
-            action = actions.decide(
-                action_id, approve=decision == "approve", reviewer=principal.client, now=gateway.clock()
-            )
-        gateway.monitor.board.refresh()
-        gateway.monitor.record_action(action, principal.client)
-        return action
 
     # -- clients -------------------------------------------------------------------------------------------------
     def _clients(self) -> dict[str, Any]:
@@ -944,7 +930,9 @@ class _Console:
         lifted = []
         for action in gateway.monitor.actions.active(gateway.clock()):
             if client in action.clients or action.actor == client:
-                lifted.append(self._decide(action.id, "lift", principal).id)
+                lifted.append(
+                    gateway.monitor.decide(action.id, "lift", principal.client, now=gateway.clock(), why=reason).id
+                )
         if not lifted:
             return f"No action holds for {client}: nothing to restore."
         return f"{client} is restored: lifted action(s) {', '.join(str(i) for i in lifted)}."

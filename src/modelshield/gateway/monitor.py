@@ -422,18 +422,36 @@ class GatewayMonitor:
         if action.status == "active":
             self.board.refresh()
 
-    def record_action(self, action: ResponseAction, by: str) -> None:
-        """Write an action (proposed, approved, denied, lifted) to the audit log with who decided it."""
+    def record_action(self, action: ResponseAction, by: str, *, why: str = "") -> None:
+        """Write an action (proposed, approved, denied, lifted) to the audit log with who decided it (and why, when
+        a reviewer said)."""
         verb = {"pending": "awaits review", "active": "in force", "denied": "denied", "lifted": "lifted"}.get(
             action.status, action.status
         )
+        what = f"action {action.id}: {action.kind.value} {verb}"
+        reasons = (what, f"rule {action.rule!r}", action.reason, f"by {by}")
         self._audit(
             "response",
             action.actor,
-            (f"action {action.id}: {action.kind.value} {verb}", f"rule {action.rule!r}", action.reason, f"by {by}"),
+            (*reasons, f"reviewer's reason: {why}") if why else reasons,
             "block" if action.status == "active" else "flag",
             "system" if by == "policy" else "admin",
         )
+
+    def decide(self, action_id: int, decision: str, reviewer: str, *, now: float, why: str = "") -> ResponseAction:
+        """A reviewer's decision on an action, as the admin API and the console take it: ``approve`` or ``deny`` a
+        pending action, ``lift`` an active one. The store decides (:class:`~modelshield.errors.InvalidInputError`
+        when the action is not in a state for it), this worker's board reloads at once (the others within
+        ``[response] refresh_s``), and the audit log records who decided and why."""
+        if decision == "lift":
+            action = self.actions.lift(action_id, reviewer=reviewer, now=now)
+        elif decision in {"approve", "deny"}:
+            action = self.actions.decide(action_id, approve=decision == "approve", reviewer=reviewer, now=now)
+        else:
+            raise InvalidParameterError(f"A decision is approve, deny or lift, not {decision!r}.")
+        self.board.refresh()
+        self.record_action(action, reviewer, why=why)
+        return action
 
     def _save_loop(self) -> None:
         while not self._stop.wait(self.config.monitoring.state_interval_s):

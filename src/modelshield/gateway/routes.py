@@ -395,19 +395,12 @@ def add_routes(app: FastAPI, gateway: Gateway) -> None:  # noqa: PLR0915 - one c
         who = await principal_or_error(request, Permission.ADMIN)
         if isinstance(who, Response):
             return who
-        actions = gateway.monitor.actions
-
-        def decide() -> Any:
-            if decision == "lift":
-                return actions.lift(action_id, reviewer=who.client, now=gateway.clock())
-            return actions.decide(action_id, approve=decision == "approve", reviewer=who.client, now=gateway.clock())
-
         try:
-            action = await run_in_threadpool(decide)
+            action = await run_in_threadpool(
+                gateway.monitor.decide, action_id, decision, who.client, now=gateway.clock()
+            )
         except ModelShieldError as exc:
             return _error(409, exc.message)
-        await run_in_threadpool(gateway.monitor.board.refresh)
-        gateway.monitor.record_action(action, who.client)
         return action.to_dict()
 
     @app.get(f"{prefix}/drift")
