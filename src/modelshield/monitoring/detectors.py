@@ -410,22 +410,25 @@ class _Space:
         self, dist: NDArray[np.float64], labels: NDArray[np.int64], g: NDArray[np.int64]
     ) -> NDArray[np.float64]:
         """Class-conditional empirical p-value of "this close or closer" (1 for untested rows: nan or g = 0)."""
-        out = np.ones(len(dist))
-        for c, gsize in {(int(a), int(b)) for a, b in zip(labels.tolist(), g.tolist(), strict=True) if b > 0}:
-            rows = (labels == c) & (g == gsize) & np.isfinite(dist)
-            null = self.class_null[(c, gsize)]
-            out[rows] = (np.searchsorted(null, dist[rows], side="right") + 1) / (len(null) + 1)
-        return out
+        return self._p_class(dist, labels, g, far=False)
 
     def p_far_class(
         self, dist: NDArray[np.float64], labels: NDArray[np.int64], g: NDArray[np.int64]
     ) -> NDArray[np.float64]:
         """Class-conditional empirical p-value of "this far or farther" (1 for untested rows)."""
+        return self._p_class(dist, labels, g, far=True)
+
+    def _p_class(
+        self, dist: NDArray[np.float64], labels: NDArray[np.int64], g: NDArray[np.int64], *, far: bool
+    ) -> NDArray[np.float64]:
         out = np.ones(len(dist))
         for c, gsize in {(int(a), int(b)) for a, b in zip(labels.tolist(), g.tolist(), strict=True) if b > 0}:
             rows = (labels == c) & (g == gsize) & np.isfinite(dist)
             null = self.class_null[(c, gsize)]
-            out[rows] = (len(null) - np.searchsorted(null, dist[rows], side="left") + 1) / (len(null) + 1)
+            if far:
+                out[rows] = (len(null) - np.searchsorted(null, dist[rows], side="left") + 1) / (len(null) + 1)
+            else:
+                out[rows] = (np.searchsorted(null, dist[rows], side="right") + 1) / (len(null) + 1)
         return out
 
     def class_quantile(self, q: float) -> NDArray[np.float64]:
