@@ -26,7 +26,7 @@ from modelshield.models.interface import Classifier
 if TYPE_CHECKING:
     from modelshield.models.retrain import Trainer
 
-__all__ = ["Requirement", "Target"]
+__all__ = ["Requirement", "Target", "check_sensitive"]
 
 
 class Requirement(enum.StrEnum):
@@ -53,6 +53,9 @@ class Target:
     signature_path: Path | None = None  # default: MODEL.sig beside the model file, when there is one
     public_key_path: Path | None = None  # the signer's public key, to verify the signature with
     trainer: Trainer | None = None  # how to train more models like this one (reference models for privacy checks)
+    #: Features whose groups the fairness check compares (sex, age band): names of the test data's features, so
+    #: model inputs. An attribute the model does not take as input cannot be named here (not supported yet).
+    sensitive: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for data in (self.test, self.train):
@@ -70,6 +73,7 @@ class Target:
                     f"{self.classifier.n_classes}.",
                     remedy="Check the label column and that data and model belong together.",
                 )
+        object.__setattr__(self, "sensitive", check_sensitive(self.sensitive, self.test))
 
     @cached_property
     def model_sha256(self) -> str | None:
@@ -106,3 +110,20 @@ class Target:
             classifier=type(self.classifier).__name__,
             white_box=self.classifier.white_box,
         )
+
+
+def check_sensitive(names: Iterable[str], test: Dataset) -> tuple[str, ...]:
+    """``names`` as a tuple without repeats, each a feature of ``test``; else an InvalidInputError that names the
+    unknown one and lists the features there are (what :attr:`Target.sensitive` accepts)."""
+    if isinstance(names, str):  # a lone name, not its characters
+        names = (names,)
+    chosen = tuple(dict.fromkeys(str(name) for name in names))
+    available = test.schema.names
+    unknown = [name for name in chosen if name not in available]
+    if unknown:
+        shown = ", ".join(available[:20]) + (f", ... ({len(available)} in all)" if len(available) > 20 else "")
+        raise InvalidInputError(
+            f"Sensitive feature {unknown[0]!r} is not a feature of the data {test.name!r}; its features are: {shown}.",
+            remedy="Name sensitive features exactly as the data's columns are named (case matters).",
+        )
+    return chosen

@@ -188,6 +188,18 @@ def report_factory() -> Callable[..., Report]:
     return make_report
 
 
+def _without_compliance(data: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in data.items() if k != "compliance"}
+    out["findings"] = [{k: v for k, v in f.items() if k != "compliance"} for f in data["findings"]]
+    return out
+
+
+@pytest.fixture(scope="session")
+def without_compliance() -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """report.json's data less what the JSON renderer adds from the compliance table: ``Report.to_dict``'s data."""
+    return _without_compliance
+
+
 @pytest.fixture(scope="session")
 def report_validator() -> jsonschema.Draft202012Validator:
     """Validates report.json against the shipped schema, formats (date-time) included where checkable."""

@@ -32,9 +32,11 @@ def test_schema_ships_inside_the_package() -> None:
     assert load_report_schema() is not load_report_schema()  # a fresh dict each time: callers may change it
 
 
-def test_json_is_the_reports_own_serialisation(report: Report) -> None:
+def test_json_is_the_reports_own_serialisation(
+    report: Report, without_compliance: Callable[[dict[str, Any]], dict[str, Any]]
+) -> None:
     text = render_json(report)
-    assert json.loads(text) == json.loads(report.to_json())
+    assert without_compliance(json.loads(text)) == json.loads(report.to_json())
     assert "NaN" not in text and "Infinity" not in text
 
 
@@ -42,10 +44,10 @@ def test_json_validates_against_the_schema(report: Report, report_validator: jso
     report_validator.validate(json.loads(render_json(report)))
 
 
-def test_json_round_trips(report: Report) -> None:
+def test_json_round_trips(report: Report, without_compliance: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
     text = render_json(report)
     again = Report.from_json(text)
-    assert again.to_dict() == json.loads(text)
+    assert again.to_dict() == without_compliance(json.loads(text))
     assert render_json(again) == text
 
 

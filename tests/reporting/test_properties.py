@@ -8,6 +8,7 @@ import json
 import math
 import re
 from collections.abc import Callable
+from typing import Any
 from xml.etree import ElementTree
 
 import jsonschema
@@ -94,11 +95,15 @@ def test_any_findings_render_everywhere(
 
 @settings(max_examples=60, deadline=None)
 @given(findings=st.lists(_findings(finite_charts=True), max_size=5))
-def test_any_report_round_trips_through_json(report_factory: Callable[..., Report], findings: list[Finding]) -> None:
+def test_any_report_round_trips_through_json(
+    report_factory: Callable[..., Report],
+    findings: list[Finding],
+    without_compliance: Callable[[dict[str, Any]], dict[str, Any]],
+) -> None:
     report = report_factory(findings=tuple(findings))
     text = render_json(report)
     again = Report.from_json(text)
-    assert again.to_dict() == json.loads(text)
+    assert again.to_dict() == without_compliance(json.loads(text))
     assert render_json(again) == text
 
 

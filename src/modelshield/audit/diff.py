@@ -43,6 +43,12 @@ METRIC_DIRECTIONS: Mapping[str, bool] = {
     "non_member_leakage": False,
     "fidelity": False,
     "accuracy_loss_at_10pct": False,
+    "demographic_parity_ratio": True,
+    "equalized_odds_ratio": True,
+    "demographic_parity_difference": False,
+    "equalized_odds_difference": False,
+    "accuracy_difference": False,
+    "membership_auc_difference": False,
 }
 
 

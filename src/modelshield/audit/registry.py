@@ -66,6 +66,7 @@ def builtin_checks() -> list[AnyCheck]:
     from modelshield.audit.checks.baseline import BASELINE
     from modelshield.audit.checks.evasion import EVASION
     from modelshield.audit.checks.extraction import EXTRACTION
+    from modelshield.audit.checks.fairness import FAIRNESS
     from modelshield.audit.checks.integrity import INTEGRITY
     from modelshield.audit.checks.inversion import INVERSION
     from modelshield.audit.checks.membership import MEMBERSHIP
@@ -73,7 +74,7 @@ def builtin_checks() -> list[AnyCheck]:
     from modelshield.audit.checks.signature import SIGNATURE
     from modelshield.audit.checks.supply import SUPPLY
 
-    return [INTEGRITY, SUPPLY, SIGNATURE, BASELINE, EVASION, POISONING, MEMBERSHIP, INVERSION, EXTRACTION]
+    return [INTEGRITY, SUPPLY, SIGNATURE, BASELINE, FAIRNESS, EVASION, POISONING, MEMBERSHIP, INVERSION, EXTRACTION]
 
 
 def default_registry(*, entry_points: bool = True) -> CheckRegistry:

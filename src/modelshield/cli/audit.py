@@ -5,14 +5,16 @@ $ modelshield audit --model model.onnx --data test.csv --label diagnosis --forma
 $ modelshield audit --model weights.safetensors --arch zoo:cancer-mlp --data test.csv --classes malignant,benign
 $ modelshield audit --endpoint http://localhost:8080 --model-name cancer --data test.csv --output-name predict_proba
 $ modelshield audit --target zoo:cancer-gbm --policy policy.toml --out report/
+$ modelshield audit --model model.onnx --data test.csv --label approved --sensitive sex,age
 $ modelshield audit diff old/report.json new/report.json --format json
 
 Before any check runs, the output paths are checked, and the model is checked against the data
 (:func:`modelshield.loading.align_data`): features, the class of each model output (the model's own names where it
 records them, else --classes, else whole-number labels as output indices), every label value, and a run on two
-rows. Whatever does not fit is one line on standard error and exit code 2. A ``--policy`` file is read and
-validated before that, too (:mod:`modelshield.audit.policy`); after the audit, the policy decides the exit code
-and its result goes into every report.
+rows. ``--sensitive`` columns (the fairness check's groups) are checked against the data as soon as it is read,
+before the model is loaded (a reference target's, once it is built). Whatever does not fit is one line on standard
+error and exit code 2. A ``--policy`` file is read and validated before that, too (:mod:`modelshield.audit.policy`);
+after the audit, the policy decides the exit code and its result goes into every report.
 
 ``audit diff`` (:mod:`modelshield.audit.diff`) compares two report.json files: exit 1 on a regression beyond
 noise. ``audit`` itself is a command, not a group: its command class sends ``audit diff ...`` to the diff command.
@@ -45,7 +47,7 @@ from modelshield.cli.options import (
 from modelshield.errors import FileFormatError, InvalidParameterError, ModelShieldError
 from modelshield.findings import PolicyResult, Report
 from modelshield.reporting.interface import printable
-from modelshield.target import Target
+from modelshield.target import Target, check_sensitive
 
 if TYPE_CHECKING:
     from modelshield.audit import Auditor
@@ -53,6 +55,7 @@ if TYPE_CHECKING:
     from modelshield.audit.policy import ReleasePolicy
     from modelshield.data import Dataset
     from modelshield.models.interface import Classifier
+    from modelshield.supply_chain.keys import PrivateKeySet
 
 __all__ = ["register"]
 
@@ -69,6 +72,19 @@ def _parse_classes(classes: str | None) -> tuple[str, ...] | None:
     return names
 
 
+def _parse_sensitive(sensitive: str | None) -> tuple[str, ...]:
+    """``--sensitive a,b`` as names; an empty name is refused (which columns exist is checked with the data)."""
+    if sensitive is None:
+        return ()
+    names = tuple(name.strip() for name in sensitive.split(","))
+    if not all(names):
+        raise InvalidParameterError(
+            f"--sensitive {printable(sensitive)!r} names an empty column.",
+            remedy="Name the sensitive columns, separated by commas: --sensitive sex,age",
+        )
+    return names
+
+
 def _class_count(classes: tuple[str, ...] | None, *datasets: Dataset | None) -> int:
     """The outputs of a model that does not record its classes (PyTorch): as many as ``classes`` name; else, for
     whole-number labels, the largest plus one (label ``k`` is output ``k``); else one per distinct label."""
@@ -80,11 +96,16 @@ def _class_count(classes: tuple[str, ...] | None, *datasets: Dataset | None) -> 
     return max(data.n_classes for data in datasets if data is not None)
 
 
-def _tables(data: Path, train_data: Path | None, label: str) -> tuple[Dataset, Dataset | None]:
-    """The test data and, when given, the training data."""
+def _tables(
+    data: Path, train_data: Path | None, label: str, sensitive: tuple[str, ...]
+) -> tuple[Dataset, Dataset | None]:
+    """The test data and, when given, the training data; the ``sensitive`` columns must be among the test data's
+    features (checked here, before the model is loaded)."""
     from modelshield.data import load_table
 
-    return load_table(data, label=label), load_table(train_data, label=label) if train_data is not None else None
+    test = load_table(data, label=label)
+    check_sensitive(sensitive, test)
+    return test, load_table(train_data, label=label) if train_data is not None else None
 
 
 def _aligned(
@@ -108,6 +129,7 @@ def _file_target(
     trust_types: list[str],
     unsafe_allow_pickle: bool,
     unsafe_ignore_scan: bool,
+    sensitive: tuple[str, ...] = (),
 ) -> Target:
     """The model with its data, checked against each other: labels in the model's class order, features that fit,
     and a run on two rows, before any check starts."""
@@ -119,7 +141,7 @@ def _file_target(
             "--model needs --data: the test data to evaluate the model on.",
             remedy="Add --data FILE (CSV, Parquet or NPZ) with a label column named by --label.",
         )
-    test, train = _tables(data, train_data, label)
+    test, train = _tables(data, train_data, label, sensitive)
     bounds = test.schema.bounds()
     loaded = load_model(
         model,
@@ -140,6 +162,7 @@ def _file_target(
         model_path=model,
         model_format=loaded.format.format.value,
         description=f"{model} evaluated on {data}",
+        sensitive=sensitive,
     )
 
 
@@ -167,6 +190,7 @@ def _endpoint_target(
     train_data: Path | None,
     label: str,
     classes: tuple[str, ...] | None,
+    sensitive: tuple[str, ...] = (),
 ) -> Target:
     """A served model with its data: the endpoint is probed and checked against the data before any check."""
     from modelshield.models import Bounds
@@ -177,7 +201,7 @@ def _endpoint_target(
             "--endpoint needs --model-name (the model's name on the server) and --data (the test data).",
             remedy="Add --model-name NAME --data FILE with a label column named by --label.",
         )
-    test, train = _tables(data, train_data, label)
+    test, train = _tables(data, train_data, label, sensitive)
     bounds = test.schema.bounds()
     classifier = connect(
         endpoint,
@@ -198,6 +222,7 @@ def _endpoint_target(
         test=test,
         train=train,
         description=f"{model_name} served at {endpoint}, evaluated on {data}",
+        sensitive=sensitive,
     )
 
 
@@ -332,6 +357,13 @@ def audit_command(
         str | None,
         typer.Option(help="The --endpoint output to request by name: class scores (e.g. predict_proba) or labels."),
     ] = None,
+    sensitive: Annotated[
+        str | None,
+        typer.Option(
+            help="Sensitive feature columns, comma-separated (e.g. sex,age): the fairness check compares the model "
+            "on their groups. They must be model inputs (columns of --data)."
+        ),
+    ] = None,
     checks: Annotated[str | None, typer.Option(help="Comma-separated checks to run (default: all).")] = None,
     budget: Annotated[Budget, typer.Option(help="How much work each check may do.")] = Budget.QUICK,
     seed: Annotated[int, typer.Option(min=0, help="Random seed; the same seed gives the same report.")] = 0,
@@ -354,6 +386,19 @@ def audit_command(
         Path | None,
         typer.Option(help="SARIF names the model file relative to this directory (default: the current directory)."),
     ] = None,
+    evidence_pack: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write a signed evidence pack to this new folder: the reports, the model's scan, its signature "
+            "result and its ML-BOM (needs --sign-key; see docs/compliance.md)."
+        ),
+    ] = None,
+    sign_key: Annotated[
+        Path | None, typer.Option(help="Private key that signs the evidence pack (from `modelshield keygen`).")
+    ] = None,
+    passphrase_env: Annotated[
+        str | None, typer.Option(help="Environment variable holding the --sign-key passphrase.")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary.")] = False,
 ) -> None:
     """Audit a model: run security checks and write the findings as JSON, HTML and SARIF."""
@@ -361,9 +406,11 @@ def audit_command(
 
     _check_sources(target, model, endpoint, classes, model_name, header, input_name, output_name)
     class_names = _parse_classes(classes)
+    sensitive_names = _parse_sensitive(sensitive)
     headers = _parse_headers(header or [])
     _check_outputs(out, output)
     release_policy = _load_policy(policy) if policy is not None else None
+    pack_key = _pack_key(evidence_pack, sign_key, passphrase_env)
     names = tuple(n.strip() for n in checks.split(",") if n.strip()) if checks else None
 
     reference_cache = reference_cache_dir()
@@ -376,7 +423,16 @@ def audit_command(
     with status:
         if endpoint is not None:
             resolved = _endpoint_target(
-                endpoint, model_name, headers, input_name, output_name, data, train_data, label, class_names
+                endpoint,
+                model_name,
+                headers,
+                input_name,
+                output_name,
+                data,
+                train_data,
+                label,
+                class_names,
+                sensitive_names,
             )
         elif model is not None:
             resolved = _file_target(
@@ -389,12 +445,15 @@ def audit_command(
                 trust_type or [],
                 unsafe_allow_pickle,
                 unsafe_ignore_scan,
+                sensitive_names,
             )
         else:
             from modelshield.zoo import load_target
 
             resolved = load_target(str(target), seed=seed, cache_dir=cache_dir())
-        resolved = dataclasses.replace(resolved, signature_path=signature, public_key_path=public_key)
+        resolved = dataclasses.replace(
+            resolved, signature_path=signature, public_key_path=public_key, sensitive=sensitive_names
+        )
     try:
         report = _run(auditor, resolved, show_progress)
     finally:
@@ -409,10 +468,35 @@ def audit_command(
         written = write_reports(report, out, source_root=source_root or Path.cwd())
         if not quiet and output_format is OutputFormat.TEXT:
             stderr.print(f"Reports written: {', '.join(str(p) for p in written.values())}", highlight=False)
+    if evidence_pack is not None and pack_key is not None:
+        from modelshield.audit.evidence import write_evidence_pack
+
+        written_pack = write_evidence_pack(report, resolved, evidence_pack, key=pack_key)
+        if not quiet and output_format is OutputFormat.TEXT:
+            stderr.print(printable(f"Evidence pack written and signed: {written_pack}"), highlight=False)
     _print_report(report, output_format, output, quiet, source_root or Path.cwd())
     if report.policy is not None:
         _print_policy(report.policy, quiet=quiet)
     raise typer.Exit(_exit_code(report, fail_on))
+
+
+def _pack_key(pack: Path | None, key: Path | None, passphrase_env: str | None) -> PrivateKeySet | None:
+    """The evidence pack's signing key, with the pack's folder checked, before any work; None without a pack."""
+    if pack is None:
+        if key is not None:
+            raise InvalidParameterError("--sign-key signs an evidence pack.", remedy="Add --evidence-pack DIR.")
+        return None
+    if key is None:
+        raise InvalidParameterError(
+            "An evidence pack is signed: --evidence-pack needs --sign-key.",
+            remedy="Make a key pair with `modelshield keygen --out keys/` and pass --sign-key keys/modelshield.key.",
+        )
+    from modelshield.audit.evidence import check_pack_destination
+    from modelshield.cli._console import passphrase_from_env
+    from modelshield.supply_chain.keys import load_private_key
+
+    check_pack_destination(pack)
+    return load_private_key(key, passphrase_from_env(passphrase_env))
 
 
 def _print_report(report: Report, output_format: OutputFormat, output: Path | None, quiet: bool, root: Path) -> None:

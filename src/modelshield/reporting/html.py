@@ -8,7 +8,9 @@
 Rendered with Jinja2 and autoescaping: model names, messages and evidence are untrusted text. Every value is
 also stripped of control characters before it is escaped. Metrics, evidence and the configuration are shown as
 tables (:mod:`modelshield.reporting._metrics`), with series that a chart draws left out; report.json keeps the
-raw values. In descriptions and remedies, text between backticks is shown as code.
+raw values. In descriptions and remedies, text between backticks is shown as code. Each finding lists the
+requirements it is evidence for, and a compliance section shows a table per framework: covered or not, the
+evidence (linked findings, checks that ran) and the gaps (:mod:`modelshield.reporting.compliance`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from markupsafe import Markup, escape
 
 from modelshield.findings import ATLAS_TECHNIQUES, CheckStatus, Finding, Report, Severity
 from modelshield.reporting._metrics import Omitted, Pairs, Records, shape
+from modelshield.reporting.compliance import ComplianceTable, RequirementCoverage, assess, load_table
 from modelshield.reporting.interface import SEVERITY_COLOURS, printable
 from modelshield.reporting.svg import render_bars, render_chart, render_examples
 
@@ -67,9 +70,23 @@ class _Shown:
     metrics: Pairs
     evidence: Pairs
     examples: Markup
+    compliance: tuple[tuple[str, tuple[str, ...]], ...]  # (framework's name, requirement ids) where any
 
 
-def _shown(finding: Finding) -> _Shown:
+@dataclass(frozen=True)
+class _Requirement:
+    """A requirement's row of a framework's compliance table: its coverage, and its findings with their anchors."""
+
+    coverage: RequirementCoverage
+    findings: tuple[tuple[int, Finding], ...]  # (the finding's number on the page, the finding)
+
+
+def _label(table: ComplianceTable, key: str) -> str:
+    framework = table.framework(key)
+    return f"{framework.name} ({framework.version})"
+
+
+def _shown(finding: Finding, table: ComplianceTable) -> _Shown:
     examples = finding.evidence.get("examples")
     drawn = (
         render_examples([e for e in examples if isinstance(e, Mapping)]) if isinstance(examples, list) else Markup("")
@@ -80,6 +97,9 @@ def _shown(finding: Finding) -> _Shown:
         metrics=shape(finding.metrics, finding.charts),
         evidence=shape(finding.evidence, finding.charts, drawn=notes),
         examples=drawn,
+        compliance=tuple(
+            (_label(table, key), ids) for key, ids in table.for_finding(finding.id, finding.check).items() if ids
+        ),
     )
 
 
@@ -113,12 +133,24 @@ def render_html(report: Report) -> str:
         [SEVERITY_COLOURS[s] for s in order],
     )
     worst = report.max_severity
+    table = load_table()
+    findings = report.sorted_findings()
+    number = {id(f): i for i, f in enumerate(findings, start=1)}  # the page's anchors, #finding-N
+    section = assess(report, table)
+    compliance = [
+        (
+            coverage.framework,
+            [_Requirement(r, tuple((number[id(f)], f) for f in r.findings)) for r in coverage.requirements],
+            len(coverage.covered),
+        )
+        for coverage in section.frameworks
+    ]
     return (
         _environment()
         .get_template("report.html.j2")
         .render(
             report=report,
-            findings=[_shown(f) for f in report.sorted_findings()],
+            findings=[_shown(f, table) for f in findings],
             counts=counts,
             severities=order,
             colours={s.value: c for s, c in SEVERITY_COLOURS.items()},
@@ -128,5 +160,8 @@ def render_html(report: Report) -> str:
             verdict=worst.value if worst else "none",
             verdict_colour=SEVERITY_COLOURS[worst] if worst else _NO_FINDINGS_COLOUR,
             config=shape(report.config),
+            compliance=compliance,
+            compliance_caveat=section.caveat,
+            compliance_version=section.table_version,
         )
     )

@@ -12,7 +12,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from modelshield.findings import Report
+from modelshield.findings import Finding, JSONValue, Report
+from modelshield.reporting.compliance import ComplianceTable, assess, finding_compliance, load_table
 
 __all__ = ["REPORT_SCHEMA_PATH", "SCAN_SCHEMA_PATH", "load_report_schema", "load_scan_schema", "render_json"]
 
@@ -22,8 +23,23 @@ SCAN_SCHEMA_PATH = Path(__file__).parent / "schemas" / "scan.schema.json"
 
 def render_json(report: Report) -> str:
     """The report as indented JSON (``Report.to_json``); NaN and infinities become ``null``. A release policy's
-    verdict, when one judged the report, is under ``policy`` (absent otherwise)."""
-    return report.to_json(indent=2)
+    verdict, when one judged the report, is under ``policy`` (absent otherwise).
+
+    Each finding carries, beside ``owasp`` and ``atlas``, the requirements it is evidence for under
+    ``compliance`` (framework key -> requirement ids), and the report a ``compliance`` section per framework
+    (:func:`modelshield.reporting.compliance.assess`). Both come from the shipped table at render time;
+    ``Report.from_json`` reads the report back without them.
+    """
+    table = load_table()
+    data = report.to_dict()
+    data["findings"] = [_with_compliance(f, table) for f in report.sorted_findings()]
+    data["compliance"] = assess(report, table).to_dict()
+    return json.dumps(data, indent=2, sort_keys=False, allow_nan=False)
+
+
+def _with_compliance(finding: Finding, table: ComplianceTable) -> JSONValue:
+    mapping: dict[str, JSONValue] = {k: list(v) for k, v in finding_compliance(finding, table).items()}
+    return {**finding.to_dict(), "compliance": mapping}
 
 
 @cache

@@ -5,7 +5,9 @@
 >>> render_terminal(report, details=True)  # doctest: +SKIP
 
 With ``details``, each finding follows in full: description, what to do, and its metrics as tables (nested values
-as tables, series that a chart draws left out, as in the HTML report).
+as tables, series that a chart draws left out, as in the HTML report). Before the verdict, a table gives the
+compliance mapping per framework: requirements covered, and the gaps (:mod:`modelshield.reporting.compliance`;
+the HTML and JSON reports have the evidence).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from rich.text import Text
 
 from modelshield.findings import CheckStatus, Finding, Report, Severity
 from modelshield.reporting._metrics import Omitted, Pairs, Records, Shown, shape
+from modelshield.reporting.compliance import assess
 from modelshield.reporting.interface import printable
 
 __all__ = ["SEVERITY_STYLE", "render_terminal"]
@@ -107,6 +110,23 @@ def _details(console: Console, finding: Finding) -> None:
         console.print(_text(f"Charts in the HTML report: {titles}", "dim"))
 
 
+def _compliance(console: Console, report: Report) -> None:
+    """Per framework: requirements covered of those in scope, and the ids of the gaps."""
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    table.add_column("compliance", overflow="fold")
+    table.add_column("covered", no_wrap=True)
+    table.add_column("gaps", overflow="fold")
+    for coverage in assess(report).frameworks:
+        framework = coverage.framework
+        table.add_row(
+            Text(f"{framework.name} ({framework.version})"),
+            f"{len(coverage.covered)}/{len(coverage.requirements)}",
+            Text(", ".join(r.requirement.id for r in coverage.gaps) or "none"),
+        )
+    console.print(table)
+    console.print(Text("Compliance mapping: evidence for an assessor, not a certification.", style="dim"))
+
+
 def render_terminal(report: Report, console: Console | None = None, *, details: bool = False) -> None:
     """Print a compact summary of ``report``: target and digests, checks, findings worst first, verdict; with
     ``details``, each finding in full (description, what to do, metrics) before the verdict."""
@@ -151,6 +171,7 @@ def render_terminal(report: Report, console: Console | None = None, *, details: 
         if details:
             for finding in report.sorted_findings():
                 _details(console, finding)
+    _compliance(console, report)
     counts = report.counts()
     worst = report.max_severity
     tally = ", ".join(f"{counts[s.value]} {s.value}" for s in sorted(Severity, reverse=True) if counts[s.value])
