@@ -65,6 +65,7 @@ def builtin_checks() -> list[AnyCheck]:
     """The built-in checks, in the order an audit runs them."""
     from modelshield.audit.checks.baseline import BASELINE
     from modelshield.audit.checks.evasion import EVASION
+    from modelshield.audit.checks.explain import EXPLAIN
     from modelshield.audit.checks.extraction import EXTRACTION
     from modelshield.audit.checks.fairness import FAIRNESS
     from modelshield.audit.checks.integrity import INTEGRITY
@@ -74,7 +75,19 @@ def builtin_checks() -> list[AnyCheck]:
     from modelshield.audit.checks.signature import SIGNATURE
     from modelshield.audit.checks.supply import SUPPLY
 
-    return [INTEGRITY, SUPPLY, SIGNATURE, BASELINE, FAIRNESS, EVASION, POISONING, MEMBERSHIP, INVERSION, EXTRACTION]
+    return [
+        INTEGRITY,
+        SUPPLY,
+        SIGNATURE,
+        BASELINE,
+        FAIRNESS,
+        EXPLAIN,
+        EVASION,
+        POISONING,
+        MEMBERSHIP,
+        INVERSION,
+        EXTRACTION,
+    ]
 
 
 def default_registry(*, entry_points: bool = True) -> CheckRegistry:
