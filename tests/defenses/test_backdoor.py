@@ -17,13 +17,13 @@ figures): STRIP's blend erases it, and Neural Cleanse ranks its target first but
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from backdoors import CHECKERBOARD, CLASSES, RANDOM_PATCH, SHAPE, Backdoor, plant
 from modelshield.defenses.backdoor import (
     NeuralCleanse,
     NeuralCleanseResult,
@@ -34,15 +34,10 @@ from modelshield.defenses.backdoor import (
 from modelshield.defenses.detectors import measure_detector
 from modelshield.defenses.interface import Action, GuardRequest, GuardStage
 from modelshield.errors import InvalidInputError, InvalidParameterError, NotFittedError
-from modelshield.models.interface import Bounds
 from modelshield.models.sklearn_classifier import SklearnClassifier
 from modelshield.models.torch_classifier import TorchClassifier
 from modelshield.target import Target
 from modelshield.zoo import load_target
-from modelshield.zoo.catalog import ZOO, architecture
-
-SHAPE, CLASSES = (1, 8, 8), 10
-POISON_RATE = 0.05
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -52,48 +47,6 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-# -- backdoors -----------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Backdoor:
-    name: str
-    rows: slice
-    cols: slice
-    pattern: np.ndarray
-    target: int
-
-    def stamp(self, x: np.ndarray) -> np.ndarray:
-        out = np.array(x, np.float32)
-        out[..., self.rows, self.cols] = self.pattern
-        return out
-
-
-CHECKERBOARD = Backdoor("checkerboard", slice(0, 2), slice(0, 2), np.array([[1.0, 0.0], [0.0, 1.0]], np.float32), 7)
-RANDOM_PATCH = Backdoor(
-    "random-patch", slice(3, 6), slice(2, 5), np.random.default_rng(3).random((3, 3)).astype(np.float32), 3
-)
-
-
-def _train(x: np.ndarray, y: np.ndarray, *, seed: int, clip: Bounds | None) -> TorchClassifier:
-    """The zoo:digits-cnn network trained on (x, y) with the zoo recipe, by a plain loop."""
-    recipe = ZOO["digits-cnn"].recipe
-    torch.manual_seed(seed)
-    net = architecture("digits-cnn", SHAPE, CLASSES)()
-    xt, yt = torch.from_numpy(np.array(x, np.float32)), torch.from_numpy(np.array(y, np.int64))
-    optimiser = torch.optim.Adam(net.parameters(), lr=recipe["lr"])
-    generator = torch.Generator().manual_seed(seed)
-    net.train()
-    for _ in range(recipe["epochs"]):
-        order = torch.randperm(len(xt), generator=generator)
-        for start in range(0, len(xt), recipe["batch"]):
-            idx = order[start : start + recipe["batch"]]
-            optimiser.zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()  # type: ignore[no-untyped-call]
-            optimiser.step()
-    return TorchClassifier(net.eval(), n_classes=CLASSES, input_shape=SHAPE, clip_values=clip, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -108,12 +61,7 @@ def backdoored(digits: Target) -> Callable[[Backdoor], TorchClassifier]:
 
     def build(backdoor: Backdoor) -> TorchClassifier:
         if backdoor.name not in cache:
-            x, y = np.array(digits.train.x), np.array(digits.train.y)
-            rng = np.random.default_rng(0)
-            poisoned = rng.choice(np.flatnonzero(y != backdoor.target), round(POISON_RATE * len(y)), replace=False)
-            x[poisoned] = backdoor.stamp(x[poisoned])
-            y[poisoned] = backdoor.target
-            cache[backdoor.name] = _train(x, y, seed=0, clip=digits.classifier.clip_values)
+            cache[backdoor.name] = plant(digits, backdoor)
         return cache[backdoor.name]
 
     return build
