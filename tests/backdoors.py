@@ -7,14 +7,18 @@ other classes: trigger stamped, label set to the target) and trains the zoo:digi
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from modelshield.models.interface import Bounds
 from modelshield.models.torch_classifier import TorchClassifier
 from modelshield.target import Target
+from modelshield.zoo import load_target
 from modelshield.zoo.catalog import ZOO, architecture
 
 SHAPE, CLASSES = (1, 8, 8), 10
@@ -75,3 +79,18 @@ def plant(digits: Target, backdoor: Backdoor, *, seed: int = 0) -> TorchClassifi
     x[poisoned] = backdoor.stamp(x[poisoned])
     y[poisoned] = backdoor.target
     return train(x, y, seed=seed, clip=digits.classifier.clip_values)
+
+
+def one_thread() -> Iterator[None]:
+    """Tiny networks: one intra-op thread is faster and does not thrash a shared 2-core runner. The modules that
+    train them make it their fixture: ``pytest.fixture(autouse=True, scope="module")(backdoors.one_thread)``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def digits(zoo_cache: Path) -> Target:
+    """zoo:digits-cnn on the CPU (import it into a test module to use it there)."""
+    return load_target("zoo:digits-cnn", cache_dir=zoo_cache, device="cpu")

@@ -16,13 +16,13 @@ figures): STRIP's blend erases it, and Neural Cleanse ranks its target first but
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 import torch
 
+import backdoors
 from backdoors import CHECKERBOARD, CLASSES, RANDOM_PATCH, SHAPE, Backdoor, plant
 from modelshield.defenses.backdoor import (
     NeuralCleanse,
@@ -37,21 +37,9 @@ from modelshield.errors import InvalidInputError, InvalidParameterError, NotFitt
 from modelshield.models.sklearn_classifier import SklearnClassifier
 from modelshield.models.torch_classifier import TorchClassifier
 from modelshield.target import Target
-from modelshield.zoo import load_target
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny networks: one intra-op thread is faster and does not thrash a shared 2-core runner."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def digits(zoo_cache: Path) -> Target:
-    return load_target("zoo:digits-cnn", cache_dir=zoo_cache, device="cpu")
+one_thread = pytest.fixture(autouse=True, scope="module")(backdoors.one_thread)
+digits = backdoors.digits  # zoo:digits-cnn on the CPU, a module fixture
 
 
 @pytest.fixture(scope="module")

@@ -9,32 +9,17 @@ figures.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import numpy as np
 import pytest
-import torch
 
+import backdoors
 from backdoors import CHECKERBOARD, plant
 from modelshield.explain.gradients import IntegratedGradients, Saliency
 from modelshield.models.torch_classifier import TorchClassifier
 from modelshield.target import Target
-from modelshield.zoo import load_target
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """A tiny network: one intra-op thread is faster and does not thrash a shared 2-core runner."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def digits(zoo_cache: Path) -> Target:
-    return load_target("zoo:digits-cnn", cache_dir=zoo_cache, device="cpu")
+one_thread = pytest.fixture(autouse=True, scope="module")(backdoors.one_thread)
+digits = backdoors.digits  # zoo:digits-cnn on the CPU, a module fixture
 
 
 @pytest.fixture(scope="module")
