@@ -16,6 +16,7 @@ from modelshield.audit.checks.evasion import (
     EvasionMeasurement,
     EvasionSettings,
     ImageExample,
+    PerturbationFocus,
     RecordExample,
     severity_of,
 )
@@ -114,6 +115,56 @@ def test_metrics_charts_and_description() -> None:
     assert per_class.series["robust accuracy"] == (0.456789, 0.456789, 0.0)  # NaN (class absent) drawn as 0
     assert finding.owasp is not None and finding.owasp.value == "ML01"
     assert finding.check == "evasion"
+
+
+def test_where_the_perturbation_fell_against_saliency_is_reported() -> None:
+    focus = PerturbationFocus(records=29, inputs=64, top=6, share_on_top=0.25, spearman=0.7125)
+    finding = robust_finding(EVASION.judge(measurement(focus=focus)))
+    assert finding.metrics["perturbation_on_salient_pixels"] == 0.25
+    assert finding.metrics["salient_pixels_share"] == round(6 / 64, 4)
+    assert finding.metrics["perturbation_saliency_spearman"] == 0.7125
+    assert "ranks with the clean images' saliency at ρ = 0.71" in finding.description
+    assert "took 25% of the change (2.7 times their share" in finding.description
+    assert "perturbation_on_salient_pixels" not in robust_finding(EVASION.judge(measurement())).metrics
+
+
+def test_the_perturbation_of_a_model_that_looks_at_half_the_image_follows_its_saliency() -> None:
+    """Ground truth: a network that sees only the left half of the digit. Its gradients are zero on the right half,
+    so PGD moves those pixels only by its random start, and the perturbation map ranks with the saliency map."""
+    import numpy as np
+    import torch
+
+    from modelshield.attacks.evasion.evaluation import evaluate_robustness
+    from modelshield.audit.checks.evasion import _focus
+    from modelshield.data import load_digits
+    from modelshield.models.interface import Bounds
+    from modelshield.models.torch_classifier import TorchClassifier
+
+    data = load_digits()
+    x, y = np.array(data.x[:600], np.float32), np.array(data.y[:600], np.int64)
+    torch.manual_seed(0)
+    left = torch.zeros(1, 1, 8, 8)
+    left[..., :4] = 1.0
+
+    class LeftHalf(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = torch.nn.Linear(64, 10)
+
+        def forward(self, a: torch.Tensor) -> torch.Tensor:
+            return self.linear((a * left).flatten(1))
+
+    net = LeftHalf()
+    optimiser = torch.optim.Adam(net.parameters(), lr=0.05)
+    for _ in range(200):
+        optimiser.zero_grad()
+        torch.nn.functional.cross_entropy(net(torch.from_numpy(x)), torch.from_numpy(y)).backward()
+        optimiser.step()
+    model = TorchClassifier(net.eval(), n_classes=10, input_shape=(1, 8, 8), clip_values=Bounds(0.0, 1.0), device="cpu")
+    evaluation = evaluate_robustness(model, x[:100], y[:100], eps=(0.1,), steps=20, seed=0, blackbox_queries=50)
+    focus = _focus(evaluation, 0.1, x[:100], model)
+    assert focus is not None and focus.records >= 2
+    assert focus.spearman > 0.5 and focus.lift > 1.2, focus
 
 
 def test_median_minimal_distance_only_when_deepfool_ran() -> None:

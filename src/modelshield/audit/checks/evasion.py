@@ -65,6 +65,7 @@ __all__ = [
     "EvasionMeasurement",
     "EvasionSettings",
     "ImageExample",
+    "PerturbationFocus",
     "RecordExample",
     "severity_of",
 ]
@@ -112,6 +113,24 @@ class RecordExample:
 
 
 @dataclass(frozen=True)
+class PerturbationFocus:
+    """Where the attack's changes fell against what the model relies on, on the images it fooled at the reference ε:
+    ``share_on_top`` of the mean |perturbation| lies on the ``top`` of ``inputs`` pixels with the largest mean
+    saliency of the clean images (for their true class); ``spearman`` ranks the two maps against each other."""
+
+    records: int
+    inputs: int
+    top: int
+    share_on_top: float
+    spearman: float
+
+    @property
+    def lift(self) -> float:
+        """How many times its area share the top pixels get of the perturbation."""
+        return self.share_on_top / (self.top / self.inputs)
+
+
+@dataclass(frozen=True)
 class EvasionMeasurement:
     """The robustness curve: robust accuracy per attack and ε (in the attacked units), the worst case, per class."""
 
@@ -133,6 +152,7 @@ class EvasionMeasurement:
     adaptations: tuple[str, ...] = ()  # adaptive attacks used against gradient masking
     restarts: int = 1  # random starts of PGD and APGD
     access: str = ""  # how the gradients were obtained, or why there were none
+    focus: PerturbationFocus | None = None  # image models with gradients: perturbation against saliency
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "robust", MappingProxyType(dict(self.robust)))
@@ -186,6 +206,7 @@ class EvasionCheck(Check[EvasionSettings, EvasionMeasurement]):
                                              twin=twin, progress=context.progress)  # fmt: skip
             labels = tuple(f"{e:g}" for e in IMAGE_EPS)
             examples = _image_examples(evaluation, reference, x, target.test.label_names)
+            focus = _focus(evaluation, reference, x, twin or classifier)
         else:
             flat = x.reshape(len(x), -1)
             scale = flat.std(axis=0).reshape(classifier.input_shape).astype(np.float32)
@@ -212,6 +233,7 @@ class EvasionCheck(Check[EvasionSettings, EvasionMeasurement]):
             examples = _record_examples(
                 evaluation, reference, x, scale, target.test.schema.names, target.test.label_names
             )
+            focus = None
         return EvasionMeasurement(
             unit=unit,
             eps=evaluation.eps,
@@ -231,6 +253,7 @@ class EvasionCheck(Check[EvasionSettings, EvasionMeasurement]):
             adaptations=evaluation.adaptations,
             restarts=evaluation.restarts,
             access=access,
+            focus=focus,
         )
 
     def judge(self, measurement: EvasionMeasurement) -> Sequence[Finding]:
@@ -274,6 +297,19 @@ class EvasionCheck(Check[EvasionSettings, EvasionMeasurement]):
             metrics["gradients"] = m.access
         if m.minimal_distances:
             metrics["median_minimal_l2_distance"] = round(float(np.median(m.minimal_distances)), 4)
+        focus = ""
+        if m.focus is not None:
+            f = m.focus
+            metrics["perturbation_on_salient_pixels"] = round(f.share_on_top, 4)
+            metrics["salient_pixels_share"] = round(f.top / f.inputs, 4)
+            metrics["perturbation_saliency_spearman"] = round(f.spearman, 4)
+            focus = (
+                f" Where the attack changed the {f.records} images it fooled, against what the model relies on: the "
+                f"mean change per pixel ranks with the clean images' saliency at ρ = {f.spearman:.2f}, and the "
+                f"{f.top} most salient of {f.inputs} pixels took {f.share_on_top:.0%} of the change ({f.lift:.1f} "
+                "times their share; an L∞ attack moves every pixel by up to ε, so the ranking says more than the "
+                "share)."
+            )
         attacks = ", ".join(m.robust)
         if m.white_box:
             how = (
@@ -303,7 +339,7 @@ class EvasionCheck(Check[EvasionSettings, EvasionMeasurement]):
                 description=(
                     f"{how} Changes of {label} {m.unit} per feature, invisible or plausible to a person, turn right "
                     f"answers into wrong ones on {'at least ' if not m.white_box else ''}"
-                    f"{max(clean - robust, 0):.0%} of the inputs."
+                    f"{max(clean - robust, 0):.0%} of the inputs.{focus}"
                 ),
                 remediation=(
                     "Harden the model (adversarial training: `modelshield harden --defense adversarial-training`), "
@@ -428,6 +464,46 @@ def _fooled(evaluation: RobustnessEvaluation, reference: float) -> tuple[Evasion
     result = evaluation.examples[eps]
     chosen = np.flatnonzero(result.success & result.clean_correct)[:_EXAMPLES]
     return result, chosen
+
+
+_TOP_SHARE = 0.1  # the most salient tenth of the pixels
+
+
+def _focus(
+    evaluation: RobustnessEvaluation, reference: float, x: np.ndarray, model: Classifier
+) -> PerturbationFocus | None:
+    """Perturbation against saliency on the images fooled at the grid point nearest ``reference`` (None without
+    gradients or with fewer than two fooled images)."""
+    from scipy.stats import spearmanr
+
+    from modelshield.explain.gradients import Saliency
+    from modelshield.models.interface import GradientClassifier
+
+    if not evaluation.examples or not isinstance(model, GradientClassifier):
+        return None
+    eps = min(evaluation.examples, key=lambda e: abs(e - reference))
+    result = evaluation.examples[eps]
+    fooled = np.flatnonzero(result.success & result.clean_correct)
+    if len(fooled) < 2:
+        return None
+    clean = np.asarray(x[fooled], np.float32)
+    change = np.abs(np.asarray(result.x_adv[fooled], np.float64) - clean).reshape(len(fooled), -1).mean(axis=0)
+    saliency = np.abs(Saliency(model).explain(clean, target=np.asarray(result.y)[fooled]).values)
+    salient = saliency.reshape(len(fooled), -1).mean(axis=0)
+    inputs = salient.size
+    top = max(1, round(_TOP_SHARE * inputs))
+    on_top = np.argsort(-salient)[:top]
+    total = float(change.sum())
+    if total <= 0:
+        return None
+    rho = float(spearmanr(change, salient).statistic)
+    return PerturbationFocus(
+        records=len(fooled),
+        inputs=inputs,
+        top=top,
+        share_on_top=float(change[on_top].sum() / total),
+        spearman=rho if np.isfinite(rho) else 0.0,
+    )
 
 
 def _grey(a: np.ndarray) -> tuple[tuple[float, ...], ...]:
