@@ -27,7 +27,6 @@ in-memory model) gets no scan and no bill of materials; ``index.json`` says so.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import shutil
@@ -37,6 +36,7 @@ from typing import Any
 
 from modelshield._extras import require
 from modelshield._internal.atomic import write_text_atomic
+from modelshield._internal.hashing import sha256_file
 from modelshield._version import __version__
 from modelshield.errors import FileFormatError
 from modelshield.findings import JSONValue, Report
@@ -73,14 +73,6 @@ def check_pack_destination(out: Path) -> None:
     require("cyclonedx", extra="bom", feature="The evidence pack's bill of materials")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _signature_record(report: Report, target: Target) -> dict[str, JSONValue]:
     """The signature check's outcome as the report holds it, with the files it concerned."""
     run = next((c for c in report.checks if c.name == "signature"), None)
@@ -93,7 +85,7 @@ def _signature_record(report: Report, target: Target) -> dict[str, JSONValue]:
         "check": run.to_dict() if run is not None else None,
         "verified": any(f.id == "signature.verified" for f in report.findings),
         "signature_file": signature.name if signature is not None else None,
-        "signature_sha256": _sha256(signature) if signature is not None and signature.is_file() else None,
+        "signature_sha256": sha256_file(signature) if signature is not None and signature.is_file() else None,
         "findings": findings,
     }
 
@@ -139,7 +131,7 @@ def write_evidence_pack(report: Report, target: Target, out: Path, *, key: Priva
         write_text_atomic(work / "signature.json", json.dumps(_signature_record(report, target), indent=2) + "\n")
         write_text_atomic(work / "README.txt", _README.format(format=PACK_FORMAT))
         files: dict[str, Any] = {
-            p.name: {"sha256": _sha256(p), "what": _WHAT.get(p.name, "")} for p in sorted(work.iterdir())
+            p.name: {"sha256": sha256_file(p), "what": _WHAT.get(p.name, "")} for p in sorted(work.iterdir())
         }
         index = {
             "format": PACK_FORMAT,
