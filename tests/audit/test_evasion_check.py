@@ -166,6 +166,16 @@ def test_the_perturbation_of_a_model_that_looks_at_half_the_image_follows_its_sa
     assert focus is not None and focus.records >= 2
     assert focus.spearman > 0.5 and focus.lift > 1.2, focus
 
+    # The same network behind a rounding of its input (gradient masking): zero gradients, a flat saliency map, no
+    # ranking to compare with, so no figure rather than a warning or a made-up correlation.
+    class Rounded(torch.nn.Module):
+        def forward(self, a: torch.Tensor) -> torch.Tensor:
+            return net(torch.round(a * 4) / 4)
+
+    masked = TorchClassifier(Rounded().eval(), n_classes=10, input_shape=(1, 8, 8), clip_values=Bounds(0.0, 1.0),
+                             device="cpu")  # fmt: skip
+    assert _focus(evaluation, 0.1, x[:100], masked) is None
+
 
 def test_median_minimal_distance_only_when_deepfool_ran() -> None:
     assert "median_minimal_l2_distance" not in robust_finding(EVASION.judge(measurement())).metrics

@@ -65,6 +65,8 @@ def test_audit_json_validates_against_the_shipped_schema(capsys: pytest.CaptureF
         "supply",
         "signature",
         "baseline",
+        "fairness",
+        "explain",
         "evasion",
         "poisoning",
         "membership",

@@ -473,7 +473,7 @@ def _focus(
     evaluation: RobustnessEvaluation, reference: float, x: np.ndarray, model: Classifier
 ) -> PerturbationFocus | None:
     """Perturbation against saliency on the images fooled at the grid point nearest ``reference`` (None without
-    gradients or with fewer than two fooled images)."""
+    gradients, with fewer than two fooled images, or where either map is flat)."""
     from scipy.stats import spearmanr
 
     from modelshield.explain.gradients import Saliency
@@ -494,8 +494,8 @@ def _focus(
     top = max(1, round(_TOP_SHARE * inputs))
     on_top = np.argsort(-salient)[:top]
     total = float(change.sum())
-    if total <= 0:
-        return None
+    if total <= 0 or np.ptp(salient) <= 0 or np.ptp(change) <= 0:
+        return None  # nothing moved, or a flat saliency map (a masked model's zero gradients): no ranking to compare
     rho = float(spearmanr(change, salient).statistic)
     return PerturbationFocus(
         records=len(fooled),

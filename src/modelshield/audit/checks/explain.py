@@ -53,7 +53,6 @@ attribution, the trigger region of a backdoor finding).
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -92,6 +91,7 @@ __all__ = [
     "Method",
     "choose_method",
     "coarse_grid",
+    "ig_baseline",
     "severity_of",
     "top_k_for",
 ]
@@ -206,7 +206,6 @@ class ExplainMeasurement:
     gradient_evaluations: int
     background: int
     permutations: int | None
-    seconds: float
     stability: StabilityResult | None
     stability_note: str = ""
     noise_fraction: float = NOISE_FRACTION
@@ -311,7 +310,7 @@ def _explain(
         ig = IntegratedGradients(
             clf,
             steps=settings.steps,
-            baseline=_baseline(clf, reference),
+            baseline=ig_baseline(clf, reference),
             output="logit" if hasattr(clf, "module") else "log_probability",
         )
         result = ig.explain(x)
@@ -352,7 +351,7 @@ def _explain(
     )
 
 
-def _baseline(clf: Classifier, reference: NDArray[np.float32]) -> NDArray[np.float32]:
+def ig_baseline(clf: Classifier, reference: NDArray[np.float32]) -> NDArray[np.float32]:
     """The integrated-gradients baseline: the lowest valid value (black) for images, the data's mean otherwise."""
     bounds = clf.clip_values
     if len(clf.input_shape) >= 2:
@@ -414,7 +413,6 @@ class ExplainCheck(Check[ExplainSettings, ExplainMeasurement]):
 
     def measure(self, context: CheckContext, settings: ExplainSettings) -> ExplainMeasurement:
         """Explain the sampled test records, then measure the stability of their explanations."""
-        start = time.perf_counter()
         clf = context.target.classifier
         x, _ = context.sample_test(settings.records)
         reference = _reference(context, max(settings.background, 1000))
@@ -437,7 +435,6 @@ class ExplainCheck(Check[ExplainSettings, ExplainMeasurement]):
             gradient_evaluations=gradients,
             background=explained.background,
             permutations=explained.permutations,
-            seconds=time.perf_counter() - start,
             stability=stability,
             stability_note=note,
             budget=str(context.budget),
@@ -470,7 +467,6 @@ class ExplainCheck(Check[ExplainSettings, ExplainMeasurement]):
             "gradient_evaluations": m.gradient_evaluations,
             "background": m.background,
             "permutations": m.permutations,
-            "seconds": round(m.seconds, 3),
             "top_features": [m.feature_names[i] for i in top],
             "noise_fraction": m.noise_fraction,
         }
@@ -554,7 +550,7 @@ class ExplainCheck(Check[ExplainSettings, ExplainMeasurement]):
             severity=Severity.INFO,
             description=(
                 f"Global attribution by {explainer} over {m.records} test records, each explained for the class "
-                f"the model predicts ({cost}; {m.seconds:.1f} s). Largest shares of the mean absolute attribution: "
+                f"the model predicts ({cost}). Largest shares of the mean absolute attribution: "
                 f"{shown}.{image_text}{saliency_text}{stable_text}"
             ),
             remediation=(
