@@ -22,6 +22,7 @@ from modelshield.audit.checks.poisoning import (
     PoisoningMeasurement,
     PoisoningSettings,
     SanitiserMeasurement,
+    TriggerAttribution,
     backdoor_severity,
     flip_severity,
 )
@@ -161,6 +162,67 @@ def test_the_sanitiser_is_reported_not_judged() -> None:
     }
     assert "removed 80% of the poison and 4.0% of the clean records" in backdoor.description
     assert "the attack succeeds 10.0% of the time (clean accuracy 93.0%)" in backdoor.description
+
+
+TRIGGER = TriggerAttribution(
+    explainer="integrated_gradients",
+    records=100,
+    trigger_values=9,
+    input_values=64,
+    share_backdoored=0.45,
+    share_audited=0.12,
+    trigger_inputs=(),
+    top_inputs=("input[63]", "input[62]"),
+    top_on_trigger=True,
+    heat=((0.0, 1.0), (0.5, 0.25)),
+    example=((1.0, 0.0), (0.0, 1.0)),
+)
+
+
+def with_trigger(trigger: TriggerAttribution | None, note: str = "") -> Finding:
+    m = PoisoningMeasurement(
+        backdoor=curve([(0.0, 0.02, 0.9), (0.01, 0.95, 0.9)]),
+        backdoor_sanitiser=SANITISER,
+        label_flip=FLIPS,
+        flip_sanitiser=SANITISER,
+        trigger=trigger,
+        trigger_note=note,
+    )
+    return next(f for f in POISONING.judge(m) if f.id == "poisoning.backdoor")
+
+
+def test_the_backdoor_finding_says_whether_an_explanation_points_at_the_trigger() -> None:
+    finding = with_trigger(TRIGGER)
+    assert finding.severity is Severity.HIGH  # the curve judges; the explanation informs
+    assert "put 45% of their attribution on the trigger's 9 of 64 input values, 3.2 times" in finding.description
+    assert (
+        "(the audited model: 12%); the input an explanation of such a decision ranks first is part of the trigger."
+        in finding.description
+    )
+    metrics = finding.metrics["trigger_attribution"]
+    assert isinstance(metrics, dict) and metrics["lift"] == 3.2 and metrics["trigger_share_of_input"] == 0.140625
+    [example] = finding.evidence["examples"]  # type: ignore[misc]
+    assert example["clean"] == [[1.0, 0.0], [0.0, 1.0]] and example["adversarial"] == [[0.0, 1.0], [0.5, 0.25]]
+    chart = finding.charts[-1]
+    assert chart.x == ("the trigger's inputs", "all other inputs")
+    assert chart.series["share of the input"] == (0.140625, 0.859375)
+
+    weak = dataclasses.replace(TRIGGER, share_backdoored=0.2, trigger_inputs=("a", "b"), top_on_trigger=False)
+    blind = with_trigger(weak)
+    assert "input values (a, b), 1.4 times" in blind.description
+    assert (
+        "the input an explanation of such a decision ranks first (input[63]) is not part of the trigger."
+        in blind.description
+    )
+
+
+def test_an_unmeasured_trigger_attribution_says_why() -> None:
+    finding = with_trigger(None, "it is measured at the standard and thorough budgets, not at quick")
+    assert finding.metrics["trigger_attribution"] is None and "examples" not in finding.evidence
+    assert finding.description.endswith(
+        "Where explanations put the trigger was not measured: it is measured at the standard and thorough budgets, "
+        "not at quick."
+    )
 
 
 def test_backdoor_scan_is_high_when_a_class_is_flagged() -> None:

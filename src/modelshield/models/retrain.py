@@ -258,6 +258,19 @@ class SklearnTrainer:
         results = Parallel(n_jobs=self.n_jobs)(jobs)
         return np.stack(results).astype(np.float32, copy=False)
 
+    def fit_estimator(self, x: NDArray[np.floating], y: NDArray[np.integer], *, n_classes: int, seed: int) -> Any:
+        """A clone of the estimator fitted on all of ``(x, y)`` (flattened), seeded as :meth:`fit_log_proba`
+        seeds its first model; every class must occur in ``y``."""
+        from sklearn.base import clone
+
+        _check(x, y, np.ones((1, len(x)), bool), n_classes)
+        if len(np.unique(y)) != n_classes:
+            raise InvalidInputError(f"Fitting a model for {n_classes} classes needs every class in the labels.")
+        model = clone(self.estimator)
+        if "random_state" in model.get_params():
+            model.set_params(random_state=seed)
+        return model.fit(np.ascontiguousarray(x.reshape(len(x), -1)), y)
+
 
 def _fit_one(
     estimator: Any, x: NDArray[np.floating], y: NDArray[np.integer], mask: NDArray[np.bool_], n_classes: int, seed: int

@@ -25,6 +25,7 @@ from modelshield.attacks.poisoning.triggers import (
     feature_trigger,
     patch_trigger,
     standard_trigger,
+    trigger_footprint,
 )
 
 __all__ = [
@@ -46,4 +47,5 @@ __all__ = [
     "poison",
     "standard_trigger",
     "susceptibility",
+    "trigger_footprint",
 ]

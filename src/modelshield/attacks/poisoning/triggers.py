@@ -50,6 +50,7 @@ __all__ = [
     "patch_trigger",
     "random_trigger",
     "standard_trigger",
+    "trigger_footprint",
 ]
 
 FloatArray = NDArray[np.float32]
@@ -407,3 +408,30 @@ def random_trigger(
     if min(h, w) < 4:
         raise InvalidInputError(f"Images of {h}x{w} pixels are too small for the {family} family (4x4 at least).")
     return _image_trigger(family, (c, h, w), rng, lo, hi)
+
+
+def trigger_footprint(trigger: Trigger) -> NDArray[np.bool_] | None:
+    """Where ``trigger`` writes: a boolean array of one input's shape, True on the values it sets or mixes into.
+
+    None for a :class:`BlendTrigger` (it touches the whole input, so there is no region to point at) and for a
+    trigger type this module does not define.
+
+        >>> trigger_footprint(patch_trigger((1, 4, 4), shape="square", size=2, position="top-left", low=0.0,
+        ...                                 high=1.0)).astype(int)[0]
+        array([[1, 1, 0, 0],
+               [1, 1, 0, 0],
+               [0, 0, 0, 0],
+               [0, 0, 0, 0]])
+    """
+    if isinstance(trigger, PatchTrigger):
+        h, w = trigger.pattern.shape[1:]
+        out = np.zeros(trigger.input_shape, bool)
+        out[:, trigger.row : trigger.row + h, trigger.col : trigger.col + w] = True
+        return out
+    if isinstance(trigger, FeatureTrigger):
+        flat = np.zeros(int(np.prod(trigger.input_shape)), bool)
+        flat[list(trigger.features)] = True
+        return flat.reshape(trigger.input_shape)
+    if isinstance(trigger, MaskTrigger):
+        return np.asarray(trigger.mask != 0)
+    return None

@@ -30,6 +30,13 @@ Severity, :data:`BACKDOOR_RULES` and :data:`FLIP_RULES`:
 Severity describes the model's susceptibility, not the sanitiser; the finding says whether sanitising the data
 would have removed the backdoor.
 
+The finding also says whether an explanation would have shown the backdoor (:func:`_trigger_attribution`, at the
+budgets that sanitise; PyTorch and scikit-learn recipes): triggered test inputs that the model trained with
+:data:`DETECTION_FRACTION` poison sends to the target are explained for that class, by the explain check's
+explainer for the model (TreeSHAP, integrated gradients, or sampled SHAP), on that model and on the audited one. It
+reports the share of the mean |attribution| on the trigger's input values against their share of the input, whether
+the top input is a trigger value, and for images a heat map beside a triggered input.
+
 :meth:`PoisoningCheck.measure` does the work (retraining, sanitising, scanning) under the budget's
 :class:`PoisoningSettings` (the fractions and repeats above) and returns a :class:`PoisoningMeasurement`;
 :meth:`PoisoningCheck.judge` applies the rules (:func:`backdoor_severity`, :func:`flip_severity`).
@@ -54,8 +61,11 @@ from modelshield.errors import InvalidParameterError
 from modelshield.findings import Chart, Finding, JSONValue, OwaspMl, Severity
 
 if TYPE_CHECKING:
-    from modelshield.attacks.poisoning import PoisonAttack
+    from numpy.typing import NDArray
+
+    from modelshield.attacks.poisoning import Backdoor, PoisonAttack
     from modelshield.data.interface import Dataset
+    from modelshield.models.interface import Classifier
     from modelshield.models.retrain import Trainer
     from modelshield.target import Target
 
@@ -93,6 +103,11 @@ REPEATS: Mapping[str, int] = {"quick": 1, "standard": 2, "thorough": 3}
 SANITISE: Mapping[str, bool] = {"quick": False, "standard": True, "thorough": True}
 DETECTION_FRACTION = 0.05  # backdoor poison share the sanitiser is measured on
 SCAN_INPUTS = 300  # clean test inputs Neural Cleanse optimises and checks its triggers on
+TRIGGER_RECORDS = 100  # triggered test inputs explained on the backdoored and the audited model
+TRIGGER_IG_STEPS = 32  # points on the integrated-gradients path
+TRIGGER_SAMPLED_RECORDS = 20  # ... when only sampled SHAP can explain a model
+TRIGGER_BACKGROUND = 10  # background rows of sampled SHAP
+TRIGGER_MAX_QUERIES = 200_000  # queries sampled SHAP may spend per model
 FLIP_DETECTION_FRACTION = 0.1
 GOAL = 0.9  # attack success that counts as a working backdoor
 MAX_ACCURACY_DROP = 0.02  # ... while clean accuracy stays within this of the clean model's
@@ -164,6 +179,39 @@ class BackdoorScan:
 
 
 @dataclass(frozen=True)
+class TriggerAttribution:
+    """Explanations of triggered test inputs, against where the trigger is (:func:`_trigger_attribution`).
+
+    ``share_backdoored``: the share of the mean |attribution| that falls on the trigger's input values, on the
+    model trained with :data:`DETECTION_FRACTION` poison; ``share_audited``: the same inputs explained on the
+    audited model; ``area``: the trigger's share of the input values, what an explanation blind to the trigger
+    would put on it. For images, ``heat`` is the backdoored model's mean |attribution| per pixel (channels summed,
+    scaled to [0, 1]) and ``example`` one triggered input (grey levels in [0, 1]).
+    """
+
+    explainer: str
+    records: int  # triggered test inputs the backdoored model sent to the target, explained on both models
+    trigger_values: int
+    input_values: int
+    share_backdoored: float
+    share_audited: float
+    trigger_inputs: tuple[str, ...]  # names of the input values the trigger sets (tabular), else ()
+    top_inputs: tuple[str, ...]  # the backdoored model's top inputs by mean |attribution|
+    top_on_trigger: bool  # whether the backdoored model's top input (most mean |attribution|) is a trigger value
+    heat: tuple[tuple[float, ...], ...] | None = None
+    example: tuple[tuple[float, ...], ...] | None = None
+
+    @property
+    def area(self) -> float:
+        return self.trigger_values / self.input_values
+
+    @property
+    def lift(self) -> float:
+        """How many times its share of the input the trigger gets of the backdoored model's attribution."""
+        return self.share_backdoored / self.area
+
+
+@dataclass(frozen=True)
 class PoisoningMeasurement:
     """The backdoor and label-flipping susceptibility curves, the sanitiser on each, and the backdoor scan."""
 
@@ -172,6 +220,8 @@ class PoisoningMeasurement:
     label_flip: SusceptibilityCurve
     flip_sanitiser: SanitiserMeasurement | None
     scan: BackdoorScan | None = None  # PyTorch image classifiers only
+    trigger: TriggerAttribution | None = None  # None: not measured, ``trigger_note`` says why
+    trigger_note: str = ""
 
 
 def backdoor_severity(needed: float | None, *, measured: bool) -> Severity:
@@ -200,7 +250,7 @@ def _needs(target: Target) -> tuple[Dataset, Trainer]:
     return train, trainer
 
 
-def _backdoor(target: Target, rng: np.random.Generator, seed: int) -> PoisonAttack:
+def _backdoor(target: Target, rng: np.random.Generator, seed: int) -> Backdoor:
     from modelshield.attacks.poisoning import Backdoor, standard_trigger
 
     train, _ = _needs(target)
@@ -221,11 +271,38 @@ def _after(trainer: Trainer, clean: Dataset, test: Dataset, attack: PoisonAttack
     return success, accuracy
 
 
+def _poisoned_model(target: Target, data: Dataset, seed: int) -> Classifier | None:
+    """The target's recipe trained on the poisoned ``data`` (PyTorch and scikit-learn recipes; None for others)."""
+    from modelshield.models.retrain import SklearnTrainer, TorchTrainer
+
+    _, trainer = _needs(target)
+    if isinstance(trainer, TorchTrainer):
+        from modelshield.models.torch_classifier import TorchClassifier
+
+        module = trainer.fit_modules(data.x, data.y, np.ones((1, len(data)), bool), n_classes=data.n_classes,
+                                     seed=seed)[0]  # fmt: skip
+        return TorchClassifier(
+            module,
+            n_classes=data.n_classes,
+            input_shape=data.schema.input_shape,
+            clip_values=target.classifier.clip_values,
+            device="cpu",
+        )
+    if isinstance(trainer, SklearnTrainer):
+        from modelshield.models.sklearn_classifier import SklearnClassifier
+
+        estimator = trainer.fit_estimator(data.x, data.y, n_classes=data.n_classes, seed=seed)
+        return SklearnClassifier(estimator, input_shape=data.schema.input_shape,
+                                 clip_values=target.classifier.clip_values)  # fmt: skip
+    return None
+
+
 def _sanitiser(
     target: Target, attack: PoisonAttack, fraction: float, seed: int, *, model_detectors: bool = True
-) -> SanitiserMeasurement:
+) -> tuple[SanitiserMeasurement, Classifier | None]:
     """Poison at ``fraction``, sanitise (with a model trained on the poisoned data when the recipe is PyTorch),
-    retrain on what is left; the sanitiser's quality and the attack's success afterwards."""
+    retrain on what is left: the sanitiser's quality and the attack's success afterwards, and the model trained on
+    the poisoned data (when ``model_detectors`` and the recipe allows, see :func:`_poisoned_model`)."""
     from modelshield.attacks.poisoning import poison
     from modelshield.defenses.sanitize import detection_quality, sanitize
     from modelshield.models.retrain import TorchTrainer
@@ -233,19 +310,9 @@ def _sanitiser(
     train, trainer = _needs(target)
     poisoned = poison(train, attack, fraction, seed=seed)
     data = poisoned.dataset
-    classifier = None
-    if model_detectors and isinstance(trainer, TorchTrainer):
-        from modelshield.models.torch_classifier import TorchClassifier
-
-        module = trainer.fit_modules(data.x, data.y, np.ones((1, len(data)), bool), n_classes=data.n_classes,
-                                     seed=seed)[0]  # fmt: skip
-        classifier = TorchClassifier(
-            module,
-            n_classes=data.n_classes,
-            input_shape=data.schema.input_shape,
-            clip_values=target.classifier.clip_values,
-            device="cpu",
-        )
+    model = _poisoned_model(target, data, seed) if model_detectors else None
+    # the trigger transplant and activation clustering read a network's activations: PyTorch recipes only
+    classifier = model if isinstance(trainer, TorchTrainer) else None
     methods = None if model_detectors else ["label-consistency"]
     result = sanitize(data, classifier=classifier, trainer=trainer, methods=methods, seed=seed)
     quality = detection_quality(result.removed, poisoned.poisoned)
@@ -254,7 +321,7 @@ def _sanitiser(
     for d in result.detections:
         q = detection_quality(d, poisoned.poisoned)
         detectors.append(DetectorQuality(d.method, recall=q.recall, clean_flagged=q.clean_flagged, auc=q.auc))
-    return SanitiserMeasurement(
+    measurement = SanitiserMeasurement(
         fraction=fraction,
         poisoned_records=poisoned.n_poisoned,
         precision=quality.precision,
@@ -265,6 +332,102 @@ def _sanitiser(
         clean_accuracy_after=accuracy,
         detectors=tuple(detectors),
     )
+    return measurement, model
+
+
+def _attribution(
+    clf: Classifier, x: NDArray[np.float32], goal: int, reference: NDArray[np.float32], seed: int
+) -> tuple[str, NDArray[np.float64]]:
+    """The explain check's explainer for ``clf`` (:func:`~modelshield.audit.checks.explain.choose_method`):
+    the name and the mean |attribution| of the rows of ``x`` to class ``goal``, per input value."""
+    from modelshield.audit.checks.explain import choose_method, ig_baseline
+    from modelshield.explain import IntegratedGradients, SamplingShap, TreeShap, mean_abs_importance
+    from modelshield.models.interface import GradientClassifier
+    from modelshield.models.sklearn_classifier import SklearnClassifier
+
+    method = choose_method(clf)
+    target = np.full(len(x), goal, np.int64)
+    if method == "tree_shap" and isinstance(clf, SklearnClassifier):
+        values = TreeShap(clf).attribute(x, target)
+    elif method == "integrated_gradients" and isinstance(clf, GradientClassifier):
+        ig = IntegratedGradients(
+            clf,
+            steps=TRIGGER_IG_STEPS,
+            baseline=ig_baseline(clf, reference),
+            output="logit" if hasattr(clf, "module") else "log_probability",
+        )
+        values = ig.explain(x, target=target).values
+    else:
+        method = "sampling_shap"
+        rows = x[:TRIGGER_SAMPLED_RECORDS]
+        shap = SamplingShap(clf, background=reference[:TRIGGER_BACKGROUND], max_queries=TRIGGER_MAX_QUERIES,
+                            max_permutations=2, seed=seed)  # fmt: skip
+        values = shap.explain(rows).values[:, :, goal].reshape(rows.shape)
+    return method, mean_abs_importance(values).reshape(-1)
+
+
+def _plane(values: NDArray[np.floating], shape: tuple[int, ...]) -> NDArray[np.float64]:
+    """One image's values as a 2-D plane: channels summed (first axis when it is at most 4, else the last)."""
+    image = np.asarray(values, dtype=np.float64).reshape(shape)
+    if image.ndim == 3:
+        image = image.sum(axis=0) if shape[0] <= 4 else image.sum(axis=-1)
+    return np.asarray(image.reshape(-1, *image.shape[-2:]).sum(axis=0), dtype=np.float64)
+
+
+def _unit(a: NDArray[np.float64]) -> tuple[tuple[float, ...], ...]:
+    low, span = float(a.min()), float(np.ptp(a))
+    scaled = (a - low) / span if span > 0 else np.zeros_like(a)
+    return tuple(tuple(float(v) for v in row) for row in np.round(scaled, 3))
+
+
+def _trigger_attribution(
+    target: Target, attack: Backdoor, model: Classifier | None, seed: int
+) -> tuple[TriggerAttribution | None, str]:
+    """Explain triggered test inputs on the backdoored ``model`` and on the audited model, for the attack's target
+    class: how much of the attribution falls where the trigger is. (None, why) when it cannot be measured."""
+    from modelshield.attacks.poisoning import trigger_footprint
+
+    if model is None:
+        return None, "the training recipe is neither PyTorch nor scikit-learn, so no poisoned model was kept"
+    footprint = trigger_footprint(attack.trigger)
+    if footprint is None or footprint.all():
+        return None, "the trigger covers the whole input, so there is no region to point at"
+    inputs = attack.success_inputs(target.test)
+    fired = np.flatnonzero(model.predict(inputs.x) == attack.target)[:TRIGGER_RECORDS]
+    if len(fired) < 2:
+        return None, "the model trained with the poison sent fewer than two triggered test inputs to the target"
+    x = np.asarray(inputs.x[fired], np.float32)
+    train, _ = _needs(target)
+    reference = np.asarray(train.x[np.random.default_rng(seed).permutation(len(train))[:1000]], np.float32)
+    method, backdoored = _attribution(model, x, attack.target, reference, seed)
+    _, audited = _attribution(target.classifier, x, attack.target, reference, seed)
+    on = footprint.reshape(-1)
+    names = target.test.schema.names
+    named = len(names) == on.size
+    shape = target.classifier.input_shape
+    image = len(shape) >= 2
+    top = np.argsort(-backdoored, kind="stable")[:5]
+    return (
+        TriggerAttribution(
+            explainer=method,
+            records=len(x) if method != "sampling_shap" else min(len(x), TRIGGER_SAMPLED_RECORDS),
+            trigger_values=int(on.sum()),
+            input_values=on.size,
+            share_backdoored=_share(backdoored, on),
+            share_audited=_share(audited, on),
+            trigger_inputs=tuple(names[i] for i in np.flatnonzero(on)) if named and not image else (),
+            top_inputs=tuple(names[i] if named else f"input[{i}]" for i in top),
+            top_on_trigger=bool(on[top[0]]),
+            heat=_unit(_plane(backdoored, shape)) if image else None,
+            example=_unit(_plane(x[0], shape)) if image else None,
+        ),
+        "",
+    )
+
+
+def _share(importance: NDArray[np.float64], on: NDArray[np.bool_]) -> float:
+    total = float(importance.sum())
+    return float(importance[on].sum() / total) if total > 0 else 0.0
 
 
 def _backdoor_scan(ctx: CheckContext) -> BackdoorScan | None:
@@ -352,6 +515,87 @@ def _sanitiser_sentence(s: SanitiserMeasurement | None, what: str, outcome: str)
     )
 
 
+def _trigger_sentence(t: TriggerAttribution | None, note: str) -> str:
+    if t is None:
+        return f" Where explanations put the trigger was not measured: {note}." if note else ""
+    explainer = _EXPLAINERS.get(t.explainer, t.explainer)
+    where = f" ({', '.join(t.trigger_inputs)})" if t.trigger_inputs else ""
+    verdict = (
+        "the input an explanation of such a decision ranks first is part of the trigger"
+        if t.top_on_trigger
+        else f"the input an explanation of such a decision ranks first ({t.top_inputs[0]}) is not part of the trigger"
+    )
+    return (
+        f" Explained by {explainer} on the model trained with {100 * DETECTION_FRACTION:g}% poison, {t.records} "
+        f"triggered test inputs it sends to the target put {100 * t.share_backdoored:.0f}% of their attribution "
+        f"on the trigger's {t.trigger_values} of {t.input_values} input values{where}, {t.lift:.1f} times the "
+        f"trigger's {100 * t.area:.0f}% share of the input (the audited model: {100 * t.share_audited:.0f}%); "
+        f"{verdict}."
+    )
+
+
+def _trigger_metrics(t: TriggerAttribution | None) -> dict[str, JSONValue] | None:
+    if t is None:
+        return None
+    return {
+        "explainer": t.explainer,
+        "records": t.records,
+        "trigger_values": t.trigger_values,
+        "input_values": t.input_values,
+        "trigger_share_of_input": round(t.area, 6),
+        "share_backdoored": round(t.share_backdoored, 6),
+        "share_audited": round(t.share_audited, 6),
+        "lift": round(t.lift, 4),
+        "top_input_on_trigger": t.top_on_trigger,
+        "trigger_inputs": list(t.trigger_inputs),
+        "top_inputs_backdoored": list(t.top_inputs),
+    }
+
+
+def _trigger_evidence(t: TriggerAttribution | None) -> dict[str, JSONValue]:
+    if t is None or t.heat is None or t.example is None:
+        return {}
+    return {
+        "examples": [
+            {
+                "label": "trigger and attribution",
+                "caption": "A triggered test input (left) and where the backdoored model's attribution to the target "
+                "class lies over the triggered inputs (right; brighter is more)",
+                "clean": [list(row) for row in t.example],
+                "adversarial": [list(row) for row in t.heat],
+            }
+        ]
+    }
+
+
+def _trigger_charts(t: TriggerAttribution | None) -> tuple[Chart, ...]:
+    if t is None:
+        return ()
+    return (
+        Chart(
+            title="Share of the attribution on the trigger's inputs",
+            kind="bar",
+            x=("the trigger's inputs", "all other inputs"),
+            series={
+                "model trained with poison": (t.share_backdoored, 1 - t.share_backdoored),
+                "audited model": (t.share_audited, 1 - t.share_audited),
+                "share of the input": (t.area, 1 - t.area),
+            },
+            y_label="share of total |attribution|",
+            y_range=(0.0, 1.0),
+        ),
+    )
+
+
+_EXPLAINERS: Mapping[str, str] = MappingProxyType(
+    {
+        "tree_shap": "exact TreeSHAP",
+        "integrated_gradients": "integrated gradients",
+        "sampling_shap": "permutation-sampling SHAP",
+    }
+)
+
+
 def _accuracy_change(before: float, after: float) -> str:
     """How clean accuracy moved, by direction: "costs 3.5 points of clean accuracy", "does not lower ..."."""
     points = round(100 * (before - after), 1)
@@ -392,7 +636,14 @@ class PoisoningCheck(Check[PoisoningSettings, PoisoningMeasurement]):
         curve = susceptibility(trainer, train, target.test, backdoor, fractions, repeats=settings.repeats,
                                seed=context.seed)  # fmt: skip
         context.progress("sanitising backdoored data", 1, 5)
-        sanitiser = _sanitiser(target, backdoor, DETECTION_FRACTION, context.seed) if settings.sanitise else None
+        sanitiser, model = (
+            _sanitiser(target, backdoor, DETECTION_FRACTION, context.seed) if settings.sanitise else (None, None)
+        )
+        trigger, trigger_note = (
+            _trigger_attribution(target, backdoor, model, context.seed)
+            if settings.sanitise
+            else (None, f"it is measured at the standard and thorough budgets, not at {context.budget}")
+        )
         flip = LabelFlip()
         context.progress("retraining on flipped labels", 2, 5)
         flips = susceptibility(trainer, train, target.test, flip, settings.flip_fractions, repeats=settings.repeats,
@@ -400,7 +651,7 @@ class PoisoningCheck(Check[PoisoningSettings, PoisoningMeasurement]):
         # flipped labels carry no trigger: the out-of-fold label check is the detector for them
         context.progress("sanitising flipped labels", 3, 5)
         flip_sanitiser = (
-            _sanitiser(target, flip, FLIP_DETECTION_FRACTION, context.seed, model_detectors=False)
+            _sanitiser(target, flip, FLIP_DETECTION_FRACTION, context.seed, model_detectors=False)[0]
             if settings.sanitise
             else None
         )
@@ -413,18 +664,29 @@ class PoisoningCheck(Check[PoisoningSettings, PoisoningMeasurement]):
             label_flip=flips,
             flip_sanitiser=flip_sanitiser,
             scan=scan,
+            trigger=trigger,
+            trigger_note=trigger_note,
         )
 
     def judge(self, measurement: PoisoningMeasurement) -> Sequence[Finding]:
         """``poisoning.backdoor`` (:func:`backdoor_severity`), ``poisoning.label-flip`` (:func:`flip_severity`),
         and ``poisoning.backdoor-scan`` when the model was scanned (high when a class is flagged, else info)."""
         m = measurement
-        findings = [self._backdoor_finding(m.backdoor, m.backdoor_sanitiser), self._flip_finding(m)]
+        findings = [
+            self._backdoor_finding(m.backdoor, m.backdoor_sanitiser, m.trigger, m.trigger_note),
+            self._flip_finding(m),
+        ]
         if m.scan is not None:
             findings.append(self._scan_finding(m.scan))
         return findings
 
-    def _backdoor_finding(self, curve: SusceptibilityCurve, sanitiser: SanitiserMeasurement | None) -> Finding:
+    def _backdoor_finding(
+        self,
+        curve: SusceptibilityCurve,
+        sanitiser: SanitiserMeasurement | None,
+        trigger: TriggerAttribution | None = None,
+        trigger_note: str = "",
+    ) -> Finding:
         needed = curve.fraction_needed(GOAL, max_accuracy_drop=MAX_ACCURACY_DROP)
         severity = backdoor_severity(needed, measured=len(curve.points) > 1)
         base = curve.baseline
@@ -452,6 +714,7 @@ class PoisoningCheck(Check[PoisoningSettings, PoisoningMeasurement]):
                     if sanitiser is not None
                     else "",
                 )
+                + _trigger_sentence(trigger, trigger_note)
             ),
             remediation=(
                 "Treat training data as an attack surface: record its provenance (`modelshield data manifest`), "
@@ -468,8 +731,13 @@ class PoisoningCheck(Check[PoisoningSettings, PoisoningMeasurement]):
                 "curve": _curve_metrics(curve),
                 "repeats": curve.repeats,
                 "sanitiser": _sanitiser_metrics(sanitiser),
+                "trigger_attribution": _trigger_metrics(trigger),
             },
-            charts=(_curve_chart(curve, "Backdoor success against poison fraction", "attack success"),),
+            evidence=_trigger_evidence(trigger),
+            charts=(
+                _curve_chart(curve, "Backdoor success against poison fraction", "attack success"),
+                *_trigger_charts(trigger),
+            ),
         )
 
     def _flip_finding(self, m: PoisoningMeasurement) -> Finding:
