@@ -21,9 +21,10 @@ install: $(STAMP)
 audit: install
 	$(BIN)/modelshield audit --target zoo:digits-cnn --out report || [ $$? -eq 1 ]
 
-# Exit 5 (no tests collected) fails here, as every non-zero exit does.
+# Exit 5 (no tests collected) fails here, as every non-zero exit does. One worker per core (pytest-xdist): the
+# tests run torch on one thread, and the workers share one zoo cache (tests/conftest.py).
 test: install
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n auto --durations=15
 
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow --durations=15 tests

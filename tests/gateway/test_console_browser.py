@@ -90,6 +90,7 @@ def _shoot(page: Any, shots: Path, name: str, url: str) -> None:
     page.set_viewport_size({"width": 1280, "height": 900})
 
 
+@pytest.mark.slow  # the attack, then the console in Chromium, end to end (about 35 s)
 def test_an_admin_sees_the_incident_approves_the_suspension_and_the_thief_is_refused(
     site: Site, serve: Callable[..., Running], browser: Any, shots: Path
 ) -> None:

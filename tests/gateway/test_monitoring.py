@@ -73,6 +73,7 @@ def _thief_until_refused(running: Running, key: str, reference: np.ndarray, budg
     return budget, ""
 
 
+@pytest.mark.slow  # a whole extraction attack through the real gateway (about 40 s)
 def test_a_synthetic_query_thief_is_suspended_and_every_step_is_recorded(
     site: Site, serve: Callable[..., Running], capsys: pytest.CaptureFixture[str]
 ) -> None:

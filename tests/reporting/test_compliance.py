@@ -38,7 +38,10 @@ HOSTILE = "<script>alert('x')</script>"
 # Calls that make a finding with the finding id as their first argument (the scanner's helper and its wrappers).
 _ID_FIRST = {"scan_finding", "problem"}
 # Checks whose ids are made at run time: one per sensitive feature, named after it (and its membership gap).
-_ID_FAMILIES = {"fairness.py": ("fairness.example-feature", "fairness.example-feature.membership")}
+_ID_FAMILIES = {
+    "fairness.py": ("fairness.example-feature", "fairness.example-feature.membership"),
+    "evasion.py": ("evasion.by-group.example-feature",),
+}
 
 
 def _calls(tree: ast.AST) -> Iterator[ast.Call]:

@@ -11,15 +11,13 @@ clientWidth``) or whose box leaves its card: a finding's section, else ``<main>`
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
-import subprocess
 from collections.abc import Callable
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from browser import CHROMIUM, OVERFLOWS, SKIP_REASON, chromium, probe
 
 from modelshield.findings import (
     Chart,
@@ -36,90 +34,9 @@ from modelshield.reporting import render_html
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium")
 IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 WIDTHS = (1280, 390)
 SCREEN_HEIGHT = {1280: 800, 390: 844}  # the first screenful: a laptop, a phone
-
-CHECK = """
-addEventListener("load", () => {
-  for (const d of document.querySelectorAll("details")) d.open = true;
-  const name = (e) => {
-    let s = e.tagName.toLowerCase();
-    if (e.id) s += "#" + e.id;
-    const c = e.getAttribute("class");
-    if (c) s += "." + c.trim().split(/\\s+/).join(".");
-    return s;
-  };
-  const path = (e) => {
-    const parts = [];
-    for (let n = e; n && n !== document.body; n = n.parentElement) parts.unshift(name(n));
-    return parts.join(" > ");
-  };
-  const bad = [];
-  const root = document.documentElement;
-  if (root.scrollWidth > root.clientWidth + 1) bad.push(`page: ${root.scrollWidth} px wide in ${root.clientWidth}`);
-  for (const e of document.querySelectorAll("main *")) {
-    const box = e.getBoundingClientRect();
-    if (box.width === 0 && box.height === 0) continue;
-    const inSvg = e instanceof SVGElement && e.tagName.toLowerCase() !== "svg";
-    const card = inSvg ? e.closest("svg") : e.closest("section.finding") || e.closest("main");
-    const c = card.getBoundingClientRect();
-    const vertical = inSvg && (box.top < c.top - 1 || box.bottom > c.bottom + 1);
-    if (box.left < c.left - 1 || box.right > c.right + 1 || vertical) {
-      bad.push(`${path(e)} [${Math.round(box.left)}, ${Math.round(box.right)}] leaves ${name(card)} ` +
-               `[${Math.round(c.left)}, ${Math.round(c.right)}]`);
-    }
-    if (!(e instanceof SVGElement) && e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1) {
-      bad.push(`${path(e)}: content ${e.scrollWidth} px wide in ${e.clientWidth}`);
-    }
-  }
-  parent.postMessage(JSON.stringify({frame: location.hash.slice(1), width: innerWidth, overflows: bad}), "*");
-});
-"""
-
-FRAMES = """<!DOCTYPE html>
-<html><body style="margin:0">
-{frames}
-<script>
-addEventListener("message", (event) => {{
-  const out = document.createElement("pre");
-  out.className = "layout";
-  out.textContent = event.data;
-  document.body.append(out);
-}});
-</script>
-</body></html>
-"""
-
-
-class _Results(HTMLParser):
-    """The text of each ``<pre class="layout">`` in the dumped page."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.texts: list[str] = []
-        self._inside = False
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "pre" and ("class", "layout") in attrs:
-            self._inside = True
-            self.texts.append("")
-
-    def handle_endtag(self, tag: str) -> None:
-        self._inside = self._inside and tag != "pre"
-
-    def handle_data(self, data: str) -> None:
-        if self._inside:
-            self.texts[-1] += data
-
-
-def chromium(profile: Path, *args: str) -> str:
-    """Run headless Chromium with a throw-away profile; its standard output."""
-    assert CHROMIUM is not None
-    command = [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-               "--hide-scrollbars", "--force-device-scale-factor=1", f"--user-data-dir={profile}", *args]  # fmt: skip
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout
 
 
 def _digest(text: str) -> str:
@@ -405,21 +322,7 @@ def realistic_report() -> Report:
 
 def _layout(pages: dict[str, str], tmp_path: Path) -> dict[str, tuple[int, list[str]]]:
     """For each page and width, ``"NAME@WIDTH"``: the frame's width as the page saw it and what overflows."""
-    frames = []
-    for name, html in pages.items():
-        (tmp_path / f"{name}.html").write_text(html.replace("</body>", f"<script>{CHECK}</script></body>"), "utf-8")
-        frames += [
-            f'<iframe src="{name}.html#{name}@{w}" style="border:0;display:block;width:{w}px;height:900px"></iframe>'
-            for w in WIDTHS
-        ]
-    outer = tmp_path / "frames.html"
-    outer.write_text(FRAMES.format(frames="\n".join(frames)), "utf-8")
-    dom = chromium(tmp_path / "profile", "--window-size=1700,1000", "--virtual-time-budget=10000", "--dump-dom",
-                   outer.as_uri())  # fmt: skip
-    parser = _Results()
-    parser.feed(dom)
-    results = [json.loads(text) for text in parser.texts]
-    return {r["frame"]: (r["width"], r["overflows"]) for r in results}
+    return probe(pages, WIDTHS, tmp_path, "overflows()", helpers=OVERFLOWS)
 
 
 def _screenshot(html: Path, width: int, out: Path, profile: Path) -> None:
@@ -434,7 +337,7 @@ def _screenshot(html: Path, width: int, out: Path, profile: Path) -> None:
     chromium(profile, f"--window-size={width},{height}", f"--screenshot={out}", frame.as_uri())
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs headless Chromium (`apt-get install chromium`), as in .ci/run")
+@pytest.mark.skipif(CHROMIUM is None, reason=SKIP_REASON)
 def test_nothing_overflows_its_card_at_desktop_and_phone_widths(
     tmp_path: Path, report_factory: Callable[..., Report]
 ) -> None:

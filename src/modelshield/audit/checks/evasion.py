@@ -53,6 +53,7 @@ from modelshield.findings import Chart, Finding, JSONValue, OwaspMl, Severity
 if TYPE_CHECKING:
     from modelshield.attacks.evasion.evaluation import RobustnessEvaluation
     from modelshield.attacks.evasion.interface import EvasionResult
+    from modelshield.audit.checks.fairness import RobustnessByGroup
     from modelshield.models.interface import Classifier
     from modelshield.models.torch_classifier import TorchClassifier
 
@@ -153,6 +154,7 @@ class EvasionMeasurement:
     restarts: int = 1  # random starts of PGD and APGD
     access: str = ""  # how the gradients were obtained, or why there were none
     focus: PerturbationFocus | None = None  # image models with gradients: perturbation against saliency
+    by_group: tuple[RobustnessByGroup, ...] = ()  # tabular targets naming sensitive features: one per feature
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "robust", MappingProxyType(dict(self.robust)))
@@ -234,6 +236,7 @@ class EvasionCheck(Check[EvasionSettings, EvasionMeasurement]):
                 evaluation, reference, x, scale, target.test.schema.names, target.test.label_names
             )
             focus = None
+        by_group = _by_group(context, evaluation, reference, x, labels[_nearest(evaluation.eps, reference)])
         return EvasionMeasurement(
             unit=unit,
             eps=evaluation.eps,
@@ -254,6 +257,7 @@ class EvasionCheck(Check[EvasionSettings, EvasionMeasurement]):
             restarts=evaluation.restarts,
             access=access,
             focus=focus,
+            by_group=by_group,
         )
 
     def judge(self, measurement: EvasionMeasurement) -> Sequence[Finding]:
@@ -375,7 +379,109 @@ class EvasionCheck(Check[EvasionSettings, EvasionMeasurement]):
                     evidence={"check": problem.id},
                 )
             )
+        from modelshield.audit.checks.fairness import feature_finding_id
+
+        taken: set[str] = set()
+        for i, by_group in enumerate(m.by_group):
+            finding_id = feature_finding_id(by_group.feature, i, taken, prefix="evasion.by-group")
+            findings.append(_group_finding(m, by_group, finding_id))
         return findings
+
+
+def _group_finding(m: EvasionMeasurement, g: RobustnessByGroup, finding_id: str) -> Finding:
+    """One sensitive feature: does the attack take more accuracy from one of its groups?"""
+    from modelshield.audit.checks.fairness import MIN_GROUP_SIZE, ROBUSTNESS_GAP_THRESHOLDS, robustness_severity
+
+    severity = robustness_severity(g)
+    gap = g.loss_difference
+    judged = g.judged
+    bound = "" if m.white_box else "at least "
+    per_group = "; ".join(
+        f"{x.label}: {x.clean_accuracy:.0%} -> {x.robust_accuracy:.0%} ({x.n} records"
+        + (")" if x.judged else ", too few to judge)")
+        for x in g.groups
+    )
+    if len(judged) < 2:
+        title = f"Robustness per group of {g.feature!r} not compared: too few attacked records per group"
+        verdict = f"Fewer than two groups have {MIN_GROUP_SIZE} or more attacked records."
+    else:
+        most = max(judged, key=lambda x: x.loss)
+        least = min(judged, key=lambda x: x.loss)
+        verdict = (
+            f"The largest difference between groups in accuracy lost is {gap.value:.2f} (95% bootstrap interval "
+            f"{gap.interval[0]:.2f}-{gap.interval[1]:.2f}, {GROUP_RESAMPLES} resamples)."
+        )
+        if severity is Severity.INFO:
+            title = (
+                f"No group of {g.feature!r} clearly loses more accuracy to adversarial inputs ({bound}"
+                f"{least.loss:.0%} to {most.loss:.0%} lost)"
+            )
+            verdict += (
+                f" No group loses clearly more: a difference counts when its whole interval is above "
+                f"{ROBUSTNESS_GAP_THRESHOLDS[-1][0]:g}."
+            )
+        else:
+            title = (
+                f"Adversarial inputs take more accuracy from group {most.label!r} of {g.feature!r} ({bound}"
+                f"{most.loss:.0%} lost, against {least.loss:.0%} for {least.label!r})"
+            )
+            verdict += (
+                f" Even at the interval's lower end it is above "
+                f"{next(t for t, s in ROBUSTNESS_GAP_THRESHOLDS if s is severity):g}: the model is easier to "
+                f"fool on group {most.label!r}."
+            )
+    metrics: dict[str, JSONValue] = {
+        "feature": g.feature,
+        "grouping": g.method,
+        "eps": g.eps,
+        "unit": m.unit,
+        "evaluation": "white-box" if m.white_box else "black-box",
+        "accuracy_lost_difference": round(gap.value, 4) if gap.measured else None,
+        "accuracy_lost_difference_interval": [round(v, 4) if np.isfinite(v) else None for v in gap.interval],
+        "groups": [
+            {
+                "group": x.label,
+                "records": x.n,
+                "judged": x.judged,
+                "clean_accuracy": round(x.clean_accuracy, 4),
+                "robust_accuracy": round(x.robust_accuracy, 4),
+            }
+            for x in g.groups
+        ],
+        "resamples": GROUP_RESAMPLES,
+    }
+    return Finding(
+        id=finding_id,
+        check="evasion",
+        title=title,
+        severity=severity,
+        description=(
+            f"The worst-case attack at ε = {g.eps} {m.unit} on the {m.n} attacked test records, grouped by "
+            f"{g.feature!r} ({g.method}), accuracy before -> under attack: {per_group}. {verdict}"
+            + ("" if m.white_box else " Black-box attacks only: each group's robust accuracy is an upper bound.")
+        ),
+        remediation=(
+            "Look at how much training data the group has and whether its records lie near the decision boundary; "
+            "adversarial training (`modelshield harden --defense adversarial-training`) with the group represented, "
+            "then re-run the audit with the same --sensitive features."
+        ),
+        owasp=OwaspMl.ML01,
+        atlas=_ATLAS,
+        metrics=metrics,
+        charts=(
+            Chart(
+                title=f"Accuracy per group of {g.feature!r}, clean and under attack at ε = {g.eps}",
+                kind="bar",
+                x=tuple(x.label for x in g.groups),
+                series={
+                    "clean": tuple(x.clean_accuracy for x in g.groups),
+                    "under attack": tuple(x.robust_accuracy for x in g.groups),
+                },
+                y_label="accuracy",
+                y_range=(0.0, 1.0),
+            ),
+        ),
+    )
 
 
 def _example_json(example: ImageExample | RecordExample) -> JSONValue:
@@ -456,6 +562,49 @@ def _scaled(classifier: Classifier, scale: np.ndarray, offset: np.ndarray) -> Cl
             return classifier.predict_proba((x * scale + offset).astype(np.float32))
 
     return _ScaledBlackBox(n_classes=classifier.n_classes, input_shape=classifier.input_shape, clip_values=new_bounds)
+
+
+def _nearest(grid: Sequence[float], reference: float) -> int:
+    return int(np.argmin([abs(e - reference) for e in grid]))
+
+
+#: Bootstrap resamples of the difference between groups in accuracy lost to the attack.
+GROUP_RESAMPLES = 1000
+
+
+def _by_group(
+    context: CheckContext, evaluation: RobustnessEvaluation, reference: float, x: np.ndarray, eps_label: str
+) -> tuple[RobustnessByGroup, ...]:
+    """For each sensitive feature the target names: accuracy before and under the worst-case attack at the grid
+    point nearest ``reference``, per group of the feature (grouped as the fairness check groups the test data)."""
+    from modelshield.audit.checks.fairness import grouping_of, robustness_by_group
+
+    target = context.target
+    if not target.sensitive or not evaluation.examples:
+        return ()
+    result = evaluation.examples[evaluation.eps[_nearest(evaluation.eps, reference)]]
+    correct = np.asarray(result.clean_correct, dtype=bool)
+    robust = correct & ~result.success
+    names = target.test.schema.names
+    test = target.test.flat()
+    flat = x.reshape(len(x), -1)
+    out = []
+    for name in target.sensitive:
+        index = names.index(name)
+        grouping = grouping_of(test[:, index], target.test.schema.features[index])
+        out.append(
+            robustness_by_group(
+                correct,
+                robust,
+                grouping,
+                grouping.assign(flat[:, index]),
+                feature=name,
+                eps=eps_label,
+                resamples=GROUP_RESAMPLES,
+                rng=context.rng,
+            )
+        )
+    return tuple(out)
 
 
 def _fooled(evaluation: RobustnessEvaluation, reference: float) -> tuple[EvasionResult, np.ndarray]:

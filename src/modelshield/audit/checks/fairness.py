@@ -50,8 +50,13 @@ the thresholds, not the no-disparity value, are what the interval must clear.
 membership attack is run per group (members: the group's training records; non-members: its test records; at
 most :data:`MEMBERSHIP_RECORDS` of each), and a second finding per feature, ``fairness.<feature>.membership``,
 gives each group's attack AUC and the largest AUC difference between groups with a bootstrap interval: above 0.05
-at the interval's lower end, low; above 0.1, medium (:data:`MEMBERSHIP_GAP_THRESHOLDS`). Robustness per group
-(accuracy lost under attack) is not measured yet.
+at the interval's lower end, low; above 0.1, medium (:data:`MEMBERSHIP_GAP_THRESHOLDS`).
+
+**Robustness per group.** The evasion check, which attacks the records, reports for tabular targets that name
+sensitive features how much accuracy the attack takes from each group (:func:`robustness_by_group`, the groups
+made here), in a finding per feature, ``evasion.by-group.<feature>``: the largest difference in accuracy lost
+between groups of at least :data:`MIN_GROUP_SIZE` attacked records, with a bootstrap interval; above 0.1 at the
+interval's lower end, low; above 0.2, medium (:data:`ROBUSTNESS_GAP_THRESHOLDS`).
 """
 
 from __future__ import annotations
@@ -81,6 +86,7 @@ __all__ = [
     "ODDS_DIFFERENCE_THRESHOLDS",
     "PARITY_RATIO_THRESHOLDS",
     "QUANTILE_BINS",
+    "ROBUSTNESS_GAP_THRESHOLDS",
     "Disparity",
     "FairnessCheck",
     "FairnessMeasurement",
@@ -89,16 +95,21 @@ __all__ = [
     "GroupFigures",
     "GroupLeakage",
     "GroupRates",
+    "GroupRobustness",
     "Grouping",
     "MembershipByGroup",
+    "RobustnessByGroup",
     "bootstrap_rates",
     "confusion_by_group",
+    "feature_finding_id",
     "group_rates",
     "grouping_of",
     "measure_feature",
     "membership_by_group",
     "membership_severity",
     "rates_from_confusion",
+    "robustness_by_group",
+    "robustness_severity",
     "severity_of",
 ]
 
@@ -118,6 +129,9 @@ ODDS_DIFFERENCE_THRESHOLDS: tuple[tuple[float, Severity], ...] = ((0.2, Severity
 ACCURACY_DIFFERENCE_THRESHOLD: tuple[float, Severity] = (0.1, Severity.LOW)
 #: Lower interval end of the difference in membership-attack AUC between groups above which each severity applies.
 MEMBERSHIP_GAP_THRESHOLDS: tuple[tuple[float, Severity], ...] = ((0.1, Severity.MEDIUM), (0.05, Severity.LOW))
+#: Lower interval end of the difference between groups in accuracy lost to the evasion attack above which each
+#: severity applies (measured by the evasion check, which attacks the records).
+ROBUSTNESS_GAP_THRESHOLDS: tuple[tuple[float, Severity], ...] = ((0.2, Severity.MEDIUM), (0.1, Severity.LOW))
 #: Members (and non-members) per group that the per-group membership attack scores at most (a random subset).
 MEMBERSHIP_RECORDS = 2000
 _ATLAS_MEMBERSHIP = ("AML.T0024.000",)
@@ -428,6 +442,92 @@ def membership_by_group(
     return MembershipByGroup(tuple(groups), Disparity(float(point), _interval(spread, confidence)))
 
 
+@dataclass(frozen=True)
+class GroupRobustness:
+    """One group's accuracy on the attacked test records, before and under the evasion attack."""
+
+    label: str
+    n: int  # attacked test records of the group
+    judged: bool  # at least MIN_GROUP_SIZE records
+    clean_accuracy: float
+    robust_accuracy: float
+
+    @property
+    def loss(self) -> float:
+        """Accuracy the attack takes from the group."""
+        return self.clean_accuracy - self.robust_accuracy
+
+
+@dataclass(frozen=True)
+class RobustnessByGroup:
+    """Accuracy lost to the evasion attack per group of one sensitive feature, and the largest difference in that
+    loss between judged groups (with its bootstrap interval)."""
+
+    feature: str
+    method: str  # "values" or "N quantile bins", as in the fairness finding
+    eps: str  # the attack budget, as the evasion finding states it
+    groups: tuple[GroupRobustness, ...]
+    loss_difference: Disparity
+
+    @property
+    def judged(self) -> tuple[GroupRobustness, ...]:
+        return tuple(g for g in self.groups if g.judged)
+
+
+def robustness_by_group(
+    correct: NDArray[np.bool_],
+    robust: NDArray[np.bool_],
+    grouping: Grouping,
+    codes: NDArray[np.integer],
+    *,
+    feature: str,
+    eps: str,
+    resamples: int,
+    rng: np.random.Generator,
+    min_group_size: int = MIN_GROUP_SIZE,
+    confidence: float = CONFIDENCE,
+) -> RobustnessByGroup:
+    """Per group (``codes`` index ``grouping.labels``; -1: no group), the accuracy of the attacked records before
+    (``correct``) and under attack (``robust``: still correct), and the largest difference in accuracy lost
+    between groups of at least ``min_group_size`` records, its interval from resampling records within each group."""
+    correct = np.asarray(correct, dtype=bool)
+    robust = np.asarray(robust, dtype=bool)
+    if correct.shape != robust.shape or correct.shape != np.shape(codes):
+        raise InvalidParameterError("correct, robust and codes must have one value per attacked record.")
+    if np.any(robust & ~correct):
+        raise InvalidParameterError("A record cannot be robustly correct without being correct.")
+    lost = (correct & ~robust).astype(np.float64)  # a record whose right answer the attack took
+    groups: list[GroupRobustness] = []
+    boot: list[NDArray[np.float64]] = []
+    for g, label in enumerate(grouping.labels):
+        rows = np.flatnonzero(np.asarray(codes) == g)
+        if len(rows) == 0:
+            continue
+        judged = len(rows) >= min_group_size
+        groups.append(
+            GroupRobustness(label, len(rows), judged, float(correct[rows].mean()), float(robust[rows].mean()))
+        )
+        if judged:
+            boot.append(lost[rows][rng.integers(0, len(rows), size=(resamples, len(rows)))].mean(axis=1))
+    nan = float("nan")
+    if len(boot) < 2:
+        return RobustnessByGroup(feature, grouping.method, eps, tuple(groups), Disparity(nan, (nan, nan)))
+    point, _ = _spread(np.array([g.loss for g in groups if g.judged]), 0)
+    spread, _ = _spread(np.stack(boot, axis=1), 1)
+    difference = Disparity(float(point), _interval(spread, confidence))
+    return RobustnessByGroup(feature, grouping.method, eps, tuple(groups), difference)
+
+
+def robustness_severity(by_group: RobustnessByGroup) -> Severity:
+    """The severity of a difference between groups in accuracy lost to attack (:data:`ROBUSTNESS_GAP_THRESHOLDS`)."""
+    gap = by_group.loss_difference
+    if gap.measured:
+        for threshold, level in ROBUSTNESS_GAP_THRESHOLDS:
+            if gap.interval[0] > threshold:
+                return level
+    return Severity.INFO
+
+
 def membership_severity(leakage: MembershipByGroup) -> Severity:
     """The severity of a difference in membership leakage between groups (:data:`MEMBERSHIP_GAP_THRESHOLDS`)."""
     gap = leakage.auc_difference
@@ -615,12 +715,13 @@ def _json_number(value: float, digits: int = 4) -> JSONValue:
     return round(value, digits) if np.isfinite(value) else None
 
 
-def _finding_id(feature: str, index: int, taken: set[str]) -> str:
+def feature_finding_id(feature: str, index: int, taken: set[str], *, prefix: str = "fairness") -> str:
+    """``prefix.<the feature's name as a slug>``; the slug gets ``-index`` when ``taken`` already holds it."""
     slug = _SLUG.sub("-", feature.lower()).strip("-_") or f"feature-{index}"
     if slug in taken:
         slug = f"{slug}-{index}"
     taken.add(slug)
-    return f"fairness.{slug}"
+    return f"{prefix}.{slug}"
 
 
 def _rate_text(values: tuple[float, ...]) -> str:
@@ -704,7 +805,7 @@ class FairnessCheck(Check[FairnessSettings, FairnessMeasurement]):
         taken: set[str] = set()
         findings = []
         for i, figures in enumerate(measurement.features):
-            finding_id = _finding_id(figures.feature, i, taken)
+            finding_id = feature_finding_id(figures.feature, i, taken)
             findings.append(self._finding(measurement, figures, finding_id))
             if figures.membership is not None:
                 findings.append(self._membership_finding(measurement, figures, figures.membership, finding_id))

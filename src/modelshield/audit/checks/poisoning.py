@@ -83,6 +83,7 @@ __all__ = [
     "PoisoningMeasurement",
     "PoisoningSettings",
     "SanitiserMeasurement",
+    "TriggerAttribution",
     "backdoor_severity",
     "flip_severity",
 ]
