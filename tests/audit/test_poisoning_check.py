@@ -216,6 +216,13 @@ def test_the_backdoor_finding_says_whether_an_explanation_points_at_the_trigger(
     )
 
 
+def test_without_the_audited_models_share_the_finding_says_so() -> None:
+    finding = with_trigger(dataclasses.replace(TRIGGER, share_audited=None))
+    assert "(the audited model, a black box with this many inputs, was not explained)" in finding.description
+    assert finding.metrics["trigger_attribution"]["share_audited"] is None  # type: ignore[index, call-overload]
+    assert list(finding.charts[-1].series) == ["model trained with poison", "share of the input"]
+
+
 def test_an_unmeasured_trigger_attribution_says_why() -> None:
     finding = with_trigger(None, "it is measured at the standard and thorough budgets, not at quick")
     assert finding.metrics["trigger_attribution"] is None and "examples" not in finding.evidence

@@ -59,3 +59,33 @@ def test_nothing_to_point_at_without_a_poisoned_model_or_a_region(zoo_cache: Pat
         "the training recipe is neither PyTorch nor scikit-learn, so no poisoned model was kept",
     )
     assert trigger_footprint(blend_trigger((1, 8, 8), alpha=0.2, seed=0)) is None
+
+
+@pytest.mark.slow  # a digits-cnn training
+def test_a_black_box_audited_model_too_costly_to_explain_leaves_its_share_out(
+    zoo_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The audited model behind predict_proba only, with a query limit too small for one sampled-SHAP row: the
+    backdoored model is still explained, the audited model's share is left out, and nothing raises."""
+    import dataclasses
+
+    from modelshield.audit.checks import poisoning
+    from modelshield.models.interface import Classifier
+
+    class BlackBox(Classifier):
+        def __init__(self, inner: Classifier) -> None:
+            super().__init__(n_classes=inner.n_classes, input_shape=inner.input_shape)
+            self.inner = inner
+
+        def _predict_proba(self, x: np.ndarray) -> np.ndarray:
+            return self.inner.predict_proba(x)
+
+    monkeypatch.setattr(poisoning, "TRIGGER_MAX_QUERIES", 100)
+    target = load_target("zoo:digits-cnn", cache_dir=zoo_cache, device="cpu")
+    assert target.train is not None
+    attack = Backdoor(patch_trigger((1, 8, 8), size=3, position="bottom-right"), 4)
+    model = _poisoned_model(target, poison(target.train, attack, 0.05, seed=0).dataset, seed=0)
+    black_box = dataclasses.replace(target, classifier=BlackBox(target.classifier))
+    result, note = _trigger_attribution(black_box, attack, model, seed=0)
+    assert result is not None, note
+    assert result.share_audited is None and result.top_on_trigger

@@ -402,6 +402,17 @@ def _auc(member_loss: NDArray[np.float64], non_member_loss: NDArray[np.float64])
     return np.asarray((ranks.sum(axis=-1) - m * (m + 1) / 2.0) / (m * q), dtype=np.float64)
 
 
+def _largest_difference(points: Sequence[float], boot: Sequence[NDArray[np.float64]], confidence: float) -> Disparity:
+    """The largest difference between the groups' ``points``, with the percentile interval of the same difference
+    over their bootstrap replicates (``boot``: one array of resamples per group); NaN with fewer than two groups."""
+    if len(boot) < 2:
+        nan = float("nan")
+        return Disparity(nan, (nan, nan))
+    point, _ = _spread(np.array(points), 0)
+    spread, _ = _spread(np.stack(boot, axis=1), 1)
+    return Disparity(float(point), _interval(spread, confidence))
+
+
 def membership_by_group(
     member_loss: NDArray[np.floating],
     member_groups: NDArray[np.integer],
@@ -434,12 +445,7 @@ def membership_by_group(
             resampled_members = members[rng.integers(0, len(members), size=(resamples, len(members)))]
             resampled_non = non_members[rng.integers(0, len(non_members), size=(resamples, len(non_members)))]
             boot.append(_auc(resampled_members, resampled_non))
-    nan = float("nan")
-    if len(boot) < 2:
-        return MembershipByGroup(tuple(groups), Disparity(nan, (nan, nan)))
-    point, _ = _spread(np.array([g.auc for g in groups if g.judged]), 0)
-    spread, _ = _spread(np.stack(boot, axis=1), 1)
-    return MembershipByGroup(tuple(groups), Disparity(float(point), _interval(spread, confidence)))
+    return MembershipByGroup(tuple(groups), _largest_difference([g.auc for g in groups if g.judged], boot, confidence))
 
 
 @dataclass(frozen=True)
@@ -509,33 +515,27 @@ def robustness_by_group(
         )
         if judged:
             boot.append(lost[rows][rng.integers(0, len(rows), size=(resamples, len(rows)))].mean(axis=1))
-    nan = float("nan")
-    if len(boot) < 2:
-        return RobustnessByGroup(feature, grouping.method, eps, tuple(groups), Disparity(nan, (nan, nan)))
-    point, _ = _spread(np.array([g.loss for g in groups if g.judged]), 0)
-    spread, _ = _spread(np.stack(boot, axis=1), 1)
-    difference = Disparity(float(point), _interval(spread, confidence))
+    difference = _largest_difference([g.loss for g in groups if g.judged], boot, confidence)
     return RobustnessByGroup(feature, grouping.method, eps, tuple(groups), difference)
+
+
+def _gap_severity(gap: Disparity, thresholds: tuple[tuple[float, Severity], ...]) -> Severity:
+    """The first severity whose threshold the gap's interval clears at its lower end; info when none is."""
+    if gap.measured:
+        for threshold, level in thresholds:
+            if gap.interval[0] > threshold:
+                return level
+    return Severity.INFO
 
 
 def robustness_severity(by_group: RobustnessByGroup) -> Severity:
     """The severity of a difference between groups in accuracy lost to attack (:data:`ROBUSTNESS_GAP_THRESHOLDS`)."""
-    gap = by_group.loss_difference
-    if gap.measured:
-        for threshold, level in ROBUSTNESS_GAP_THRESHOLDS:
-            if gap.interval[0] > threshold:
-                return level
-    return Severity.INFO
+    return _gap_severity(by_group.loss_difference, ROBUSTNESS_GAP_THRESHOLDS)
 
 
 def membership_severity(leakage: MembershipByGroup) -> Severity:
     """The severity of a difference in membership leakage between groups (:data:`MEMBERSHIP_GAP_THRESHOLDS`)."""
-    gap = leakage.auc_difference
-    if gap.measured:
-        for threshold, level in MEMBERSHIP_GAP_THRESHOLDS:
-            if gap.interval[0] > threshold:
-                return level
-    return Severity.INFO
+    return _gap_severity(leakage.auc_difference, MEMBERSHIP_GAP_THRESHOLDS)
 
 
 @dataclass(frozen=True)

@@ -185,9 +185,10 @@ class TriggerAttribution:
 
     ``share_backdoored``: the share of the mean |attribution| that falls on the trigger's input values, on the
     model trained with :data:`DETECTION_FRACTION` poison; ``share_audited``: the same inputs explained on the
-    audited model; ``area``: the trigger's share of the input values, what an explanation blind to the trigger
-    would put on it. For images, ``heat`` is the backdoored model's mean |attribution| per pixel (channels summed,
-    scaled to [0, 1]) and ``example`` one triggered input (grey levels in [0, 1]).
+    audited model (None when its explainer cannot afford them: a black box with many input values); ``area``: the
+    trigger's share of the input values, what an explanation blind to the trigger would put on it. For images,
+    ``heat`` is the backdoored model's mean |attribution| per pixel (channels summed, scaled to [0, 1]) and
+    ``example`` one triggered input (grey levels in [0, 1]).
     """
 
     explainer: str
@@ -195,7 +196,7 @@ class TriggerAttribution:
     trigger_values: int
     input_values: int
     share_backdoored: float
-    share_audited: float
+    share_audited: float | None
     trigger_inputs: tuple[str, ...]  # names of the input values the trigger sets (tabular), else ()
     top_inputs: tuple[str, ...]  # the backdoored model's top inputs by mean |attribution|
     top_on_trigger: bool  # whether the backdoored model's top input (most mean |attribution|) is a trigger value
@@ -400,8 +401,14 @@ def _trigger_attribution(
     x = np.asarray(inputs.x[fired], np.float32)
     train, _ = _needs(target)
     reference = np.asarray(train.x[np.random.default_rng(seed).permutation(len(train))[:1000]], np.float32)
-    method, backdoored = _attribution(model, x, attack.target, reference, seed)
-    _, audited = _attribution(target.classifier, x, attack.target, reference, seed)
+    try:
+        method, backdoored = _attribution(model, x, attack.target, reference, seed)
+    except InvalidParameterError as exc:  # sampled SHAP cannot pay for one row of this many input values
+        return None, f"the model trained with the poison could not be explained ({exc})"
+    try:
+        audited: NDArray[np.float64] | None = _attribution(target.classifier, x, attack.target, reference, seed)[1]
+    except InvalidParameterError:
+        audited = None
     on = footprint.reshape(-1)
     names = target.test.schema.names
     named = len(names) == on.size
@@ -415,7 +422,7 @@ def _trigger_attribution(
             trigger_values=int(on.sum()),
             input_values=on.size,
             share_backdoored=_share(backdoored, on),
-            share_audited=_share(audited, on),
+            share_audited=_share(audited, on) if audited is not None else None,
             trigger_inputs=tuple(names[i] for i in np.flatnonzero(on)) if named and not image else (),
             top_inputs=tuple(names[i] if named else f"input[{i}]" for i in top),
             top_on_trigger=bool(on[top[0]]),
@@ -520,6 +527,11 @@ def _trigger_sentence(t: TriggerAttribution | None, note: str) -> str:
     if t is None:
         return f" Where explanations put the trigger was not measured: {note}." if note else ""
     explainer = _EXPLAINERS.get(t.explainer, t.explainer)
+    audited = (
+        f"the audited model: {100 * t.share_audited:.0f}%"
+        if t.share_audited is not None
+        else "the audited model, a black box with this many inputs, was not explained"
+    )
     where = f" ({', '.join(t.trigger_inputs)})" if t.trigger_inputs else ""
     verdict = (
         "the input an explanation of such a decision ranks first is part of the trigger"
@@ -530,7 +542,7 @@ def _trigger_sentence(t: TriggerAttribution | None, note: str) -> str:
         f" Explained by {explainer} on the model trained with {100 * DETECTION_FRACTION:g}% poison, {t.records} "
         f"triggered test inputs it sends to the target put {100 * t.share_backdoored:.0f}% of their attribution "
         f"on the trigger's {t.trigger_values} of {t.input_values} input values{where}, {t.lift:.1f} times the "
-        f"trigger's {100 * t.area:.0f}% share of the input (the audited model: {100 * t.share_audited:.0f}%); "
+        f"trigger's {100 * t.area:.0f}% share of the input ({audited}); "
         f"{verdict}."
     )
 
@@ -545,7 +557,7 @@ def _trigger_metrics(t: TriggerAttribution | None) -> dict[str, JSONValue] | Non
         "input_values": t.input_values,
         "trigger_share_of_input": round(t.area, 6),
         "share_backdoored": round(t.share_backdoored, 6),
-        "share_audited": round(t.share_audited, 6),
+        "share_audited": round(t.share_audited, 6) if t.share_audited is not None else None,
         "lift": round(t.lift, 4),
         "top_input_on_trigger": t.top_on_trigger,
         "trigger_inputs": list(t.trigger_inputs),
@@ -579,7 +591,7 @@ def _trigger_charts(t: TriggerAttribution | None) -> tuple[Chart, ...]:
             x=("the trigger's inputs", "all other inputs"),
             series={
                 "model trained with poison": (t.share_backdoored, 1 - t.share_backdoored),
-                "audited model": (t.share_audited, 1 - t.share_audited),
+                **({"audited model": (t.share_audited, 1 - t.share_audited)} if t.share_audited is not None else {}),
                 "share of the input": (t.area, 1 - t.area),
             },
             y_label="share of total |attribution|",
