@@ -92,6 +92,7 @@ __all__ = [
     "choose_method",
     "coarse_grid",
     "ig_baseline",
+    "image_plane",
     "severity_of",
     "top_k_for",
 ]
@@ -170,16 +171,23 @@ def choose_method(classifier: Classifier) -> Method:
     return "sampling_shap"
 
 
+def image_plane(values: ArrayLike, input_shape: tuple[int, ...]) -> NDArray[np.float64]:
+    """One image's values (at least 2-D ``input_shape``) as a 2-D plane, channels summed: the first axis of a 3-D
+    shape when it is at most 4, else the last; every leading axis of a longer shape."""
+    image = np.asarray(values, dtype=np.float64).reshape(input_shape)
+    if image.ndim == 3:
+        image = image.sum(axis=0) if input_shape[0] <= 4 else image.sum(axis=-1)
+    elif image.ndim > 3:
+        image = image.reshape(-1, *input_shape[-2:]).sum(axis=0)
+    return np.asarray(image, dtype=np.float64)
+
+
 def coarse_grid(importance: NDArray[np.float64], input_shape: tuple[int, ...]) -> NDArray[np.float64] | None:
     """An image's importance summed over channels and averaged into at most ``GRID`` x ``GRID`` cells; None for
     tabular inputs. Channels come first when the first axis of a 3-D shape is at most 4, else last."""
     if len(input_shape) < 2:
         return None
-    image = np.asarray(importance, dtype=np.float64).reshape(input_shape)
-    if image.ndim == 3:
-        image = image.sum(axis=0) if input_shape[0] <= 4 else image.sum(axis=-1)
-    elif image.ndim > 3:
-        image = image.reshape(-1, *input_shape[-2:]).sum(axis=0)
+    image = image_plane(importance, input_shape)
     height, width = image.shape
     rows = np.array_split(np.arange(height), min(GRID, height))
     cols = np.array_split(np.arange(width), min(GRID, width))

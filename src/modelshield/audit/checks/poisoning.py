@@ -368,14 +368,6 @@ def _attribution(
     return method, mean_abs_importance(values).reshape(-1)
 
 
-def _plane(values: NDArray[np.floating], shape: tuple[int, ...]) -> NDArray[np.float64]:
-    """One image's values as a 2-D plane: channels summed (first axis when it is at most 4, else the last)."""
-    image = np.asarray(values, dtype=np.float64).reshape(shape)
-    if image.ndim == 3:
-        image = image.sum(axis=0) if shape[0] <= 4 else image.sum(axis=-1)
-    return np.asarray(image.reshape(-1, *image.shape[-2:]).sum(axis=0), dtype=np.float64)
-
-
 def _unit(a: NDArray[np.float64]) -> tuple[tuple[float, ...], ...]:
     low, span = float(a.min()), float(np.ptp(a))
     scaled = (a - low) / span if span > 0 else np.zeros_like(a)
@@ -388,6 +380,7 @@ def _trigger_attribution(
     """Explain triggered test inputs on the backdoored ``model`` and on the audited model, for the attack's target
     class: how much of the attribution falls where the trigger is. (None, why) when it cannot be measured."""
     from modelshield.attacks.poisoning import trigger_footprint
+    from modelshield.audit.checks.explain import image_plane
 
     if model is None:
         return None, "the training recipe is neither PyTorch nor scikit-learn, so no poisoned model was kept"
@@ -426,8 +419,8 @@ def _trigger_attribution(
             trigger_inputs=tuple(names[i] for i in np.flatnonzero(on)) if named and not image else (),
             top_inputs=tuple(names[i] if named else f"input[{i}]" for i in top),
             top_on_trigger=bool(on[top[0]]),
-            heat=_unit(_plane(backdoored, shape)) if image else None,
-            example=_unit(_plane(x[0], shape)) if image else None,
+            heat=_unit(image_plane(backdoored, shape)) if image else None,
+            example=_unit(image_plane(x[0], shape)) if image else None,
         ),
         "",
     )
